@@ -1,0 +1,31 @@
+"""psrq: multimodal semantic IDs (PSRQ) and multi-codebook cross-attention ranking (MCCA).
+
+    from psrq import PSRQ
+    codes = PSRQ(n_levels=3, codebook_size=128, seed=0).fit_transform(X)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+# Quantizers are imported lazily so `import psrq` (and `psrq --help`) stays fast and torch-free.
+_LAZY = {
+    "VQ": "psrq.quantize.vq",
+    "PQ": "psrq.quantize.pq",
+    "RQKMeans": "psrq.quantize.rq_kmeans",
+    "PSRQ": "psrq.quantize.psrq",
+    "RQVAE": "psrq.quantize.rqvae",
+    "MultimodalQuantizer": "psrq.quantize.multimodal",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'psrq' has no attribute {name!r}")

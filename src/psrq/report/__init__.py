@@ -1,0 +1,1 @@
+"""psrq.report"""
