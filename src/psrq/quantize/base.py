@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from psrq.artifacts import fingerprint_array, read_model_dir, write_model_dir
+from psrq.artifacts import read_model_dir, write_model_dir
 from psrq.errors import ArtifactError, InputError, NotFittedError
 from psrq.quantize.inputs import EmbeddingSource, as_source
 
@@ -112,11 +112,18 @@ class BaseQuantizer:
     def fit_transform(self, X: Any, y: None = None) -> np.ndarray:
         return self.fit(X).transform(X)
 
-    def inverse_transform(self, codes: Any) -> np.ndarray:
-        """Reconstruction float32 [n_items, dim] from codes int [n_items, n_levels]."""
+    def inverse_transform(self, codes: Any, *, n_levels: int | None = None) -> np.ndarray:
+        """Reconstruction float32 [n_items, dim] from codes int [n_items, n_levels].
+
+        With `n_levels=l`, only the first l levels are used (the coarse-to-fine reconstruction
+        the ID-quality report measures per level).
+        """
         self._check_fitted()
         codes = self._check_codes(codes)
-        return self._decode(codes).astype(np.float32, copy=False)
+        used = self.n_levels_ if n_levels is None else int(n_levels)
+        if not 1 <= used <= self.n_levels_:
+            raise InputError(f"n_levels must be in [1, {self.n_levels_}], got {n_levels}")
+        return self._decode(codes, used).astype(np.float32, copy=False)
 
     # ---- persistence --------------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -199,7 +206,8 @@ class BaseQuantizer:
     def _encode(self, batch: np.ndarray) -> np.ndarray:  # float32 [b, dim] -> int [b, n_levels]
         raise NotImplementedError
 
-    def _decode(self, codes: np.ndarray) -> np.ndarray:  # int64 [b, n_levels] -> float [b, dim]
+    def _decode(self, codes: np.ndarray, n_levels: int) -> np.ndarray:
+        # int64 [b, n_levels] -> float [b, dim], using only the first `n_levels` levels
         raise NotImplementedError
 
     def _state(self) -> dict[str, Any]:
