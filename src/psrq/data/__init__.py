@@ -1,1 +1,46 @@
-"""psrq.data"""
+"""psrq.data: data set loaders, label rules, the sample protocol and the SYNTHETIC catalogue.
+
+    from psrq.data import load_lastfm2k, ProtocolConfig, build_samples
+    samples = build_samples(load_lastfm2k(), ProtocolConfig(max_history=20, seed=0))
+    samples.tables["train"]   # pyarrow Table: user_id, item_id, label, timestamp, history, ...
+
+Names are imported lazily so `psrq --help` does not pay for pyarrow.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_LAZY = {
+    "DataSet": "psrq.data.schema",
+    "validate_items": "psrq.data.schema",
+    "validate_interactions": "psrq.data.schema",
+    "load_lastfm2k": "psrq.data.lastfm2k",
+    "load_music4all": "psrq.data.music4all",
+    "load_amazon2014": "psrq.data.amazon",
+    "load_amazon2023": "psrq.data.amazon",
+    "load_parquet": "psrq.data.parquet_source",
+    "load_synth_dir": "psrq.data.parquet_source",
+    "LabelRule": "psrq.data.labels",
+    "apply_label_rule": "psrq.data.labels",
+    "ProtocolConfig": "psrq.data.protocol",
+    "Samples": "psrq.data.protocol",
+    "build_samples": "psrq.data.protocol",
+    "sample_negatives": "psrq.data.protocol",
+    "SAMPLE_SCHEMA": "psrq.data.protocol",
+    "DatasetSpec": "psrq.data.prepare",
+    "prepare": "psrq.data.prepare",
+    "SynthConfig": "psrq.data.synth",
+    "generate_synthetic": "psrq.data.synth",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module = importlib.import_module(_LAZY[name])
+        return getattr(module, "generate" if name == "generate_synthetic" else name)
+    raise AttributeError(f"module 'psrq.data' has no attribute {name!r}")

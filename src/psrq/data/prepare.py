@@ -1,0 +1,158 @@
+"""`prepare`: load a data set, build the samples, write everything atomically, cache on inputs.
+
+Output directory layout::
+
+    out/items.parquet  out/interactions.parquet  out/embeddings/<modality>.parquet (if any)
+    out/samples/{train,valid,test}.parquet  out/samples/meta.json
+
+meta.json records the fingerprint of the inputs (file contents, the loader's options) and the
+protocol configuration; a rerun with the same fingerprint does nothing and says "up to date".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from psrq.artifacts import atomic_path, fingerprint_obj, sha256_file, write_parquet
+
+from .protocol import SPLITS, ProtocolConfig, build_samples, print_split_statistics
+from .schema import DataSet
+
+META = "meta.json"
+
+
+@dataclass
+class DatasetSpec:
+    """How to load one data set: its input paths (for the fingerprint) and a loader call."""
+
+    name: str
+    inputs: list[Path]
+    load: Callable[[], DataSet]
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PrepareResult:
+    out: Path
+    meta: dict[str, Any]
+    up_to_date: bool
+
+
+def fingerprint_inputs(paths: list[Path]) -> str:
+    """Content hash of files; for directories (Music4All lyrics/, audios/) a hash of the listing
+    (relative path, size, mtime) because hashing 100k audio files would dwarf the work itself."""
+    h = hashlib.sha256()
+    for p in sorted(Path(x) for x in paths):
+        h.update(str(p.resolve()).encode())
+        if p.is_file():
+            h.update(sha256_file(p).encode())
+        elif p.is_dir():
+            for f in sorted(p.rglob("*")):
+                if f.is_file():
+                    st = f.stat()
+                    h.update(f"{f.relative_to(p)}:{st.st_size}:{st.st_mtime_ns}".encode())
+        else:
+            h.update(b"<missing>")
+    return h.hexdigest()[:32]
+
+
+def _read_meta(out: Path) -> dict[str, Any] | None:
+    import json
+
+    try:
+        return json.loads((out / "samples" / META).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _outputs_present(out: Path) -> bool:
+    names = ["items.parquet", "interactions.parquet", *(f"samples/{s}.parquet" for s in SPLITS)]
+    return all((out / n).is_file() for n in names)
+
+
+def prepare(spec: DatasetSpec, config: ProtocolConfig, out: str | Path, *, force: bool = False,
+            verbose: bool = True) -> PrepareResult:
+    """Prepare `spec` under `config` into `out` (or reuse the cached result)."""
+    out = Path(out)
+    fingerprint = fingerprint_obj({
+        "dataset": spec.name, "inputs": fingerprint_inputs(spec.inputs),
+        "options": spec.options, "protocol": config.to_dict(),
+    })
+    meta = _read_meta(out)
+    if not force and meta and meta.get("fingerprint") == fingerprint and _outputs_present(out):
+        if verbose:
+            print(f"{out}: up to date (fingerprint {fingerprint})")
+        return PrepareResult(out=out, meta=meta, up_to_date=True)
+
+    data = spec.load()
+    samples = build_samples(data, config)
+    meta = {
+        "dataset": spec.name,
+        "synthetic": data.synthetic,
+        "fingerprint": fingerprint,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "sources": [str(p) for p in spec.inputs],
+        "loader_options": {**spec.options, **data.options},
+        "items": data.items.num_rows,
+        "interactions": data.interactions.num_rows,
+        **samples.stats,
+    }
+    write_outputs(data, samples.tables, meta, out)
+    if verbose:
+        title = f"{spec.name}{' (SYNTHETIC)' if data.synthetic else ''}: {data.items.num_rows:,} items, {data.interactions.num_rows:,} interactions"
+        print_split_statistics(samples.stats, title=title)
+        skipped = {k: v for k, v in samples.stats["skipped"].items() if v}
+        if skipped:
+            print("skipped: " + ", ".join(f"{k} = {v:,}" for k, v in skipped.items()))
+        print(f"wrote {out}")
+    return PrepareResult(out=out, meta=meta, up_to_date=False)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _with_metadata(table: pa.Table, data: DataSet) -> pa.Table:
+    extra = {b"psrq.dataset": data.name.encode(), b"psrq.synthetic": b"true" if data.synthetic else b"false"}
+    return table.replace_schema_metadata({**(table.schema.metadata or {}), **extra})
+
+
+def write_outputs(data: DataSet, tables: dict[str, pa.Table], meta: dict[str, Any], out: Path) -> None:
+    """Write items, interactions, embeddings and samples; each file (and samples/) atomically.
+
+    samples/ goes last and carries meta.json, so a crash leaves no meta.json claiming fresh data.
+    """
+    import json
+
+    out.mkdir(parents=True, exist_ok=True)
+    for key, table in (("items", data.items), ("interactions", data.interactions)):
+        target = out / f"{key}.parquet"
+        if key in data.passthrough and _same_file(data.passthrough[key], target):
+            continue  # reading and rewriting the file in place would only change its bytes
+        write_parquet(target, _with_metadata(table, data))
+    for modality, emb in data.embeddings.items():
+        target = out / "embeddings" / f"{modality}.parquet"
+        if isinstance(emb, Path):
+            if not _same_file(emb, target):
+                with atomic_path(target) as tmp:
+                    shutil.copyfile(emb, tmp)
+        else:
+            write_parquet(target, emb)
+    with atomic_path(out / "samples") as staged:
+        staged.mkdir()
+        for name, table in tables.items():
+            pq.write_table(_with_metadata(table, data), staged / f"{name}.parquet")
+        (staged / META).write_text(json.dumps(meta, indent=2) + "\n")

@@ -1,0 +1,405 @@
+"""The sample protocol: labels, sampled negatives, leak-free history, chronological split, cold items.
+
+Rules (docs/protocol.md states them in full):
+
+* Labels come from a `LabelRule`. Under `implicit`, each positive gets `n_negatives` items drawn
+  with probability proportional to popularity (positive events per item in the whole log),
+  never an item the user interacted with at any time (any label), never twice for one positive.
+* A sampled negative shares its positive's user, timestamp and history.
+* History: the user's positive items with a timestamp *strictly* earlier than the sample's,
+  newest `max_history`, listed oldest first (ties among earlier events by item_id). Events on the
+  same timestamp never see each other, so no sample sees itself or a later event.
+* Split: global time quantiles of the labelled events: train = ts < q(0.8), valid = q(0.8) <= ts <
+  q(0.9), test = the rest (fractions settable). A timestamp never straddles two splits. Users and
+  items unseen in training may appear in valid/test.
+* Cold: `item_train_count` = positive training samples of the target item; `is_cold` =
+  item_train_count < cold_threshold (default 30).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from psrq.errors import ConfigError, InputError
+
+from .labels import LabelRule, apply_label_rule
+from .schema import DataSet
+
+SPLITS = ("train", "valid", "test")
+PROTOCOL_VERSION = 1
+
+SAMPLE_SCHEMA = pa.schema([
+    ("user_id", pa.string()),
+    ("item_id", pa.string()),
+    ("label", pa.int8()),
+    ("timestamp", pa.int64()),
+    ("history", pa.list_(pa.string())),
+    ("split", pa.string()),
+    ("item_train_count", pa.int32()),
+    ("is_cold", pa.bool_()),
+])
+
+
+@dataclass(frozen=True)
+class ProtocolConfig:
+    """Everything that decides the samples; recorded in samples/meta.json and in the cache key."""
+
+    label_rule: LabelRule = field(default_factory=LabelRule)
+    max_history: int = 20
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    cold_threshold: int = 30
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_history < 0:
+            raise ConfigError(f"max_history must be >= 0, got {self.max_history}")
+        if len(self.split) != 3 or any(f < 0 for f in self.split) or not math.isclose(sum(self.split), 1.0, abs_tol=1e-6):
+            raise ConfigError(f"split must be three non-negative fractions (train, valid, test) summing to 1, got {self.split}")
+        if self.split[0] <= 0:
+            raise ConfigError("split: the train fraction must be > 0")
+        if self.cold_threshold < 0:
+            raise ConfigError(f"cold_threshold must be >= 0, got {self.cold_threshold}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label_rule": self.label_rule.to_dict(),
+            "max_history": self.max_history,
+            "split": list(self.split),
+            "cold_threshold": self.cold_threshold,
+            "seed": self.seed,
+            "protocol_version": PROTOCOL_VERSION,
+        }
+
+
+@dataclass
+class Samples:
+    """samples per split (pyarrow Tables with SAMPLE_SCHEMA) and the statistics of the split."""
+
+    tables: dict[str, pa.Table]
+    stats: dict[str, Any]
+    label_rule: LabelRule
+
+
+def _sorted_vocab(values: pa.ChunkedArray | pa.Array) -> pa.Array:
+    uniq = pc.unique(values)
+    return uniq.take(pc.array_sort_indices(uniq))
+
+
+def _codes(values: pa.ChunkedArray | pa.Array, vocab: pa.Array, source: str, column: str) -> np.ndarray:
+    codes = pc.index_in(values, value_set=vocab)
+    if codes.null_count:
+        row = int(np.flatnonzero(codes.is_null().to_numpy(zero_copy_only=False))[0])
+        raise InputError(f"{source}: {column} {values[row].as_py()!r} at row {row} is not in the items table")
+    return codes.to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+@dataclass
+class _Events:
+    """The labelled log as integer codes, in canonical order (time, user, item, label)."""
+
+    users: np.ndarray  # int64 [n] index into user_vocab
+    items: np.ndarray  # int64 [n] index into item_vocab
+    ts: np.ndarray  # int64 [n]
+    labels: np.ndarray  # int8 [n]
+    user_vocab: pa.Array
+    item_vocab: pa.Array
+
+
+def _encode_events(data: DataSet, rule: LabelRule, source: str) -> _Events:
+    inter = data.interactions
+    if inter.num_rows == 0:
+        raise InputError(f"{source}: there are no interactions")
+    labels = apply_label_rule(inter, rule, source)
+    item_vocab = _sorted_vocab(data.items.column("item_id"))
+    user_vocab = _sorted_vocab(inter.column("user_id"))
+    users = _codes(inter.column("user_id"), user_vocab, source, "user_id")
+    items = _codes(inter.column("item_id"), item_vocab, source, "item_id")
+    ts = inter.column("timestamp").to_numpy(zero_copy_only=False).astype(np.int64)
+    # canonical order: the result cannot depend on the input's row order
+    order = np.lexsort((-labels, items, users, ts))
+    if not (labels == 1).any():
+        raise InputError(f"{source}: the label rule {rule.kind!r} leaves no positive interaction")
+    return _Events(users[order], items[order], ts[order], labels[order], user_vocab, item_vocab)
+
+
+def _with_sampled_negatives(ev: _Events, n_negatives: int, seed: int) -> tuple[dict[str, np.ndarray], int]:
+    """Sample rows (user, item, ts, label, event) with each positive followed by its negatives."""
+    pos = np.flatnonzero(ev.labels == 1)
+    negatives, n_unsampled = sample_negatives(
+        ev.users[pos], ev.users, ev.items, popularity=np.bincount(ev.items[pos], minlength=len(ev.item_vocab)),
+        n_negatives=n_negatives, rng=np.random.default_rng(seed),
+    )
+    keep = (negatives >= 0).ravel()
+    neg_event = np.repeat(pos, n_negatives)[keep]
+    event = np.concatenate([np.arange(len(ev.ts)), neg_event])
+    slot = np.concatenate([np.zeros(len(ev.ts), np.int64), np.ones(len(neg_event), np.int64)])
+    o = np.lexsort((slot, event))  # event order is time order; a positive's negatives follow it
+    rows = {
+        "user": ev.users[event][o], "item": np.concatenate([ev.items, negatives.ravel()[keep]])[o],
+        "ts": ev.ts[event][o], "label": np.concatenate([ev.labels, np.zeros(len(neg_event), np.int8)])[o],
+        "event": event[o],
+    }
+    return rows, n_unsampled
+
+
+def build_samples(data: DataSet, config: ProtocolConfig) -> Samples:
+    """Turn a DataSet into train/valid/test samples under `config`."""
+    source = f"{data.name} interactions"
+    rule = config.label_rule.resolve(data.interactions, data.default_label_rule)
+    ev = _encode_events(data, rule, source)
+    n_unsampled = 0
+    if rule.kind == "implicit" and rule.n_negatives > 0:
+        rows, n_unsampled = _with_sampled_negatives(ev, rule.n_negatives, config.seed)
+    else:
+        rows = {"user": ev.users, "item": ev.items, "ts": ev.ts, "label": ev.labels, "event": np.arange(len(ev.ts))}
+    # histories are computed once per event; sampled negatives point at their positive's event
+    hist_offsets, hist_items = history_indices(ev.users, ev.items, ev.ts, ev.labels, config.max_history)
+    bounds = chronological_split(ev.ts, config.split, source)
+    split = np.searchsorted(bounds, rows["ts"], side="left")  # 0 train, 1 valid, 2 test
+    train_pos = (split == 0) & (rows["label"] == 1)
+    train_count = np.bincount(rows["item"][train_pos], minlength=len(ev.item_vocab)).astype(np.int32)
+    tables = {
+        name: _samples_table(np.flatnonzero(split == k), rows, hist_offsets, hist_items, ev, train_count,
+                             config.cold_threshold, name)
+        for k, name in enumerate(SPLITS)
+    }
+    stats = split_statistics(tables, bounds, config, rule)
+    stats["skipped"] = {**data.skipped, "negatives_unsampleable": int(n_unsampled)}
+    return Samples(tables=tables, stats=stats, label_rule=rule)
+
+
+def sorted_unique(x: np.ndarray) -> np.ndarray:
+    """np.unique for 1-D integers by sorting: numpy 2's hash-based np.unique is ~5x slower here."""
+    s = np.sort(x)
+    return s[np.concatenate([[True], s[1:] != s[:-1]])] if len(s) else s
+
+
+def sample_negatives(
+    pos_users: np.ndarray,
+    all_users: np.ndarray,
+    all_items: np.ndarray,
+    *,
+    popularity: np.ndarray,
+    n_negatives: int,
+    rng: np.random.Generator,
+    max_rounds: int = 20,
+) -> tuple[np.ndarray, int]:
+    """Popularity-proportional negatives per positive, by vectorised rejection sampling.
+
+    pos_users: [n_pos] user index of each positive; (all_users, all_items): every interaction of
+    the log (any label, any time) - these pairs are never drawn. After `max_rounds` of bulk
+    rejection the few slots left (users who saw the most popular items) are drawn exactly from
+    their own allowed distribution. Returns (int64 [n_pos, n_negatives] item indices, -1 where
+    the user has interacted with every item of non-zero popularity; the number of such slots).
+    """
+    n_items = len(popularity)
+    if popularity.sum() <= 0:
+        raise InputError("no item has a positive interaction to sample negatives from")
+    cdf = np.cumsum(popularity, dtype=np.float64)
+    cdf /= cdf[-1]
+    seen = sorted_unique(all_users.astype(np.int64) * n_items + all_items)
+    out = np.full((len(pos_users), n_negatives), -1, dtype=np.int64)
+    todo = np.ones(out.shape, dtype=bool)
+    for _ in range(max_rounds):
+        rows, cols = np.nonzero(todo)
+        if len(rows) == 0:
+            break
+        draw = np.searchsorted(cdf, rng.random(len(rows)), side="right").clip(0, n_items - 1)
+        out[rows, cols] = draw
+        keys = pos_users[rows].astype(np.int64) * n_items + draw
+        at = np.searchsorted(seen, keys).clip(0, max(len(seen) - 1, 0))
+        rejected = seen[at] == keys if len(seen) else np.zeros(len(keys), bool)
+        todo[:] = False
+        todo[rows[rejected], cols[rejected]] = True
+        todo |= _duplicates_in_row(out)
+    if todo.any():
+        _sample_remaining_exactly(out, todo, pos_users, seen, popularity, rng)
+    out[todo] = -1
+    return out, int(todo.sum())
+
+
+def _sample_remaining_exactly(out: np.ndarray, todo: np.ndarray, pos_users: np.ndarray, seen: np.ndarray,
+                              popularity: np.ndarray, rng: np.random.Generator) -> None:
+    """Fill the slots `todo` marks, one slot at a time, from popularity restricted to allowed items.
+
+    Only the rare leftovers of rejection sampling get here, so a Python loop is fine.
+    """
+    n_items = len(popularity)
+    out[todo] = -1  # rejected draws must not block the items they landed on
+    for row, col in zip(*np.nonzero(todo), strict=True):
+        user = int(pos_users[row])
+        lo, hi = np.searchsorted(seen, [user * n_items, (user + 1) * n_items])
+        p = popularity.astype(np.float64)
+        p[seen[lo:hi] - user * n_items] = 0.0
+        others = out[row][np.arange(out.shape[1]) != col]
+        p[others[others >= 0]] = 0.0
+        if p.sum() > 0:
+            out[row, col] = rng.choice(n_items, p=p / p.sum())
+            todo[row, col] = False
+
+
+def _duplicates_in_row(x: np.ndarray) -> np.ndarray:
+    """bool mask of entries equal to an earlier entry of the same row (the first copy is kept)."""
+    if x.shape[1] < 2:
+        return np.zeros(x.shape, dtype=bool)
+    order = np.argsort(x, axis=1, kind="stable")
+    sorted_x = np.take_along_axis(x, order, axis=1)
+    dup_sorted = np.zeros(x.shape, dtype=bool)
+    dup_sorted[:, 1:] = (sorted_x[:, 1:] == sorted_x[:, :-1]) & (sorted_x[:, 1:] >= 0)
+    mask = np.zeros(x.shape, dtype=bool)
+    np.put_along_axis(mask, order, dup_sorted, axis=1)
+    return mask
+
+
+def history_indices(
+    users: np.ndarray, items: np.ndarray, ts: np.ndarray, labels: np.ndarray, max_history: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Histories of the events as a CSR list: (offsets int64 [n_events + 1], item indices).
+
+    The history of event (u, t) is u's positives with timestamp < t (strict), newest
+    `max_history`, oldest first; positives on the same timestamp are ordered by item index.
+    Works in (user, time) order so every binary search gets sorted queries (~4x faster than
+    random queries at millions of events), then maps back to the caller's event order.
+    """
+    n = len(ts)
+    o = np.lexsort((items, ts, users))
+    u, t, it = users[o], ts[o], items[o]
+    starts_group = np.ones(n, dtype=bool)
+    starts_group[1:] = (u[1:] != u[:-1]) | (t[1:] != t[:-1])
+    group = np.cumsum(starts_group) - 1  # dense rank of (user, timestamp), increasing in this order
+    pos = labels[o] == 1
+    end_sorted = np.searchsorted(group[pos], group, side="left")  # positives strictly before (u, t)
+    user_start_sorted = np.searchsorted(u[pos], u, side="left")
+    end, start = np.empty(n, np.int64), np.empty(n, np.int64)
+    end[o] = end_sorted
+    start[o] = np.maximum(user_start_sorted, end_sorted - max_history)
+    lengths = end - start
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    flat = np.repeat(start - offsets[:-1], lengths) + np.arange(offsets[-1])
+    return offsets, it[pos][flat]
+
+
+def chronological_split(ts: np.ndarray, fractions: tuple[float, float, float], source: str) -> np.ndarray:
+    """The two split boundaries (int64 [2]) from global time quantiles of the event times `ts`.
+
+    Boundary b_k is the timestamp at the cumulative-fraction position of the sorted event times;
+    events with ts < b_1 are train, b_1 <= ts < b_2 valid, the rest test. Returned boundaries are
+    the *last timestamp included* in train / valid (split = searchsorted(bounds, ts, side='left')).
+    """
+    sorted_ts = np.sort(ts)
+    n = len(sorted_ts)
+    cum = np.cumsum(fractions)[:2]
+    cut = [sorted_ts[min(math.floor(c * n), n - 1)] if c < 1 else sorted_ts[-1] + 1 for c in cum]
+    bounds = np.array([cut[0] - 1, cut[1] - 1], dtype=np.int64)
+    if not (ts <= bounds[0]).any():
+        raise InputError(f"{source}: the training split is empty (all events share the first split timestamp)")
+    return bounds
+
+
+def _samples_table(rows: np.ndarray, sample: dict[str, np.ndarray], hist_offsets: np.ndarray, hist_items: np.ndarray,
+                   ev: _Events, train_count: np.ndarray, cold_threshold: int, split: str) -> pa.Table:
+    """The SAMPLE_SCHEMA table of the sample rows `rows` (one split)."""
+    events = sample["event"][rows]
+    starts, ends = hist_offsets[events], hist_offsets[events + 1]
+    lengths = ends - starts
+    offsets = np.zeros(len(rows) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    flat = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])
+    history = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), ev.item_vocab.take(pa.array(hist_items[flat])))
+    items = sample["item"][rows]
+    counts = train_count[items]
+    return pa.Table.from_arrays([
+        ev.user_vocab.take(pa.array(sample["user"][rows])),
+        ev.item_vocab.take(pa.array(items)),
+        pa.array(sample["label"][rows], pa.int8()),
+        pa.array(sample["ts"][rows], pa.int64()),
+        history,
+        pa.array(np.full(len(rows), split, dtype=object), pa.string()),
+        pa.array(counts, pa.int32()),
+        pa.array(counts < cold_threshold, pa.bool_()),
+    ], schema=SAMPLE_SCHEMA)
+
+
+def _iso(t: int) -> str:
+    return datetime.fromtimestamp(int(t), UTC).strftime("%Y-%m-%d")
+
+
+def _n_new(values: pa.Array, known: pa.Array) -> int:
+    """How many distinct `values` are not in `known`."""
+    return int(len(values) - pc.sum(pc.is_in(values, value_set=known)).as_py()) if len(values) else 0
+
+
+def split_statistics(tables: dict[str, pa.Table], bounds: np.ndarray, config: ProtocolConfig, rule: LabelRule) -> dict[str, Any]:
+    """Rows, positives, users, items, positive rate, cold shares and time range per split.
+
+    new_users: users absent from train; new_items: positive targets never a positive target in train.
+    """
+    train = tables["train"]
+    train_users = pc.unique(train.column("user_id"))
+    train_items = pc.unique(pc.filter(train.column("item_id"), pc.equal(train.column("label"), 1)))
+    per_split = {}
+    for name, t in tables.items():
+        n = t.num_rows
+        label = t.column("label").to_numpy(zero_copy_only=False)
+        cold = t.column("is_cold").to_numpy(zero_copy_only=False)
+        tsv = t.column("timestamp").to_numpy(zero_copy_only=False)
+        users = pc.unique(t.column("user_id"))
+        pos_items = pc.unique(pc.filter(t.column("item_id"), pc.equal(t.column("label"), 1)))
+        hist_len = pc.list_value_length(t.column("history")).to_numpy(zero_copy_only=False) if n else np.zeros(0)
+        per_split[name] = {
+            "rows": n,
+            "positives": int(label.sum()),
+            "positive_rate": float(label.mean()) if n else 0.0,
+            "users": len(users),
+            "items": len(pc.unique(t.column("item_id"))),
+            "new_users": _n_new(users, train_users),
+            "new_items": _n_new(pos_items, train_items),
+            "cold_share": float(cold.mean()) if n else 0.0,
+            "cold_share_positives": float(cold[label == 1].mean()) if label.sum() else 0.0,
+            "mean_history": float(hist_len.mean()) if n else 0.0,
+            "empty_history_share": float((hist_len == 0).mean()) if n else 0.0,
+            "first_day": _iso(tsv.min()) if n else None,
+            "last_day": _iso(tsv.max()) if n else None,
+        }
+    return {
+        "label_rule": rule.to_dict(),
+        "boundaries": {"train_until": _iso(bounds[0]), "valid_until": _iso(bounds[1]),
+                       "train_until_ts": int(bounds[0]), "valid_until_ts": int(bounds[1])},
+        "splits": per_split,
+        "protocol": config.to_dict(),
+    }
+
+
+def print_split_statistics(stats: dict[str, Any], title: str = "samples") -> None:
+    """Print the split statistics as a rich table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{title}  (label rule: {stats['label_rule']['kind']})")
+    cols = [("split", "split"), ("rows", "rows"), ("pos", "positives"), ("pos rate", "positive_rate"),
+            ("users", "users"), ("items", "items"), ("new users", "new_users"), ("new items", "new_items"),
+            ("cold", "cold_share"), ("cold pos", "cold_share_positives"),
+            ("hist", "mean_history"), ("days", None)]
+    for header, _ in cols:
+        table.add_column(header, justify="left" if header in ("split", "days") else "right", no_wrap=header == "days")
+    for name, s in stats["splits"].items():
+        cells = [name]
+        for _, key in cols[1:]:
+            if key is None:
+                cells.append(f"{s['first_day']} .. {s['last_day']}" if s["rows"] else "-")
+            elif isinstance(s[key], float):
+                cells.append(f"{s[key]:.3f}" if "share" in key or "rate" in key else f"{s[key]:.1f}")
+            else:
+                cells.append(f"{s[key]:,}")
+        table.add_row(*cells)
+    console = Console()
+    console.width = max(console.width, 132)  # a table this wide wraps into nonsense at 80 columns
+    console.print(table)

@@ -1,0 +1,208 @@
+"""The two tables every loader yields (items + interactions), and their validation.
+
+Schemas are the contract of docs/conventions.md: `item_id`/`user_id` are strings, timestamps
+are int64 seconds since the Unix epoch (UTC), labels are int8 in {0, 1}. Every check names the
+file, the column and the first offending rows, because the user has to go and fix them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from psrq.errors import InputError
+
+# Timestamps outside [1970-01-01, 2100-01-01) are almost always milliseconds or garbage.
+MIN_TIMESTAMP = 0
+MAX_TIMESTAMP = 4_102_444_800
+
+ITEM_REQUIRED = ("item_id", "text")
+INTERACTION_REQUIRED = ("user_id", "item_id", "timestamp")
+OnEmptyText = Literal["raise", "skip"]
+
+
+@dataclass
+class DataSet:
+    """A loaded data set: the items and interactions tables of docs/conventions.md.
+
+    `embeddings` holds precomputed modality tables (item_id, embedding) such as Amazon image
+    features or the synthetic catalogue's vectors; `sources` are the input files (fingerprinted
+    for caching); `skipped` counts rows a loader dropped on purpose, by reason.
+    """
+
+    name: str
+    items: pa.Table
+    interactions: pa.Table
+    sources: list[Path] = field(default_factory=list)
+    embeddings: dict[str, pa.Table | Path] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)
+    default_label_rule: str = "implicit"
+    synthetic: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
+    # Parquet files the tables were read from unchanged (so writing them again can be skipped).
+    passthrough: dict[str, Path] = field(default_factory=dict)
+
+
+def describe_rows(rows: np.ndarray | list[int], limit: int = 5) -> str:
+    """'rows 3, 17 and 40 more' — rows are 0-based data rows of the named file."""
+    rows = [int(r) for r in rows]
+    shown = ", ".join(str(r) for r in rows[:limit])
+    more = f" and {len(rows) - limit} more" if len(rows) > limit else ""
+    return f"row{'s' if len(rows) > 1 else ''} {shown}{more}"
+
+
+def require_file(path: str | os.PathLike[str], what: str) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{what} not found: {p}")
+    return p
+
+
+def require_columns(table: pa.Table, columns: tuple[str, ...] | list[str], source: str) -> None:
+    missing = [c for c in columns if c not in table.column_names]
+    if missing:
+        raise InputError(
+            f"{source}: missing column(s) {', '.join(missing)} (found: {', '.join(table.column_names)})"
+        )
+
+
+def _null_rows(col: pa.ChunkedArray) -> np.ndarray:
+    return np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))
+
+
+def _as_string(table: pa.Table, name: str, source: str) -> pa.Table:
+    col = table.column(name)
+    bad = _null_rows(col)
+    if len(bad):
+        raise InputError(f"{source}: column {name} is null at {describe_rows(bad)}")
+    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type) or pa.types.is_integer(col.type)):
+        raise InputError(f"{source}: column {name} must hold string or integer IDs, got {col.type}")
+    return table.set_column(table.schema.get_field_index(name), name, pc.cast(col, pa.string()))
+
+
+def validate_items(
+    items: pa.Table, source: str, *, on_empty_text: OnEmptyText = "raise"
+) -> tuple[pa.Table, int]:
+    """Check and normalise items: unique string item_id, non-empty text.
+
+    Returns (items, n_skipped). With on_empty_text='skip', items with null/blank text are
+    dropped and counted instead of raising.
+    """
+    require_columns(items, ITEM_REQUIRED, source)
+    items = _as_string(items, "item_id", source)
+    id_col = items.column("item_id")
+    if len(pc.unique(id_col)) != len(id_col):
+        counts = pc.value_counts(id_col).flatten()
+        dups = pc.filter(counts[0], pc.greater(counts[1], 1))
+        rows = np.flatnonzero(pc.equal(id_col, dups[0]).to_numpy(zero_copy_only=False))
+        raise InputError(
+            f"{source}: duplicate item_id {dups[0].as_py()!r} at {describe_rows(rows)} "
+            f"({len(dups)} duplicated IDs in all)"
+        )
+    text = items.column("text")
+    if not (pa.types.is_string(text.type) or pa.types.is_large_string(text.type) or pa.types.is_null(text.type)):
+        raise InputError(f"{source}: column text must be string, got {text.type}")
+    text = pc.cast(text, pa.string())
+    blank = pc.or_kleene(pc.is_null(text), pc.equal(pc.utf8_trim_whitespace(text), ""))
+    blank = pc.fill_null(blank, True).to_numpy(zero_copy_only=False)
+    n_blank = int(blank.sum())
+    if n_blank and on_empty_text == "raise":
+        rows = np.flatnonzero(blank)
+        raise InputError(
+            f"{source}: column text is empty or null for item {id_col[int(rows[0])].as_py()!r} at {describe_rows(rows)} "
+            "(fix the text, or pass on_empty_text='skip' / --skip-empty-text to drop such items)"
+        )
+    items = items.set_column(items.schema.get_field_index("text"), "text", text)
+    if n_blank:
+        items = items.filter(pa.array(~blank))
+    return items, n_blank
+
+
+def validate_interactions(
+    interactions: pa.Table, item_ids: pa.Array | pa.ChunkedArray, source: str
+) -> pa.Table:
+    """Check and normalise interactions against the item catalogue.
+
+    user_id/item_id become strings, timestamp int64 seconds in range, label int8 in {0, 1},
+    rating float32, play_count int64; every item_id must be a known item.
+    """
+    require_columns(interactions, INTERACTION_REQUIRED, source)
+    t = _as_string(interactions, "user_id", source)
+    t = _as_string(t, "item_id", source)
+    t = _check_timestamps(t, source)
+    catalogue = item_ids.combine_chunks() if isinstance(item_ids, pa.ChunkedArray) else item_ids
+    known = pc.is_in(t.column("item_id"), value_set=pc.cast(catalogue, pa.string()))
+    unknown = np.flatnonzero(~known.to_numpy(zero_copy_only=False))
+    if len(unknown):
+        first = t.column("item_id")[int(unknown[0])].as_py()
+        raise InputError(
+            f"{source}: item_id {first!r} at {describe_rows(unknown)} is not in the items table "
+            f"({len(unknown)} interaction(s) name unknown items)"
+        )
+    if "label" in t.column_names:
+        t = _check_labels(t, source)
+    if "rating" in t.column_names:
+        t = _cast_numeric(t, "rating", pa.float32(), source)
+    if "play_count" in t.column_names:
+        t = _cast_numeric(t, "play_count", pa.int64(), source)
+        bad = np.flatnonzero(t.column("play_count").to_numpy(zero_copy_only=False) < 1)
+        if len(bad):
+            raise InputError(f"{source}: column play_count must be >= 1, bad at {describe_rows(bad)}")
+    return t
+
+
+def _cast_numeric(t: pa.Table, name: str, to: pa.DataType, source: str) -> pa.Table:
+    col = t.column(name)
+    if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
+        raise InputError(f"{source}: column {name} must be numeric, got {col.type}")
+    bad = _null_rows(col)
+    if len(bad):
+        raise InputError(f"{source}: column {name} is null at {describe_rows(bad)}")
+    values = col.to_numpy(zero_copy_only=False)
+    if pa.types.is_floating(col.type) and not np.isfinite(values).all():
+        raise InputError(f"{source}: column {name} has NaN/inf at {describe_rows(np.flatnonzero(~np.isfinite(values)))}")
+    return t.set_column(t.schema.get_field_index(name), name, pa.array(values.astype(to.to_pandas_dtype())))
+
+
+def _check_timestamps(t: pa.Table, source: str) -> pa.Table:
+    col = t.column("timestamp")
+    if pa.types.is_timestamp(col.type):
+        # sub-second precision is dropped on purpose: samples are ordered by whole seconds
+        seconds = pc.divide(pc.cast(col, pa.int64()), {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}[col.type.unit])
+        col = pc.cast(seconds, pa.int64())
+    elif not pa.types.is_integer(col.type):
+        raise InputError(f"{source}: column timestamp must be int64 seconds since the epoch, got {col.type}")
+    bad = _null_rows(col)
+    if len(bad):
+        raise InputError(f"{source}: column timestamp is null at {describe_rows(bad)}")
+    ts = col.to_numpy(zero_copy_only=False).astype(np.int64)
+    out = np.flatnonzero((ts < MIN_TIMESTAMP) | (ts >= MAX_TIMESTAMP))
+    if len(out):
+        hint = " (milliseconds? divide by 1000)" if ts[out[0]] > MAX_TIMESTAMP else ""
+        raise InputError(
+            f"{source}: column timestamp value {int(ts[out[0]])} at {describe_rows(out)} is out of range "
+            f"[1970-01-01, 2100-01-01) in seconds{hint}"
+        )
+    return t.set_column(t.schema.get_field_index("timestamp"), "timestamp", pa.array(ts))
+
+
+def _check_labels(t: pa.Table, source: str) -> pa.Table:
+    col = t.column("label")
+    bad = _null_rows(col)
+    if len(bad):
+        raise InputError(f"{source}: column label is null at {describe_rows(bad)}")
+    values = col.to_numpy(zero_copy_only=False)
+    if values.dtype == bool:
+        values = values.astype(np.int8)
+    wrong = np.flatnonzero((values != 0) & (values != 1))
+    if len(wrong):
+        raise InputError(
+            f"{source}: column label must be 0 or 1, got {values[wrong[0]].item()!r} at {describe_rows(wrong)}"
+        )
+    return t.set_column(t.schema.get_field_index("label"), "label", pa.array(values.astype(np.int8)))
