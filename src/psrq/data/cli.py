@@ -63,54 +63,6 @@ def _split(text: str) -> tuple[float, float, float]:
     return parts  # type: ignore[return-value]
 
 
-def _need(value: Path | None, option: str, dataset: str) -> Path:
-    from psrq.errors import ConfigError
-
-    if value is None:
-        raise ConfigError(f"psrq data prepare {dataset} needs {option}")
-    return value
-
-
-def _spec(dataset: Dataset, source: Path | None, root: Path | None, reviews: Path | None, meta: Path | None,
-          images: tuple[Path | None, int], items: Path | None, interactions: Path | None, min_year: int,
-          skip_empty_text: bool):
-    from .prepare import DatasetSpec
-
-    on_empty = "skip" if skip_empty_text else "raise"
-    name = dataset.value
-    if dataset is Dataset.lastfm2k:
-        from .lastfm2k import FILES, builtin_root, load_lastfm2k
-
-        base = root or builtin_root()
-        return DatasetSpec(name, [base / f for f in FILES], lambda: load_lastfm2k(base, min_year=min_year),
-                           {"min_year": min_year})
-    if dataset is Dataset.music4all:
-        from .music4all import load_music4all, music4all_inputs
-
-        base = _need(root or source, "--root DIR", name)
-        return DatasetSpec(name, music4all_inputs(base), lambda: load_music4all(base, on_empty_text=on_empty),
-                           {"on_empty_text": on_empty})
-    if dataset in (Dataset.amazon2014, Dataset.amazon2023):
-        from .amazon import load_amazon2014, load_amazon2023
-
-        load = load_amazon2014 if dataset is Dataset.amazon2014 else load_amazon2023
-        r, m = _need(reviews, "--reviews FILE", name), _need(meta, "--meta FILE", name)
-        image_features, image_dim = images
-        inputs = [r, m] + ([image_features] if image_features else [])
-        return DatasetSpec(name, inputs, lambda: load(r, m, image_features=image_features, image_dim=image_dim),
-                           {"image_dim": image_dim})
-    if dataset is Dataset.parquet:
-        from .parquet_source import load_parquet
-
-        i, x = _need(items, "--items FILE", name), _need(interactions, "--interactions FILE", name)
-        return DatasetSpec(name, [i, x], lambda: load_parquet(i, x, on_empty_text=on_empty), {"on_empty_text": on_empty})
-    from .parquet_source import load_synth_dir
-
-    base = _need(source or root, "the SYNTHETIC catalogue directory (psrq data prepare synth DIR)", name)
-    inputs = [base / "items.parquet", base / "interactions.parquet", *sorted((base / "embeddings").glob("*.parquet"))]
-    return DatasetSpec(name, inputs, lambda: load_synth_dir(base))
-
-
 @data_app.command("prepare", help=PREPARE_HELP)
 def prepare_cmd(
     dataset: Annotated[Dataset, typer.Argument(help="Which data set.")],
@@ -142,8 +94,11 @@ def prepare_cmd(
         label_rule=LabelRule(kind=label_rule.value, rating_threshold=rating_threshold, n_negatives=negatives),
         max_history=max_history, split=_split(split), cold_threshold=cold_threshold, seed=seed,
     )
-    spec = _spec(dataset, source, root, reviews, meta, (image_features, image_dim), items, interactions, min_year,
-                 skip_empty_text)
+    from .specs import dataset_spec
+
+    spec = dataset_spec(dataset.value, source=source, root=root, reviews=reviews, meta=meta,
+                        image_features=image_features, image_dim=image_dim, items=items,
+                        interactions=interactions, min_year=min_year, skip_empty_text=skip_empty_text)
     if out is None:
         out = (source or root) if dataset is Dataset.synth and (source or root) else Path("runs") / dataset.value / "data"
     prepare(spec, config, out, force=force)
