@@ -1,16 +1,19 @@
 """RQVAE vs plain RQ-KMeans (3 levels) on one embedding matrix: fit time, reconstruction, ID spread.
 
-    .venv/bin/python bench_rqvae.py --npy X.npy --k 128 --epochs 50 --threads 2
-    .venv/bin/python bench_rqvae.py --synthetic 20000 --k 128        # SYNTHETIC 384-d mixture
+    .venv/bin/python benchmarks/bench_rqvae.py --npy X.npy --k 128 --epochs 50 --threads 1
+    .venv/bin/python benchmarks/bench_rqvae.py --synthetic 20000 --k 128   # SYNTHETIC 384-d mixture
 
-Both run in the same process on the same matrix; RQ-KMeans here is the textbook loop
-(faiss k-means per level on the residuals) written with psrq.quantize.kmeans.
+Both run in the same process on the same matrix (RQ-KMeans is psrq's RQKMeans).
 """
-import argparse, json, resource, time
-import numpy as np, torch
+import argparse
+import json
+import resource
+import time
 
-from psrq import RQVAE
-from psrq.quantize.kmeans import nearest_centroid, train_kmeans
+import numpy as np
+import torch
+
+from psrq import RQVAE, RQKMeans
 
 
 def cos(a, b):
@@ -24,19 +27,19 @@ def timed(fn):
 
 
 def rq_kmeans(x, k, levels=3, seed=0):
-    residual, recon, codes, per_level = x.copy(), np.zeros_like(x), [], []
-    for lvl in range(levels):
-        c = train_kmeans(residual, k, seed=seed + lvl)
-        idx, _ = nearest_centroid(residual, c)
-        residual -= c[idx]; recon += c[idx]; codes.append(idx); per_level.append(cos(x, recon))
-    return np.stack(codes, 1), per_level
+    q = RQKMeans(n_levels=levels, codebook_size=k, seed=seed).fit(x)
+    codes = q.transform(x)
+    return codes, [cos(x, q.inverse_transform(codes, n_levels=lvl)) for lvl in range(1, levels + 1)]
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--npy"); ap.add_argument("--synthetic", type=int, default=0)
-    ap.add_argument("--k", type=int, default=128); ap.add_argument("--epochs", type=int, default=50)
-    ap.add_argument("--threads", type=int, default=2); ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--npy")
+    ap.add_argument("--synthetic", type=int, default=0)
+    ap.add_argument("--k", type=int, default=128)
+    ap.add_argument("--epochs", type=int, default=50)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     if a.npy:
@@ -45,11 +48,12 @@ def main():
         rng = np.random.default_rng(0)
         centers = rng.normal(size=(200, 384)).astype(np.float32)
         x = centers[rng.integers(0, 200, a.synthetic)] + rng.normal(size=(a.synthetic, 384)).astype(np.float32)
-        x /= np.linalg.norm(x, axis=1, keepdims=True); name = f"SYNTHETIC mixture {a.synthetic}x384"
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        name = f"SYNTHETIC mixture {a.synthetic}x384"
     (rq_codes, rq_cos), rq_w, rq_c = timed(lambda: rq_kmeans(x, a.k, seed=a.seed))
     q, w, c = timed(lambda: RQVAE(codebook_size=a.k, epochs=a.epochs, seed=a.seed).fit(x))
     codes, tw, _ = timed(lambda: q.transform(x))
-    vae_cos = [cos(x, q.inverse_transform(codes, n_levels=l)) for l in (1, 2, 3)]
+    vae_cos = [cos(x, q.inverse_transform(codes, n_levels=lvl)) for lvl in (1, 2, 3)]
     out = {
         "data": name, "n": len(x), "dim": x.shape[1], "k": a.k, "epochs": a.epochs, "torch_threads": a.threads,
         "rqvae": {"fit_wall_s": round(w, 1), "fit_cpu_s": round(c, 1), "transform_wall_s": round(tw, 2),
