@@ -8,6 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# faiss, torch and sklearn may share one OpenMP runtime; its default busy-waiting makes small
+# k-means fits many times slower on a loaded 2-core machine.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

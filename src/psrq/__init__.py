@@ -6,7 +6,12 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
+
+# faiss, torch and scikit-learn can end up sharing one OpenMP runtime whose default busy-waiting
+# makes small k-means fits many times slower on a loaded machine; waiting passively costs nothing.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from psrq.artifacts import read_model_dir, write_model_dir
 from psrq.errors import ArtifactError, InputError, NotFittedError
@@ -92,7 +93,9 @@ class BaseQuantizer:
         """Learn codebooks from X ([n_items, dim] array, .npy path, or EmbeddingSource)."""
         source = as_source(X, on_invalid=getattr(self, "on_invalid", "raise"))
         if source.n_rows == 0:
-            raise InputError(f"cannot fit {type(self).__name__} on empty input ({source.name})")
+            dropped = len(getattr(source, "dropped_rows", ()))
+            why = f": all {dropped} rows hold NaN or inf" if dropped else ""
+            raise InputError(f"cannot fit {type(self).__name__} on empty input ({source.name}){why}")
         self._fit(source)
         self.dim_ = source.dim
         self.n_fit_rows_ = source.n_rows
@@ -105,7 +108,16 @@ class BaseQuantizer:
         source = as_source(X, on_invalid="raise")
         self._check_dim(source)
         codes = np.empty((source.n_rows, self.n_levels_), dtype=np.int32)
-        for start, batch in source.iter_batches(ENCODE_BATCH):
+        n_batches = -(-source.n_rows // ENCODE_BATCH)
+        batches = tqdm(
+            source.iter_batches(ENCODE_BATCH),
+            total=n_batches,
+            desc=f"{type(self).__name__} encode",
+            unit="batch",
+            leave=False,
+            disable=None if n_batches > 4 else True,  # None: shown on a terminal only
+        )
+        for start, batch in batches:
             codes[start : start + len(batch)] = self._encode(batch)
         return codes
 
@@ -155,19 +167,28 @@ class BaseQuantizer:
         kinds = cls.kind if cls is not BaseQuantizer else None
         manifest = read_model_dir(path, kind=kinds)
         target = cls if cls is not BaseQuantizer else quantizer_class(manifest["kind"])
-        est = target(**manifest["params"])
+        try:
+            est = target(**manifest["params"])
+        except TypeError as e:  # a hand-edited manifest, or one from another psrq version
+            raise ArtifactError(f"{path}: manifest params do not fit {target.__name__}: {e}") from e
         try:
             with np.load(Path(path) / "state.npz", allow_pickle=False) as z:
                 state: dict[str, Any] = {k: z[k] for k in z.files}
         except (OSError, ValueError) as e:
             raise ArtifactError(f"{path}: cannot read state.npz: {e}") from e
         state.update(est._load_extra(Path(path)))
-        fitted = manifest["fitted"]
-        est.dim_ = int(fitted["dim_"])
-        est.codebook_sizes_ = list(fitted["codebook_sizes_"])
-        est.n_fit_rows_ = int(fitted["n_fit_rows_"])
+        try:
+            fitted = manifest["fitted"]
+            est.dim_ = int(fitted["dim_"])
+            est.codebook_sizes_ = [int(k) for k in fitted["codebook_sizes_"]]
+            est.n_fit_rows_ = int(fitted["n_fit_rows_"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ArtifactError(f"{path}: manifest has no valid 'fitted' section ({e!r})") from e
         est.input_fingerprint_ = manifest.get("input_fingerprint")
-        est._set_state(state)
+        try:
+            est._set_state(state)
+        except (KeyError, ValueError, IndexError) as e:
+            raise ArtifactError(f"{path}: state does not match the manifest: {e}") from e
         return est
 
     # Subclasses with non-array state (e.g. torch weights) override these two.

@@ -34,7 +34,11 @@ def _describe_rows(rows: np.ndarray, limit: int = 10) -> str:
 
 def _as_float_matrix(x: Any, name: str) -> np.ndarray:
     arr = np.asarray(x)
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+    if (
+        arr.dtype == object
+        or np.issubdtype(arr.dtype, np.complexfloating)
+        or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool)
+    ):
         raise InputError(f"{name} must be numeric, got dtype {arr.dtype}")
     if arr.ndim != 2:
         raise InputError(f"{name} must be a 2-D matrix [n_items, dim], got shape {arr.shape}")
@@ -67,7 +71,9 @@ class EmbeddingSource:
         return self.take(rows)
 
     def fingerprint(self) -> str:
-        return fingerprint_array(self.take(_spaced_rows(self.n_rows)))
+        # The sampled rows alone would not change when rows are appended between samples.
+        sampled = fingerprint_array(self.take(_spaced_rows(self.n_rows)))
+        return f"{self.n_rows}x{self.dim}:{sampled}"
 
 
 def _spaced_rows(n: int, k: int = 10_000) -> np.ndarray:
@@ -123,11 +129,26 @@ class ParquetSource(EmbeddingSource):
     """Embedding column(s) of a Parquet file, read in record batches.
 
     `columns` is either one list/fixed-size-list column (one vector per row) or several numeric
-    columns (one dimension each). Null or NaN vectors raise an error naming the row.
+    columns (one dimension each). Null or NaN/inf vectors raise an error naming the row; with
+    on_invalid="drop" they are skipped instead (one scan of the file at construction finds them;
+    `dropped_rows` lists their row numbers in the file, and row i of this source is then the
+    i-th valid row).
     """
 
-    def __init__(self, path: str | os.PathLike[str], columns: str | list[str], *, batch_rows: int = 65_536) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        columns: str | list[str],
+        *,
+        batch_rows: int = 65_536,
+        on_invalid: OnInvalid = "raise",
+    ) -> None:
         import pyarrow.parquet as pq
+
+        if on_invalid not in ("raise", "drop"):
+            raise InputError(f"on_invalid must be 'raise' or 'drop', got {on_invalid!r}")
+        self.on_invalid = on_invalid
+        self.dropped_rows = np.zeros(0, dtype=np.int64)
 
         self.path = Path(path)
         if not self.path.is_file():
@@ -143,6 +164,9 @@ class ParquetSource(EmbeddingSource):
         self.n_rows = int(self.file.metadata.num_rows)
         first = self._first_row_width(schema)
         self.dim = first
+        if on_invalid == "drop":
+            self.dropped_rows = self._scan_dropped()
+            self.n_rows -= len(self.dropped_rows)
 
     def _first_row_width(self, schema: Any) -> int:
         import pyarrow as pa
@@ -161,10 +185,15 @@ class ParquetSource(EmbeddingSource):
                 f"{self.path}: column {self.columns[0]!r} is {t}; expected a list of floats per row "
                 "(or pass several numeric columns)"
             )
-        for _, batch in self._raw_batches():
-            if len(batch):
-                return int(batch.shape[1])
-        raise InputError(f"{self.path} has no rows")
+        # The width comes from the first valid vector; null/NaN rows are reported (or dropped)
+        # when the rows are read, not here.
+        start = 0
+        for rb in self.file.iter_batches(batch_size=self.batch_rows, columns=self.columns):
+            valid, _ = self._valid_part(rb, start)
+            if len(valid):
+                return int(valid.shape[1])
+            start += rb.num_rows
+        raise InputError(f"{self.path}: column {self.columns[0]!r} has no rows with a valid (non-null, finite) vector")
 
     def _to_matrix(self, record_batch: Any, first_row: int) -> np.ndarray:
         import pyarrow as pa
@@ -195,12 +224,43 @@ class ParquetSource(EmbeddingSource):
     def _raw_batches(self) -> Iterator[tuple[int, np.ndarray]]:
         start = 0
         for rb in self.file.iter_batches(batch_size=self.batch_rows, columns=self.columns):
-            mat = self._to_matrix(rb, start)
-            yield start, mat
-            start += len(mat)
+            if self.on_invalid == "drop":
+                yield start, self._valid_part(rb, start)[0]
+            else:
+                yield start, self._to_matrix(rb, start)
+            start += rb.num_rows
+
+    def _valid_part(self, record_batch: Any, first_row: int) -> tuple[np.ndarray, np.ndarray]:
+        """(float32 matrix of the batch's valid rows, in-batch indices of the invalid rows)."""
+        import pyarrow as pa
+
+        valid = np.ones(record_batch.num_rows, dtype=bool)
+        for c in self.columns:
+            col = record_batch.column(c)
+            if col.null_count:
+                valid &= ~col.is_null().to_numpy(zero_copy_only=False)
+        part = record_batch if valid.all() else record_batch.filter(pa.array(valid))
+        mat = self._to_matrix(part, first_row)
+        finite = np.isfinite(mat).all(axis=1)
+        valid[np.flatnonzero(valid)[~finite]] = False
+        return mat[finite], np.flatnonzero(~valid)
+
+    def _scan_dropped(self) -> np.ndarray:
+        dropped, start = [], 0
+        for rb in self.file.iter_batches(batch_size=self.batch_rows, columns=self.columns):
+            dropped.append(start + self._valid_part(rb, start)[1])
+            start += rb.num_rows
+        return np.concatenate(dropped) if dropped else np.zeros(0, dtype=np.int64)
 
     def iter_batches(self, batch_size: int) -> Iterator[tuple[int, np.ndarray]]:
         # Parquet batch size is fixed at open time; re-chunk to the caller's size.
+        if self.on_invalid == "drop":  # starts count valid rows only
+            start = 0
+            for _, mat in self._raw_batches():
+                for off in range(0, len(mat), batch_size):
+                    yield start + off, mat[off : off + batch_size]
+                start += len(mat)
+            return
         for start, mat in self._raw_batches():
             if mat.shape[1] != self.dim:
                 raise InputError(f"{self.path}: vectors at row {start} have {mat.shape[1]} values, expected {self.dim}")
@@ -226,6 +286,9 @@ class ParquetSource(EmbeddingSource):
 
 def as_source(x: Any, *, on_invalid: OnInvalid = "raise", name: str | None = None) -> EmbeddingSource:
     """Wrap an array, a memory map, a `.npy` path or an existing source."""
+    if isinstance(x, ParquetSource) and on_invalid == "drop" and x.on_invalid == "raise":
+        # The estimator asked to drop invalid rows: honour it for Parquet input too.
+        return ParquetSource(x.path, x.columns, batch_rows=x.batch_rows, on_invalid="drop")
     if isinstance(x, EmbeddingSource):
         return x
     if isinstance(x, str | os.PathLike):
