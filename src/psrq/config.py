@@ -169,8 +169,26 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     return model
 
 
-def load_config(path: str | os.PathLike[str] | None = None, **overrides: Any) -> RunConfig:
-    """Read and validate a YAML config (or the defaults when `path` is None)."""
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if value is None:
+            continue
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        elif isinstance(value, dict):
+            out[key] = _deep_merge({}, value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(path: str | os.PathLike[str] | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Read and validate a YAML config (or the defaults when `path` is None).
+
+    `overrides` (nested like the file, None values ignored) are merged over the file, so a
+    command-line option changes one key without replacing its section.
+    """
     data: dict[str, Any] = {}
     source = "defaults"
     if path is not None:
@@ -185,7 +203,7 @@ def load_config(path: str | os.PathLike[str] | None = None, **overrides: Any) ->
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{p}: the top level must be a mapping of sections, got {type(loaded).__name__}")
         data = loaded or {}
-    data.update({k: v for k, v in overrides.items() if v is not None})
+    data = _deep_merge(data, overrides or {})
     try:
         return RunConfig.model_validate(data)
     except ValidationError as e:
