@@ -10,6 +10,7 @@ checkpoints).
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,7 +59,8 @@ class StageRunner:
         self.results: list[StageResult] = []
 
     def _marker(self, name: str) -> Path:
-        return self.root / ".stages" / f"{name}.json"
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-")
+        return self.root / ".stages" / f"{slug}.json"
 
     def is_done(self, stage: Stage) -> bool:
         marker = self._marker(stage.name)
