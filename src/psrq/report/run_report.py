@@ -1,0 +1,182 @@
+"""The end-to-end report of `psrq run`: one self-contained HTML file to send to a colleague.
+
+Sections: the data set and split statistics, ID quality per quantizer (tables + plots), ranking
+results with the cold-start breakdown and training curves, configuration, versions, timings.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import yaml
+
+from psrq.artifacts import write_text
+from psrq.report import html
+
+if TYPE_CHECKING:
+    from psrq.config import RunConfig
+    from psrq.pipeline import RunPaths
+    from psrq.stages import StageResult
+
+METRICS = [("auc", "All AUC"), ("cold_auc", "Cold AUC"), ("gauc", "GAUC"), ("logloss", "Logloss")]
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    finite = [v for v in values if v is not None and not math.isnan(v)]
+    if not finite:
+        return math.nan, math.nan
+    return float(np.mean(finite)), float(np.std(finite)) if len(finite) > 1 else 0.0
+
+
+def _fmt(mean: float, std: float, n: int) -> str:
+    if math.isnan(mean):
+        return "–"
+    return f"{mean:.4f} ± {std:.4f}" if n > 1 else f"{mean:.4f}"
+
+
+# ---- data ---------------------------------------------------------------------------------------
+def data_section(meta: dict[str, Any]) -> str:
+    splits = meta.get("splits", {})
+    rows = []
+    for name, s in splits.items():
+        rows.append({
+            "split": name,
+            "rows": s.get("rows"),
+            "positives": s.get("positives"),
+            "positive rate": s.get("positive_rate"),
+            "users": s.get("users"),
+            "items": s.get("items"),
+            "new users": s.get("new_users"),
+            "new items": s.get("new_items"),
+            "cold share": s.get("cold_share"),
+            "mean history": s.get("mean_history"),
+            "days": f"{s.get('first_day')} … {s.get('last_day')}",
+        })
+    synthetic = " (SYNTHETIC data)" if meta.get("synthetic") else ""
+    rule = meta.get("label_rule", {})
+    protocol = meta.get("protocol", {})
+    facts = [
+        ("data set", f"{meta.get('dataset')}{synthetic}: {meta.get('items', 0):,} items, {meta.get('interactions', 0):,} interactions"),
+        ("label rule", f"{rule.get('kind')} (negatives per positive: {rule.get('n_negatives')}, rating threshold {rule.get('rating_threshold')})"),
+        ("split", f"chronological {protocol.get('split')}; boundaries {meta.get('boundaries', {}).get('train_until')} / {meta.get('boundaries', {}).get('valid_until')}"),
+        ("history", f"newest {protocol.get('max_history')} positives strictly before the sample"),
+        ("cold items", f"fewer than {protocol.get('cold_threshold')} positive training interactions"),
+        ("skipped", ", ".join(f"{k} = {v:,}" for k, v in meta.get("skipped", {}).items()) or "nothing"),
+    ]
+    return html.definitions(facts) + html.table(rows, caption="Samples per split (docs/protocol.md)")
+
+
+# ---- ID quality ---------------------------------------------------------------------------------
+def quality_section(config: RunConfig, paths: RunPaths) -> str:
+    """Headline ID metrics and plots for every quantizer x codebook."""
+    from psrq.pipeline import _codes_for, _read_modalities
+    from psrq.quantize.multimodal import MultimodalQuantizer, SemanticIDs
+    from psrq.report.id_report import id_quality_sections
+
+    results: dict[str, dict[str, Any]] = {}
+    X_by_name: dict[str, np.ndarray] = {}
+    codes_by_name: dict[str, np.ndarray] = {}
+    modalities = sorted(p.stem for p in paths.embeddings.glob("*.parquet"))
+    inputs = _read_modalities(paths, modalities)
+    for spec in config.quantize.methods:
+        quality = json.loads(paths.quality(spec.name).read_text())
+        mq = MultimodalQuantizer.load(paths.quantizer(spec.name))
+        sids = SemanticIDs.read(paths.sids(spec.name))
+        for codebook, (ids, X) in mq.quantizer_inputs(inputs).items():
+            name = f"{spec.name} / {codebook}"
+            results[name] = quality["codebooks"][codebook]
+            X_by_name[name] = X
+            codes_by_name[name] = _codes_for(sids, codebook, ids)
+    parts = id_quality_sections(results, X_by_name=X_by_name, codes_by_name=codes_by_name, seed=config.quantize.seed)
+    return "".join(html.section(title, body, intro=intro, level=3) for title, body, intro in parts)
+
+
+# ---- ranking ------------------------------------------------------------------------------------
+def collect_rank_metrics(paths: RunPaths, rank_runs: list[tuple[str, str | None, int]]) -> dict[str, list[dict[str, Any]]]:
+    """ranker name -> one metrics.json per seed."""
+    from psrq.pipeline import _ranker_name
+
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for ranker, method, seed in rank_runs:
+        name = _ranker_name(ranker, method)
+        f = paths.ranker(name, seed) / "metrics.json"
+        if f.is_file():
+            out[name].append(json.loads(f.read_text()))
+    return dict(out)
+
+
+def rank_rows(by_model: dict[str, list[dict[str, Any]]], split: str) -> list[dict[str, Any]]:
+    rows = []
+    for name, runs in by_model.items():
+        row: dict[str, Any] = {"model": name, "seeds": len(runs)}
+        for key, label in METRICS:
+            m, s = _mean_std([r["metrics"].get(split, {}).get(key, math.nan) for r in runs])
+            row[label] = _fmt(m, s, len(runs))
+        row["best epoch"] = ", ".join(str(r.get("best_epoch")) for r in runs)
+        rows.append(row)
+    return rows
+
+
+def rank_section(paths: RunPaths, rank_runs: list[tuple[str, str | None, int]]) -> str:
+    from psrq.report import plots
+
+    by_model = collect_rank_metrics(paths, rank_runs)
+    if not by_model:
+        return html.paragraph("No ranking models were trained in this run.", css_class="note")
+    cols = ["model", "seeds", *(label for _, label in METRICS), "best epoch"]
+    body = html.table(rank_rows(by_model, "test"), columns=cols, caption="Test split (mean ± std over seeds)")
+    body += html.table(rank_rows(by_model, "valid"), columns=cols, caption="Validation split (early stopping uses validation AUC)")
+    test_means = {
+        name: {key: _mean_std([r["metrics"].get("test", {}).get(key, math.nan) for r in runs])[0] for key in ("auc", "cold_auc")}
+        for name, runs in by_model.items()
+    }
+    body += html.figure(plots.grouped_bars_figure(test_means, [("auc", "All AUC"), ("cold_auc", "Cold AUC")], ylabel="test AUC"),
+                        alt="All vs cold AUC per model",
+                        caption="Cold-start breakdown: AUC over all test samples vs. over samples whose target item is cold.")
+    curves = {name: [e.get("valid", {}).get("auc", math.nan) for e in runs[0].get("history", [])] for name, runs in by_model.items()}
+    body += html.figure(plots.curves_figure(curves, xlabel="epoch", ylabel="validation AUC"), alt="validation AUC per epoch",
+                        caption="Validation AUC per epoch (first seed); the model of the best epoch is kept.")
+    return body
+
+
+# ---- provenance ---------------------------------------------------------------------------------
+def provenance_section(config: RunConfig, versions: dict[str, str], stages: list[StageResult]) -> str:
+    cfg = yaml.safe_dump(json.loads(config.model_dump_json()), sort_keys=False)
+    stage_rows = [{"stage": s.name, "status": "reused" if s.skipped else "ran", "seconds": round(s.seconds, 1)} for s in stages]
+    return (
+        html.section("Configuration", f"<pre><code>{html.escape(cfg)}</code></pre>", level=3)
+        + html.section("Stages", html.table(stage_rows), level=3)
+        + html.section("Versions", html.table([{"package": k, "version": v} for k, v in versions.items()]), level=3)
+    )
+
+
+def write_run_report(
+    config: RunConfig,
+    paths: RunPaths,
+    rank_runs: list[tuple[str, str | None, int]],
+    stages: list[StageResult],
+    *,
+    versions: dict[str, str],
+) -> Path:
+    meta = json.loads((paths.samples / "meta.json").read_text())
+    parts = [
+        ("Data and split", data_section(meta),
+         "Samples come from the protocol in docs/protocol.md; every metric below depends on it."),
+        ("Semantic-ID quality", quality_section(config, paths),
+         "Measured on the item embeddings alone, before any ranking model is trained."),
+        ("Ranking", rank_section(paths, rank_runs),
+         "All AUC, Cold AUC (target item has fewer than the cold threshold of training interactions), "
+         "GAUC (user-weighted), Logloss (mean per-sample BCE; the paper's Logloss is on another scale)."),
+        ("Provenance", provenance_section(config, versions, stages), None),
+    ]
+    body = html.toc([t for t, _, _ in parts]) + "".join(html.section(t, b, intro=i) for t, b, i in parts)
+    synthetic = " (SYNTHETIC data)" if meta.get("synthetic") else ""
+    page = html.page(f"psrq run: {meta.get('dataset')}{synthetic}", body,
+                     subtitle=f"Semantic IDs and ranking, output in {paths.root}")
+    write_text(paths.report, page)
+    return paths.report
