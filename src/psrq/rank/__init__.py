@@ -1,1 +1,44 @@
-"""psrq.rank"""
+"""Ranking stage: MCCA and baselines (models), batches, training, metrics, experiments.
+
+Public names are imported lazily so `psrq --help` does not load torch:
+
+    from psrq.rank import MCCA, DIN, TrainConfig, load_ranking_data, train_model, Ranker
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "MCCA": "psrq.rank.models",
+    "DIN": "psrq.rank.models",
+    "VBPR": "psrq.rank.models",
+    "ContentConcat": "psrq.rank.models",
+    "MODELS": "psrq.rank.models",
+    "TableShapes": "psrq.rank.models",
+    "build_model": "psrq.rank.models",
+    "ItemTables": "psrq.rank.batches",
+    "EncodedSplit": "psrq.rank.batches",
+    "TrainConfig": "psrq.rank.train",
+    "PRESETS": "psrq.rank.train",
+    "RankingData": "psrq.rank.train",
+    "Ranker": "psrq.rank.train",
+    "load_ranking_data": "psrq.rank.train",
+    "train_model": "psrq.rank.train",
+    "evaluate_split": "psrq.rank.train",
+    "evaluate_predictions": "psrq.rank.metrics",
+    "auc": "psrq.rank.metrics",
+    "gauc": "psrq.rank.metrics",
+    "logloss": "psrq.rank.metrics",
+    "ExperimentSpec": "psrq.rank.experiment",
+    "run_experiment": "psrq.rank.experiment",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'psrq.rank' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

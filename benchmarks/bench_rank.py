@@ -1,0 +1,129 @@
+"""Ranking-stage speed and memory on SYNTHETIC inputs (random item tables, random histories).
+
+    .venv/bin/python benchmarks/bench_rank.py                 # full run (threads = 2)
+    .venv/bin/python benchmarks/bench_rank.py --quick         # smaller, for a smoke test
+    .venv/bin/python benchmarks/bench_rank.py --skip-training # scoring latency + memory only
+
+Measures, in one process so the ratios compare like with like:
+- training throughput (samples/s) of DIN and MCCA at d'=64, history 20, batch 512
+  (MCCA with text-only codebooks = 3 poolings, and text+audio = 4 poolings);
+- latency of scoring 1,000 candidates for one user with a trained model (`Ranker.score`);
+- memory of an encoded 1M-sample split (tensors) and peak RSS.
+Results go to benchmarks/RESULTS.md "## Ranking" by hand, with the machine's load noted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+
+import numpy as np
+import torch
+
+from psrq.rank.batches import EncodedSplit, ItemTables, iter_batches
+from psrq.rank.train import Ranker, TrainConfig, make_model, make_optimizer
+
+
+def synthetic_tables(n_items: int, modalities: tuple[str, ...], k: int = 128, seed: int = 0) -> ItemTables:
+    """SYNTHETIC item tables: every item has its own ID row and random 3-level SIDs."""
+    rng = np.random.default_rng(seed)
+    ids = np.array(["<pad>", "<oov>", *[f"syn_{i}" for i in range(n_items)]], dtype=object)
+    item_to_id = np.arange(n_items + 2, dtype=np.int64)
+    sids = {cb: np.vstack([np.zeros((2, 3), np.int64), rng.integers(1, k + 1, size=(n_items, 3))]) for cb in (*modalities, "joint")}
+    return ItemTables(item_ids=ids, item_to_id=item_to_id, n_ids=n_items + 2, sids=sids, sid_sizes={cb: [k] * 3 for cb in sids})
+
+
+def synthetic_split(n: int, n_items: int, max_history: int = 20, seed: int = 0) -> EncodedSplit:
+    """SYNTHETIC samples: random targets, histories of random length 0..max_history."""
+    rng = np.random.default_rng(seed)
+    hist = rng.integers(2, n_items + 2, size=(n, max_history))
+    lens = rng.integers(0, max_history + 1, size=n)
+    hist[np.arange(max_history)[None, :] >= lens[:, None]] = 0
+    return EncodedSplit(
+        name="synthetic",
+        target=torch.from_numpy(rng.integers(2, n_items + 2, size=n)),
+        history=torch.from_numpy(hist),
+        label=torch.from_numpy(rng.integers(0, 2, size=n).astype(np.float32)),
+        user=np.arange(n),
+        is_cold=None,
+    )
+
+
+def train_throughput(config: TrainConfig, tables: ItemTables, split: EncodedSplit, n_batches: int) -> float:
+    model = make_model(config, tables)
+    opt = make_optimizer(model, config)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    gen = torch.Generator().manual_seed(0)
+    batches = iter_batches(split, config.batch_size, generator=gen)
+    for _ in range(3):  # warm-up
+        _, _, t, h, y = next(batches)
+        opt.zero_grad(); loss_fn(model(t, h), y).backward(); opt.step()  # noqa: E702
+    start, seen = time.perf_counter(), 0
+    for _ in range(n_batches):
+        _, _, t, h, y = next(batches)
+        loss = loss_fn(model(t, h), y)
+        if not torch.isfinite(loss):
+            raise RuntimeError("non-finite loss")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        seen += len(y)
+    return seen / (time.perf_counter() - start)
+
+
+def scoring_latency(tables: ItemTables, n_candidates: int = 1000, repeats: int = 50) -> dict[str, float]:
+    model = make_model(TrainConfig(model="MCCA"), tables)
+    ranker = Ranker(model, tables, {"train_config": {"max_history": 20}})
+    rng = np.random.default_rng(1)
+    history = [str(x) for x in tables.item_ids[rng.integers(2, tables.n_items, 20)]]
+    candidates = [str(x) for x in tables.item_ids[rng.integers(2, tables.n_items, n_candidates)]]
+    ranker.score(history, candidates)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        ranker.score(history, candidates)
+        times.append(time.perf_counter() - t0)
+    return {"median_ms": 1e3 * float(np.median(times)), "p90_ms": 1e3 * float(np.percentile(times, 90))}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--skip-training", action="store_true", help="only scoring latency and memory")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    n_items = 100_000
+    n_batches = 10 if args.quick else 40
+    split = synthetic_split(512 * (n_batches + 5), n_items)
+    results: dict[str, object] = {"threads": args.threads, "n_items": n_items, "batch_size": 512, "dim": 64, "history": 20}
+    text = synthetic_tables(n_items, ("text",))
+    both = synthetic_tables(n_items, ("text", "audio"))
+    runs = {
+        "DIN": (TrainConfig(model="DIN"), text),
+        "DIN+text SIDs": (TrainConfig(model="DIN", model_params={"sid_codebook": "text"}), text),
+        "MCCA (text)": (TrainConfig(model="MCCA"), text),
+        "MCCA (text+audio)": (TrainConfig(model="MCCA"), both),
+    }
+    tput = {}
+    for name, (cfg, tabs) in ({} if args.skip_training else runs).items():
+        tput[name] = train_throughput(cfg, tabs, split, n_batches)
+        print(f"{name:20s} {tput[name]:10.0f} samples/s", flush=True)
+    if tput:
+        results["train_samples_per_s"] = tput
+        results["mcca_text_over_din_time_ratio"] = tput["DIN"] / tput["MCCA (text)"]
+        results["mcca_text_audio_over_din_time_ratio"] = tput["DIN"] / tput["MCCA (text+audio)"]
+    results["score_1000_candidates"] = scoring_latency(both)
+    print("scoring 1000 candidates:", results["score_1000_candidates"], flush=True)
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    big = synthetic_split(1_000_000, n_items, seed=2)
+    tensor_bytes = sum(t.element_size() * t.nelement() for t in (big.target, big.history, big.label)) + big.user.nbytes
+    results["split_1M_tensor_MB"] = tensor_bytes / 2**20
+    results["peak_rss_MB"] = max(rss0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

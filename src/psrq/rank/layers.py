@@ -1,0 +1,120 @@
+"""Building blocks of the ranking models: summed SID embeddings, the DIN activation unit,
+masked target-attention pooling, and the MLP tower.
+
+Shapes use B = batch, L = history length, d = embedding width (d' = 64 in the paper),
+n_levels = levels of a semantic-ID codebook.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+class SIDEmbedding(nn.Module):
+    """Item embedding from a semantic ID: one randomly initialised k_l x d table per level,
+    summed over levels (the paper's e^z_i = sum_j E^z_j[id^z_ij]; centroids are NOT reused).
+
+    Codes arrive shifted by one: 0 means "missing" (padding, or an item without this modality)
+    and contributes a zero vector; code c of level l is stored as c + 1. All levels live in one
+    `EmbeddingBag` (row 0 = the shared zero "missing" row, then level 0's k_0 rows, level 1's, ...),
+    so the lookup-and-sum is one fused call with no [..., n_levels, d] intermediate.
+
+    Input: int64 [..., n_levels] shifted codes. Output: float [..., d].
+    """
+
+    def __init__(self, codebook_sizes: Sequence[int], dim: int, *, sparse: bool = False) -> None:
+        super().__init__()
+        sizes = [int(k) for k in codebook_sizes]
+        offsets = torch.tensor([0, *sizes[:-1]], dtype=torch.int64).cumsum(0)
+        self.register_buffer("offsets", offsets, persistent=False)
+        self.table = nn.EmbeddingBag(1 + sum(sizes), dim, mode="sum", padding_idx=0, sparse=sparse)
+        nn.init.normal_(self.table.weight, std=0.05)
+        with torch.no_grad():
+            self.table.weight[0].zero_()
+        self.n_levels = len(sizes)
+        self.dim = dim
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        index = torch.where(codes > 0, codes + self.offsets, torch.zeros_like(codes))
+        out = self.table(index.reshape(-1, self.n_levels))  # [N, d]
+        return out.reshape(*codes.shape[:-1], self.dim)
+
+
+class ActivationUnit(nn.Module):
+    """DIN's local activation unit: one unnormalised weight per history position (no softmax).
+
+    DIN feeds [k, q, k - q, k * q] to a linear layer. Because k - q is linear in k and q, that
+    layer equals  k W_k + q W_q + (k * q) W_p  for free weights W_k, W_q, W_p; we compute it in
+    this factored form so the query term is computed once per sample, not once per position
+    (same function class, about half the multiply-adds). With ``use_product=False`` the unit sees
+    only [k || q] (the paper's literal a(e_j || e_t)).
+
+    keys: [B, L, d], query: [B, d] -> weights [B, L].
+    """
+
+    def __init__(self, dim: int, hidden: Sequence[int] = (64, 32), *, use_product: bool = True) -> None:
+        super().__init__()
+        if not hidden:
+            raise ValueError("the activation unit needs at least one hidden layer")
+        first = int(hidden[0])
+        self.key_proj = nn.Linear(dim, first)
+        self.query_proj = nn.Linear(dim, first, bias=False)
+        self.product_proj = nn.Linear(dim, first, bias=False) if use_product else None
+        layers: list[nn.Module] = [nn.ReLU()]
+        for a, b in itertools.pairwise(hidden):
+            layers += [nn.Linear(int(a), int(b)), nn.ReLU()]
+        layers.append(nn.Linear(int(hidden[-1]), 1))
+        self.rest = nn.Sequential(*layers)
+
+    def forward(self, keys: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        h = self.key_proj(keys) + self.query_proj(query).unsqueeze(1)  # [B, L, h0]
+        if self.product_proj is not None:
+            h = h + self.product_proj(keys * query.unsqueeze(1))
+        return self.rest(h).squeeze(-1)
+
+
+class TargetAttentionPooling(nn.Module):
+    """h = sum_j a(k_j, q) * k_j over unpadded positions (DIN-style, no softmax).
+
+    keys: [B, L, d], query: [B, d], mask: bool [B, L] (True = real position) -> [B, d].
+    keys and mask may also be [1, L, d] / [1, L] (one history shared by B targets).
+    Padded positions get weight exactly 0, so their ids never influence the output, and an
+    empty history pools to the zero vector (no softmax, so no 0/0).
+    """
+
+    def __init__(self, dim: int, hidden: Sequence[int] = (64, 32), *, use_product: bool = True) -> None:
+        super().__init__()
+        self.unit = ActivationUnit(dim, hidden, use_product=use_product)
+
+    def forward(self, keys: torch.Tensor, query: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        weights = self.unit(keys, query) * mask.to(keys.dtype)  # [B, L]
+        # matmul (not bmm) so keys/mask may be [1, L, ...]: one user's history scored against B
+        # candidates is embedded and key-projected once, then broadcast.
+        return torch.matmul(weights.unsqueeze(1), keys).squeeze(1)
+
+
+class MLPTower(nn.Module):
+    """Prediction MLP: [B, in_dim] -> logits [B]. Hidden sizes default to [256, 128, 64]."""
+
+    def __init__(self, in_dim: int, hidden: Sequence[int] = (256, 128, 64)) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        prev = in_dim
+        for h in hidden:
+            layers += [nn.Linear(prev, int(h)), nn.ReLU()]
+            prev = int(h)
+        layers.append(nn.Linear(prev, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(-1)
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over real positions: values [B, L, d], mask bool [B, L] -> [B, d] (0 for empty rows)."""
+    m = mask.to(values.dtype).unsqueeze(-1)
+    return (values * m).sum(1) / m.sum(1).clamp_min(1.0)

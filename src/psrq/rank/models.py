@@ -1,0 +1,337 @@
+"""Ranking models: MCCA (the paper's), its two ablations, and the paper's baselines.
+
+Every model scores (target item, history of items) pairs and returns one logit per sample:
+
+    forward(target: int64 [B], history: int64 [B, L]) -> logits float [B]
+
+Items are *row indices into the model's item tables* (see `psrq.rank.batches.ItemTables`):
+row 0 is padding, row 1 is the out-of-vocabulary placeholder, rows >= 2 are catalogue items.
+Per-item features (ID-vocabulary index, semantic IDs per codebook, content embeddings) live in
+buffers of the model, so a batch is only two index tensors and the model directory carries
+everything needed to score. Padded history positions are masked explicitly (``history != 0``).
+
+| model | item representation | pooling(s) | tower input |
+|---|---|---|---|
+| MCCA | ID emb.; SID emb. per codebook | one per modality + joint (query: target joint SID emb.), one over IDs (query: target ID emb.) | [h^m..., h^o, h^r, e^r_t, e^o_t] |
+| MCCA use_msc=False | same, joint codebook only | joint + IDs | [h^o, h^r, e^r_t, e^o_t] |
+| MCCA use_mjc=False | same, no joint codebook | each modality queried by the target's own SID emb. + IDs | [h^m..., h^r, e^r_t, e^m_t...] |
+| DIN | ID emb. (+ one codebook's SID emb., added) | one (query: target rep.) | [h, e_t] |
+| VBPR | ID emb. and a learned projection of content | masked mean (no attention) | dot products + item bias + content bias |
+| ContentConcat | projection of the concatenated content embeddings, no IDs | one | [h, e_t] |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from psrq.errors import ConfigError
+from psrq.rank.layers import MLPTower, SIDEmbedding, TargetAttentionPooling, masked_mean
+
+PAD = 0  # item row / ID index reserved for padding
+OOV = 1  # item row / ID index reserved for unknown items (shared out-of-vocabulary embedding)
+JOINT = "joint"
+
+
+@dataclass
+class TableShapes:
+    """Sizes of a model's item tables; enough to rebuild an empty model before loading weights."""
+
+    n_items: int  # rows of the item tables, including PAD and OOV rows
+    n_ids: int  # rows of the item-ID embedding, including PAD and OOV
+    sid_sizes: dict[str, list[int]] = field(default_factory=dict)  # codebook -> k per level
+    content_dims: dict[str, int] = field(default_factory=dict)  # modality -> embedding width
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TableShapes:
+        return cls(
+            n_items=int(d["n_items"]),
+            n_ids=int(d["n_ids"]),
+            sid_sizes={k: [int(x) for x in v] for k, v in d.get("sid_sizes", {}).items()},
+            content_dims={k: int(v) for k, v in d.get("content_dims", {}).items()},
+        )
+
+
+class RankingModel(nn.Module):
+    """Shared item tables (buffers) and lookups. Subclasses implement `forward`."""
+
+    name: ClassVar[str] = "base"
+
+    def __init__(
+        self,
+        shapes: TableShapes,
+        *,
+        dim: int = 64,
+        attention_hidden: Sequence[int] = (64, 32),
+        tower_hidden: Sequence[int] = (256, 128, 64),
+        attention_product: bool = True,
+        sparse_embeddings: bool = True,
+    ) -> None:
+        super().__init__()
+        # Sparse embedding gradients: an optimiser step then touches only the rows in the batch
+        # (dense Adam over a 100k-row table costs more than the whole forward/backward pass).
+        self.sparse_embeddings = bool(sparse_embeddings)
+        self.shapes = shapes
+        self.dim = int(dim)
+        self.attention_hidden = tuple(int(h) for h in attention_hidden)
+        self.tower_hidden = tuple(int(h) for h in tower_hidden)
+        self.attention_product = bool(attention_product)
+        self.register_buffer("item_to_id", torch.zeros(shapes.n_items, dtype=torch.int64))
+        self.codebooks: list[str] = []
+        self.content_modalities: list[str] = []
+
+    # ---- item tables ----------------------------------------------------------------------------
+    def _use_codebooks(self, codebooks: Sequence[str]) -> None:
+        for cb in codebooks:
+            if cb not in self.shapes.sid_sizes:
+                raise ConfigError(
+                    f"{self.name} needs semantic IDs of codebook {cb!r}, but the item tables only "
+                    f"have {sorted(self.shapes.sid_sizes) or 'none'} (check the sids.parquet columns sid_<codebook>)"
+                )
+            n_levels = len(self.shapes.sid_sizes[cb])
+            self.register_buffer(f"sids_{cb}", torch.zeros(self.shapes.n_items, n_levels, dtype=torch.int64))
+            self.codebooks.append(cb)
+
+    def _use_content(self, modalities: Sequence[str]) -> None:
+        if not modalities:
+            raise ConfigError(f"{self.name} needs content embeddings, but none were given (embeddings/<modality>.parquet)")
+        for m in modalities:
+            if m not in self.shapes.content_dims:
+                raise ConfigError(
+                    f"{self.name} needs content embeddings of modality {m!r}; available: {sorted(self.shapes.content_dims)}"
+                )
+            self.register_buffer(
+                f"content_{m}", torch.zeros(self.shapes.n_items, self.shapes.content_dims[m], dtype=torch.float32)
+            )
+            self.content_modalities.append(m)
+
+    def sid_codes(self, codebook: str, items: torch.Tensor) -> torch.Tensor:
+        """Shifted codes int64 [..., n_levels] (0 = missing) of item rows `items` [...]."""
+        return getattr(self, f"sids_{codebook}")[items]
+
+    def content(self, items: torch.Tensor) -> torch.Tensor:
+        """Concatenated content embeddings float [..., sum of dims] of item rows `items` [...]."""
+        parts = [getattr(self, f"content_{m}")[items] for m in self.content_modalities]
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """Constructor keyword arguments (without `shapes`), for saving and rebuilding."""
+        return {
+            "dim": self.dim,
+            "attention_hidden": list(self.attention_hidden),
+            "tower_hidden": list(self.tower_hidden),
+            "attention_product": self.attention_product,
+            "sparse_embeddings": self.sparse_embeddings,
+        }
+
+    def _pooling(self) -> TargetAttentionPooling:
+        return TargetAttentionPooling(self.dim, self.attention_hidden, use_product=self.attention_product)
+
+
+def _id_embedding(n_ids: int, dim: int, sparse: bool = False) -> nn.Embedding:
+    emb = nn.Embedding(n_ids, dim, padding_idx=PAD, sparse=sparse)
+    nn.init.normal_(emb.weight, std=0.05)
+    with torch.no_grad():
+        emb.weight[PAD].zero_()
+        emb.weight[OOV].zero_()  # neutral until (and unless) training sees OOV items
+    return emb
+
+
+class MCCA(RankingModel):
+    """Multi-codebook cross-attention (the paper's ranking model), with its two ablations.
+
+    - ``use_msc`` (modal-specific codebooks): pool each modality's SID sequence.
+    - ``use_mjc`` (modal-joint codebook): pool the joint SID sequence, and use the target's joint
+      SID embedding as the *shared query* of every multimodal pooling.
+    Full model: both True. "w/o MSC": use_msc=False. "w/o MJC": use_mjc=False, in which case each
+    modality's pooling is queried by the target's own SID embedding of that modality.
+    The collaborative branch (item-ID sequence queried by the target ID embedding) is always on.
+
+    forward(target [B], history [B, L]) -> logits [B].
+    """
+
+    name = "MCCA"
+
+    def __init__(
+        self,
+        shapes: TableShapes,
+        *,
+        modalities: Sequence[str] | None = None,
+        use_msc: bool = True,
+        use_mjc: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(shapes, **kwargs)
+        if not (use_msc or use_mjc):
+            raise ConfigError("MCCA needs use_msc or use_mjc (or both); with neither it is DIN")
+        mods = [m for m in shapes.sid_sizes if m != JOINT] if modalities is None else list(modalities)
+        if use_msc and not mods:
+            raise ConfigError("MCCA with modal-specific codebooks needs at least one sid_<modality> column besides sid_joint")
+        self.modalities = mods
+        self.use_msc, self.use_mjc = bool(use_msc), bool(use_mjc)
+        attended = (mods if use_msc else []) + ([JOINT] if use_mjc else [])
+        self.attended = attended
+        self._use_codebooks(list(dict.fromkeys([*attended, *([JOINT] if use_mjc else [])])))
+        d = self.dim
+        self.id_embedding = _id_embedding(shapes.n_ids, d, self.sparse_embeddings)
+        self.sid_embeddings = nn.ModuleDict({cb: SIDEmbedding(shapes.sid_sizes[cb], d, sparse=self.sparse_embeddings) for cb in self.codebooks})
+        self.sid_poolings = nn.ModuleDict({cb: self._pooling() for cb in attended})
+        self.id_pooling = self._pooling()
+        n_target_sid = 1 if use_mjc else len(attended)
+        self.tower = MLPTower(d * (len(attended) + 2 + n_target_sid), self.tower_hidden)
+
+    def model_kwargs(self) -> dict[str, Any]:
+        return {**super().model_kwargs(), "modalities": self.modalities, "use_msc": self.use_msc, "use_mjc": self.use_mjc}
+
+    def target_query(self, target: torch.Tensor) -> torch.Tensor:
+        """The shared query e^o_t: the target's joint SID embedding [B, d] (requires use_mjc)."""
+        return self.sid_embeddings[JOINT](self.sid_codes(JOINT, target))
+
+    def forward(self, target: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        mask = history != PAD
+        id_t = self.id_embedding(self.item_to_id[target])  # [B, d]
+        id_h = self.id_embedding(self.item_to_id[history])  # [B, L, d]
+        parts = [self.id_pooling(id_h, id_t, mask)]
+        target_sid_parts = []
+        shared_query = self.target_query(target) if self.use_mjc else None
+        for cb in self.attended:
+            emb = self.sid_embeddings[cb]
+            keys = emb(self.sid_codes(cb, history))  # [B, L, d]
+            if shared_query is not None:
+                query = shared_query
+            else:
+                query = emb(self.sid_codes(cb, target))
+                target_sid_parts.append(query)
+            parts.append(self.sid_poolings[cb](keys, query, mask))
+        if shared_query is not None:
+            target_sid_parts = [shared_query]
+        return self.tower(torch.cat([*parts, id_t, *target_sid_parts], dim=-1))
+
+
+class DIN(RankingModel):
+    """Deep Interest Network: item-ID embeddings, target attention, MLP.
+
+    With ``sid_codebook`` set (e.g. "text"), the summed level embeddings of that codebook's SID
+    are *added* to the item representation (the paper's "DIN + <quantizer>" rows).
+
+    forward(target [B], history [B, L]) -> logits [B].
+    """
+
+    name = "DIN"
+
+    def __init__(self, shapes: TableShapes, *, sid_codebook: str | None = None, **kwargs: Any) -> None:
+        super().__init__(shapes, **kwargs)
+        self.sid_codebook = sid_codebook
+        self.id_embedding = _id_embedding(shapes.n_ids, self.dim, self.sparse_embeddings)
+        if sid_codebook is not None:
+            self._use_codebooks([sid_codebook])
+            self.sid_embedding = SIDEmbedding(shapes.sid_sizes[sid_codebook], self.dim, sparse=self.sparse_embeddings)
+        self.pooling = self._pooling()
+        self.tower = MLPTower(2 * self.dim, self.tower_hidden)
+
+    def model_kwargs(self) -> dict[str, Any]:
+        return {**super().model_kwargs(), "sid_codebook": self.sid_codebook}
+
+    def item_repr(self, items: torch.Tensor) -> torch.Tensor:
+        """[...] item rows -> [..., d]."""
+        e = self.id_embedding(self.item_to_id[items])
+        if self.sid_codebook is not None:
+            e = e + self.sid_embedding(self.sid_codes(self.sid_codebook, items))
+        return e
+
+    def forward(self, target: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        mask = history != PAD
+        e_t = self.item_repr(target)
+        h = self.pooling(self.item_repr(history), e_t, mask)
+        return self.tower(torch.cat([h, e_t], dim=-1))
+
+
+class VBPR(RankingModel):
+    """VBPR (He & McAuley 2016) in click-through form.
+
+    VBPR scores  b + b_i + <g_u, g_i> + <t_u, E f_i> + <beta', f_i>  with user factors g_u, t_u.
+    Here there is no user table (users are represented by their history, so unseen users work):
+    g_u = masked mean of the history's ID embeddings, t_u = masked mean of the history's
+    projected content E f_j. Content f = the concatenated content embeddings, E a learned
+    linear projection to d.
+
+    forward(target [B], history [B, L]) -> logits [B].
+    """
+
+    name = "VBPR"
+
+    def __init__(self, shapes: TableShapes, *, modalities: Sequence[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(shapes, **kwargs)
+        mods = list(shapes.content_dims) if modalities is None else list(modalities)
+        self._use_content(mods)
+        in_dim = sum(shapes.content_dims[m] for m in mods)
+        self.id_embedding = _id_embedding(shapes.n_ids, self.dim, self.sparse_embeddings)
+        self.item_bias = nn.Embedding(shapes.n_ids, 1, padding_idx=PAD, sparse=self.sparse_embeddings)
+        nn.init.zeros_(self.item_bias.weight)
+        self.content_proj = nn.Linear(in_dim, self.dim, bias=False)
+        self.content_bias = nn.Linear(in_dim, 1)
+
+    def model_kwargs(self) -> dict[str, Any]:
+        return {**super().model_kwargs(), "modalities": self.content_modalities}
+
+    def forward(self, target: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        mask = history != PAD
+        ids_t = self.item_to_id[target]
+        g_u = masked_mean(self.id_embedding(self.item_to_id[history]), mask)
+        f_t = self.content(target)
+        t_u = masked_mean(self.content_proj(self.content(history)), mask)
+        return (
+            self.item_bias(ids_t).squeeze(-1)
+            + self.content_bias(f_t).squeeze(-1)
+            + (g_u * self.id_embedding(ids_t)).sum(-1)
+            + (t_u * self.content_proj(f_t)).sum(-1)
+        )
+
+
+class ContentConcat(RankingModel):
+    """Content only: the concatenated content embeddings of each item, projected to d by a learned
+    linear layer, then DIN's target attention and tower. No item-ID or SID tables at all.
+
+    forward(target [B], history [B, L]) -> logits [B].
+    """
+
+    name = "ContentConcat"
+
+    def __init__(self, shapes: TableShapes, *, modalities: Sequence[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(shapes, **kwargs)
+        mods = list(shapes.content_dims) if modalities is None else list(modalities)
+        self._use_content(mods)
+        self.content_proj = nn.Linear(sum(shapes.content_dims[m] for m in mods), self.dim)
+        self.pooling = self._pooling()
+        self.tower = MLPTower(2 * self.dim, self.tower_hidden)
+
+    def model_kwargs(self) -> dict[str, Any]:
+        return {**super().model_kwargs(), "modalities": self.content_modalities}
+
+    def forward(self, target: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        mask = history != PAD
+        e_t = self.content_proj(self.content(target))
+        h = self.pooling(self.content_proj(self.content(history)), e_t, mask)
+        return self.tower(torch.cat([h, e_t], dim=-1))
+
+
+MODELS: dict[str, type[RankingModel]] = {cls.name: cls for cls in (MCCA, DIN, VBPR, ContentConcat)}
+
+
+def build_model(name: str, shapes: TableShapes, **kwargs: Any) -> RankingModel:
+    """Instantiate a model by name; unknown names raise ConfigError listing the known ones."""
+    try:
+        cls = MODELS[name]
+    except KeyError:
+        raise ConfigError(f"unknown model {name!r}; known: {sorted(MODELS)}") from None
+    try:
+        return cls(shapes, **kwargs)
+    except TypeError as e:
+        raise ConfigError(f"bad options for model {name}: {e}") from e

@@ -1,0 +1,482 @@
+"""Training, evaluation, checkpoints and model directories for the ranking models.
+
+    data = load_ranking_data("data/lastfm2k/samples", sids="sids.parquet", embeddings="embeddings")
+    result = train_model(data, TrainConfig(model="MCCA", seed=0), out="runs/mcca")
+    print(result.metrics["test"])            # {"auc": ..., "cold_auc": ..., "logloss": ..., "gauc": ...}
+    ranker = Ranker.load("runs/mcca")        # scoring with the frozen model
+
+Training: Adam on binary cross-entropy, shuffled batches from a seeded torch.Generator (one per
+epoch, so resuming at an epoch boundary reproduces the same order), validation AUC after every
+epoch, early stopping with `patience`, and the best epoch's weights restored at the end.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from psrq.artifacts import fingerprint_obj, read_model_dir, write_json, write_model_dir
+from psrq.errors import ArtifactError, ConfigError, InputError, TrainingError
+from psrq.rank.batches import (
+    EncodedSplit,
+    ItemTables,
+    build_item_tables,
+    encode_samples,
+    iter_batches,
+    read_embeddings_dir,
+    read_sids,
+    read_table,
+)
+from psrq.rank.metrics import evaluate_predictions
+from psrq.rank.models import OOV, RankingModel, TableShapes, build_model
+
+MODEL_KIND = "psrq-ranker"
+CHECKPOINT_KIND = "psrq-ranker-checkpoint"
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run (saved in the model directory)."""
+
+    model: str = "MCCA"
+    model_params: dict[str, Any] = field(default_factory=dict)  # e.g. {"use_mjc": False}
+    dim: int = 64
+    max_history: int = 20
+    batch_size: int = 512
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    epochs: int = 20
+    patience: int = 2  # epochs without validation-AUC improvement before stopping; 0 = never stop early
+    min_id_count: int = 2  # items seen fewer times in training share the OOV ID row
+    seed: int = 0
+    eval_batch_size: int = 8192
+
+    @classmethod
+    def from_preset(cls, preset: str, **overrides: Any) -> TrainConfig:
+        if preset not in PRESETS:
+            raise ConfigError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
+        values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
+        known = {f.name for f in fields(cls)}
+        bad = sorted(set(values) - known)
+        if bad:
+            raise ConfigError(f"unknown training option(s) {bad}; known: {sorted(known)}")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# "paper": the paper's Music4All / industrial setting (d'=64, history 20, Adam, batch 512,
+# lr 1e-4, one epoch). "default": small data sets need several epochs and a larger step; early
+# stopping on validation AUC picks the epoch per model (2-3 with SIDs, ~11 for ID-only DIN on
+# Last.fm-2k; docs/ranking.md).
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {"dim": 64, "max_history": 20, "batch_size": 512, "lr": 1e-4, "epochs": 1, "patience": 0},
+    "default": {"dim": 64, "max_history": 20, "batch_size": 512, "lr": 1e-3, "epochs": 20, "patience": 2},
+}
+
+
+# ---- data -------------------------------------------------------------------------------------
+@dataclass
+class RankingData:
+    tables: ItemTables
+    splits: dict[str, EncodedSplit]
+    source: dict[str, Any]  # paths, for the record
+
+
+def load_ranking_data(
+    samples_dir: str | os.PathLike[str],
+    *,
+    sids: str | os.PathLike[str] | None = None,
+    embeddings: str | os.PathLike[str] | None = None,
+    modalities: list[str] | None = None,
+    max_history: int = 20,
+    min_id_count: int = 2,
+    splits: tuple[str, ...] = ("train", "valid", "test"),
+) -> RankingData:
+    """Read samples/{train,valid,test}.parquet (+ sids.parquet, + embeddings/<modality>.parquet)."""
+    d = Path(samples_dir)
+    if not d.is_dir():
+        raise InputError(f"samples directory not found: {d}")
+    train_table = read_table(d / "train.parquet")
+    sid_data = with_single_modality_joint(read_sids(sids)) if sids is not None else None
+    content = read_embeddings_dir(embeddings, modalities)
+    tables = build_item_tables(train_table, sids=sid_data, content=content, min_id_count=min_id_count)
+    encoded = {}
+    for name in splits:
+        table = train_table if name == "train" else read_table(d / f"{name}.parquet")
+        encoded[name] = encode_samples(table, tables, max_history=max_history, name=name, source=d / f"{name}.parquet")
+    return RankingData(tables, encoded, {"samples": str(d), "sids": str(sids) if sids else None, "embeddings": str(embeddings) if embeddings else None})
+
+
+def with_single_modality_joint(sid_data: tuple[np.ndarray, dict[str, np.ndarray], dict[str, list[int]]]) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, list[int]]]:
+    """With one modality, the modal-joint input [X^t] is X^t itself, so the joint SID *is* the
+    modality's SID: alias it (MCCA still gives it its own embedding tables)."""
+    ids, codes, sizes = sid_data
+    mods = [cb for cb in codes if cb != "joint"]
+    if "joint" not in codes and len(mods) == 1:
+        codes = {**codes, "joint": codes[mods[0]]}
+        sizes = {**sizes, "joint": sizes[mods[0]]}
+    return ids, codes, sizes
+
+
+# ---- model construction -----------------------------------------------------------------------
+def make_model(config: TrainConfig, tables: ItemTables) -> RankingModel:
+    """Build the configured model (seeded) and copy the item tables into its buffers."""
+    torch.manual_seed(config.seed)
+    model = build_model(config.model, tables.shapes(), dim=config.dim, **config.model_params)
+    load_item_tables(model, tables)
+    return model
+
+
+def load_item_tables(model: RankingModel, tables: ItemTables) -> None:
+    """Replace the model's item-table buffers (e.g. after adding new items for scoring)."""
+    model.item_to_id = torch.from_numpy(tables.item_to_id.astype(np.int64))
+    for cb in model.codebooks:
+        setattr(model, f"sids_{cb}", torch.from_numpy(tables.sids[cb].astype(np.int64)))
+    for m in model.content_modalities:
+        setattr(model, f"content_{m}", torch.from_numpy(tables.content[m].astype(np.float32)))
+
+
+# ---- training ---------------------------------------------------------------------------------
+class AdamWithSparseEmbeddings:
+    """Adam for dense parameters + SparseAdam ("lazy Adam") for sparse embedding tables.
+
+    SparseAdam updates the moments of the rows present in the batch only, as TF's LazyAdam does
+    in most recommender code; weight decay applies to dense parameters only.
+    """
+
+    def __init__(self, model: torch.nn.Module, lr: float, weight_decay: float = 0.0) -> None:
+        sparse = [m.weight for m in model.modules() if isinstance(m, torch.nn.Embedding | torch.nn.EmbeddingBag) and m.sparse]
+        sparse_ids = {id(p) for p in sparse}
+        dense = [p for p in model.parameters() if id(p) not in sparse_ids]
+        self.optimizers: list[torch.optim.Optimizer] = []
+        if dense:
+            self.optimizers.append(torch.optim.Adam(dense, lr=lr, weight_decay=weight_decay))
+        if sparse:
+            self.optimizers.append(torch.optim.SparseAdam(sparse, lr=lr))
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        for opt in self.optimizers:
+            opt.step()
+
+    def state_dict(self) -> list[dict[str, Any]]:
+        return [opt.state_dict() for opt in self.optimizers]
+
+    def load_state_dict(self, states: list[dict[str, Any]]) -> None:
+        for opt, st in zip(self.optimizers, states, strict=True):
+            opt.load_state_dict(st)
+
+
+def make_optimizer(model: RankingModel, config: TrainConfig) -> AdamWithSparseEmbeddings:
+    return AdamWithSparseEmbeddings(model, config.lr, config.weight_decay)
+
+
+@dataclass
+class TrainResult:
+    model: RankingModel
+    tables: ItemTables
+    config: TrainConfig
+    best_epoch: int
+    history: list[dict[str, Any]]  # per epoch: train loss, valid metrics
+    metrics: dict[str, dict[str, float]]  # split -> metrics of the restored best model
+
+
+def predict_logits(model: RankingModel, split: EncodedSplit, batch_size: int = 8192) -> np.ndarray:
+    """Logits float32 [n] for every sample of a split, in order."""
+    model.eval()
+    out = np.empty(len(split), dtype=np.float32)
+    with torch.no_grad():
+        for _, idx, target, history, _ in iter_batches(split, batch_size):
+            out[idx.numpy()] = model(target, history).numpy()
+    return out
+
+
+def evaluate_split(model: RankingModel, split: EncodedSplit, batch_size: int = 8192) -> dict[str, float]:
+    logits = predict_logits(model, split, batch_size)
+    return evaluate_predictions(split.label.numpy(), logits, split.user, split.is_cold)
+
+
+def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
+
+
+def train_one_epoch(
+    model: RankingModel,
+    optimizer: AdamWithSparseEmbeddings,
+    split: EncodedSplit,
+    config: TrainConfig,
+    epoch: int,
+    *,
+    progress: bool = True,
+) -> float:
+    """One pass over `split` in seeded random order; returns the mean training loss.
+
+    A non-finite loss stops training with TrainingError naming the epoch, batch and samples.
+    """
+    from tqdm.auto import tqdm
+
+    model.train()
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    total, count = 0.0, 0
+    n_batches = math.ceil(len(split) / config.batch_size)
+    batches = iter_batches(split, config.batch_size, generator=_epoch_generator(config.seed, epoch))
+    for b, idx, target, history, label in tqdm(batches, total=n_batches, desc=f"epoch {epoch + 1}", leave=False, disable=None if progress else True):
+        logits = model(target, history)
+        loss = loss_fn(logits, label)
+        if not torch.isfinite(loss):
+            rows = idx[:5].tolist()
+            raise TrainingError(
+                f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, batch {b} of {n_batches} "
+                f"(sample rows {rows}{'...' if len(idx) > 5 else ''} of split {split.name!r}); training stopped. "
+                "Check the inputs of those samples or lower the learning rate."
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.item() * len(idx)
+        count += len(idx)
+    return total / max(count, 1)
+
+
+def train_model(
+    data: RankingData,
+    config: TrainConfig,
+    *,
+    out: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> TrainResult:
+    """Train with early stopping on validation AUC; restore the best epoch; write `out` if given.
+
+    With `out`, a checkpoint (`out/checkpoint`) is written atomically after every epoch and the
+    final model directory is `out/model`; `resume=True` continues from the checkpoint.
+    """
+    from rich.console import Console
+
+    console = Console(stderr=True, quiet=not progress)
+    if "train" not in data.splits or len(data.splits["train"]) == 0:
+        raise InputError("no training samples (samples/train.parquet is empty)")
+    valid = data.splits.get("valid")
+    model = make_model(config, data.tables)
+    optimizer = make_optimizer(model, config)
+    state = {"epoch": -1, "best_epoch": -1, "best_auc": -math.inf, "bad_epochs": 0, "history": [], "best_state": None}
+    ckpt = Path(out) / "checkpoint" if out is not None else None
+    if resume and ckpt is not None and (ckpt / "manifest.json").is_file():
+        state = _load_checkpoint(ckpt, model, optimizer, config, data.tables)
+        console.print(f"resuming after epoch {state['epoch'] + 1} from {ckpt}")
+    for epoch in range(state["epoch"] + 1, config.epochs):
+        loss = train_one_epoch(model, optimizer, data.splits["train"], config, epoch, progress=progress)
+        record: dict[str, Any] = {"epoch": epoch + 1, "train_loss": loss}
+        score = -loss
+        if valid is not None and len(valid):
+            record["valid"] = evaluate_split(model, valid, config.eval_batch_size)
+            score = record["valid"]["auc"] if not math.isnan(record["valid"]["auc"]) else -loss
+        state["history"].append(record)
+        if score > state["best_auc"]:
+            state.update(best_auc=score, best_epoch=epoch, bad_epochs=0, best_state=copy.deepcopy(model.state_dict()))
+        else:
+            state["bad_epochs"] += 1
+        state["epoch"] = epoch
+        v = record.get("valid", {})
+        console.print(f"epoch {epoch + 1}: train loss {loss:.4f}  valid AUC {v.get('auc', math.nan):.4f}  GAUC {v.get('gauc', math.nan):.4f}")
+        if ckpt is not None:
+            _write_checkpoint(ckpt, model, optimizer, config, data.tables, state)
+        if config.patience and state["bad_epochs"] >= config.patience:
+            break
+    if state["best_state"] is not None:
+        model.load_state_dict(state["best_state"])
+    metrics = {name: evaluate_split(model, split, config.eval_batch_size) for name, split in data.splits.items() if name != "train" and len(split)}
+    result = TrainResult(model, data.tables, config, state["best_epoch"] + 1, state["history"], metrics)
+    if out is not None:
+        save_model(Path(out) / "model", result)
+        write_json(Path(out) / "metrics.json", {"best_epoch": result.best_epoch, "metrics": metrics, "history": result.history})
+    return result
+
+
+def _config_key(config: TrainConfig, tables: ItemTables) -> str:
+    # `epochs` may grow on resume (continue a finished run for longer); everything else must match.
+    settings = {k: v for k, v in config.to_dict().items() if k != "epochs"}
+    return fingerprint_obj({"config": settings, "sids": tables.sid_fingerprint(), "shapes": tables.shapes().to_dict()})
+
+
+def _write_checkpoint(path: Path, model: RankingModel, optimizer: AdamWithSparseEmbeddings, config: TrainConfig, tables: ItemTables, state: dict[str, Any]) -> None:
+    with write_model_dir(path, kind=CHECKPOINT_KIND, params=config.to_dict(), seed=config.seed, input_fingerprint=_config_key(config, tables)) as d:
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": state}, d / "checkpoint.pt")
+
+
+def _load_checkpoint(path: Path, model: RankingModel, optimizer: AdamWithSparseEmbeddings, config: TrainConfig, tables: ItemTables) -> dict[str, Any]:
+    manifest = read_model_dir(path, kind=CHECKPOINT_KIND)
+    if manifest.get("input_fingerprint") != _config_key(config, tables):
+        raise ConfigError(f"{path} was written by a run with another configuration or other data; resume needs the same ones (or delete the checkpoint)")
+    blob = torch.load(path / "checkpoint.pt", weights_only=False)
+    model.load_state_dict(blob["model"])
+    optimizer.load_state_dict(blob["optimizer"])
+    return blob["state"]
+
+
+# ---- model directories ------------------------------------------------------------------------
+def save_model(path: str | os.PathLike[str], result: TrainResult) -> Path:
+    """Write a model directory: weights.pt, items.json (item rows), spec.json, manifest."""
+    spec = {
+        "model": result.config.model,
+        "model_kwargs": result.model.model_kwargs(),
+        "shapes": result.tables.shapes().to_dict(),
+        "train_config": result.config.to_dict(),
+        "sid_fingerprint": model_sid_fingerprint(result.model, result.tables),
+        "best_epoch": result.best_epoch,
+    }
+    with write_model_dir(
+        path,
+        kind=MODEL_KIND,
+        params=result.config.to_dict(),
+        seed=result.config.seed,
+        input_fingerprint=spec["sid_fingerprint"],
+        extra={"model": result.config.model, "metrics": result.metrics},
+    ) as d:
+        torch.save(result.model.state_dict(), d / "weights.pt")
+        (d / "items.json").write_text(json.dumps(result.tables.item_ids.astype(str).tolist()))
+        (d / "spec.json").write_text(json.dumps(spec, indent=2))
+    return Path(path)
+
+
+def resolve_model_dir(path: str | os.PathLike[str]) -> Path:
+    """Accept a model directory or a training output directory holding `model/`."""
+    p = Path(path)
+    if (p / "model" / "manifest.json").is_file() and not (p / "manifest.json").is_file():
+        return p / "model"
+    return p
+
+
+class Ranker:
+    """A trained model with its item tables, ready to score (frozen)."""
+
+    def __init__(self, model: RankingModel, tables: ItemTables, spec: dict[str, Any], path: Path | None = None) -> None:
+        self.model, self.tables, self.spec, self.path = model, tables, spec, path
+        self.model.eval()
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Ranker:
+        root = resolve_model_dir(path)
+        read_model_dir(root, kind=MODEL_KIND)
+        spec = json.loads((root / "spec.json").read_text())
+        shapes = TableShapes.from_dict(spec["shapes"])
+        model = build_model(spec["model"], shapes, **spec["model_kwargs"])
+        try:
+            model.load_state_dict(torch.load(root / "weights.pt", weights_only=True))
+        except (RuntimeError, KeyError) as e:
+            raise ArtifactError(f"{root}: weights.pt does not fit the model in spec.json: {e}") from e
+        item_ids = np.asarray(json.loads((root / "items.json").read_text()), dtype=object)
+        tables = ItemTables(
+            item_ids=item_ids,
+            item_to_id=model.item_to_id.numpy().copy(),
+            n_ids=shapes.n_ids,
+            sids={cb: getattr(model, f"sids_{cb}").numpy().copy() for cb in model.codebooks},
+            sid_sizes={cb: shapes.sid_sizes[cb] for cb in model.codebooks},
+            content={m: getattr(model, f"content_{m}").numpy().copy() for m in model.content_modalities},
+        )
+        if tables.sid_fingerprint() != spec.get("sid_fingerprint"):
+            raise ArtifactError(f"{root}: item tables do not match the recorded SID fingerprint")
+        return cls(model, tables, spec, root)
+
+    @property
+    def max_history(self) -> int:
+        return int(self.spec["train_config"]["max_history"])
+
+    def check_sids(self, sids_path: str | os.PathLike[str]) -> None:
+        """ArtifactError when `sids_path` is not the SID artifact this model was trained with."""
+        from psrq.rank.batches import check_sids_match
+
+        if self.model.codebooks:
+            check_sids_match(self.tables, sids_path)
+
+    def evaluate(self, samples_path: str | os.PathLike[str]) -> dict[str, float]:
+        table = read_table(samples_path)
+        split = encode_samples(table, self.tables, max_history=self.max_history, name=Path(samples_path).stem, source=samples_path)
+        return evaluate_split(self.model, split)
+
+    def score(
+        self,
+        history: list[str],
+        candidates: list[str],
+        *,
+        new_sids: dict[str, dict[str, np.ndarray]] | None = None,
+        new_content: dict[str, dict[str, np.ndarray]] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Score `candidates` for a user with `history` (item ids, oldest first); best first.
+
+        Items the model never saw are scored from what is known about them: their semantic IDs
+        (`new_sids[item_id] = {codebook: codes [n_levels]}`, from the frozen quantizer) and
+        content (`new_content[item_id] = {modality: vector}`), with the shared OOV ID
+        embedding. Unknown items with neither are scored with OOV features only (flagged).
+        History longer than the model's maximum keeps the newest items; an empty history is valid.
+        """
+        if not candidates:
+            raise InputError("no candidate items to score")
+        tables = self._tables_with(list(history) + list(candidates), new_sids or {}, new_content or {})
+        rows_c = tables.rows_of(list(candidates))
+        rows_h = tables.rows_of(list(history))[-self.max_history :] if history else np.zeros(0, np.int64)
+        hist = np.zeros((1, self.max_history), dtype=np.int64)
+        hist[0, : len(rows_h)] = rows_h
+        if tables is not self.tables:
+            load_item_tables(self.model, tables)
+        try:
+            with torch.no_grad():
+                logits = self.model(torch.from_numpy(rows_c), torch.from_numpy(hist)).numpy()  # history [1, L], broadcast
+        finally:
+            if tables is not self.tables:
+                load_item_tables(self.model, self.tables)
+        known = rows_c != OOV if tables is self.tables else self.tables.rows_of(list(candidates)) != OOV
+        described = np.array([(c in (new_sids or {})) or (c in (new_content or {})) for c in candidates])
+        order = np.argsort(-logits, kind="stable")
+        return [
+            {
+                "item_id": candidates[i],
+                "score": float(1 / (1 + np.exp(-logits[i]))),
+                "logit": float(logits[i]),
+                "status": "known" if known[i] else ("new (SIDs/content)" if described[i] else "unknown (OOV only)"),
+            }
+            for i in order
+        ]
+
+    def _tables_with(self, items: list[str], new_sids: dict[str, dict[str, np.ndarray]], new_content: dict[str, dict[str, np.ndarray]]) -> ItemTables:
+        if not new_sids and not new_content:
+            return self.tables
+        uniq = list(dict.fromkeys(items))
+        unseen = self.tables.rows_of(uniq) == OOV
+        unknown = [i for i, u in zip(uniq, unseen, strict=True) if u and (i in new_sids or i in new_content)]
+        if not unknown:
+            return self.tables
+        sids = {
+            cb: np.stack([np.asarray(new_sids.get(i, {}).get(cb, [-1] * len(sizes)), dtype=np.int64) for i in unknown])
+            for cb, sizes in self.tables.sid_sizes.items()
+        }
+        content = {
+            m: np.stack([np.asarray(new_content.get(i, {}).get(m, np.zeros(X.shape[1])), dtype=np.float32) for i in unknown])
+            for m, X in self.tables.content.items()
+        }
+        return self.tables.with_new_items(unknown, sids, content)
+
+
+def model_sid_fingerprint(model: RankingModel, tables: ItemTables) -> str:
+    """Fingerprint of the (item, SID) pairs of the codebooks this model actually uses."""
+    used = ItemTables(
+        item_ids=tables.item_ids,
+        item_to_id=tables.item_to_id,
+        n_ids=tables.n_ids,
+        sids={cb: tables.sids[cb] for cb in model.codebooks},
+        sid_sizes={cb: tables.sid_sizes[cb] for cb in model.codebooks},
+    )
+    return used.sid_fingerprint()
