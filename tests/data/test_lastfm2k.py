@@ -90,3 +90,34 @@ def test_builtin_copy_loads_from_another_directory(tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(builtin_root(), copy)
     assert load_lastfm2k(copy).interactions.num_rows == load_lastfm2k().interactions.num_rows
+
+
+def test_item_text_only_uses_tags_from_the_training_period(tmp_path):
+    """Tags are user events: item text built from valid/test-period tags would leak the future."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from psrq.data.labels import LabelRule
+    from psrq.data.prepare import prepare
+    from psrq.data.protocol import ProtocolConfig
+    from psrq.data.specs import dataset_spec
+
+    result = prepare(dataset_spec("lastfm2k"), ProtocolConfig(label_rule=LabelRule(kind="auto")), tmp_path, verbose=False)
+    cutoff = result.meta["boundaries"]["train_until_ts"]
+    raw = load_lastfm2k()
+    items = pq.read_table(tmp_path / "items.parquet")
+    tagged = dict(zip(items.column("item_id").to_pylist(), items.column("tags").to_pylist(), strict=True))
+    # Artists first tagged (by anyone) only after the train boundary must have no tag text.
+    inter = raw.interactions
+    ts = inter.column("timestamp").to_numpy()
+    ids = np.asarray(inter.column("item_id").to_pylist())
+    first_seen = {}
+    for item, t in zip(ids, ts, strict=True):
+        first_seen[item] = min(t, first_seen.get(item, t))
+    late = [i for i, t in first_seen.items() if t > cutoff]
+    assert len(late) > 100  # the real data has many artists first tagged in valid/test
+    assert all(tagged[i] == "" for i in late)
+    # ... while the unfiltered loader (all periods) does give them tags: the check can fail.
+    unfiltered = dict(zip(raw.items.column("item_id").to_pylist(), raw.items.column("tags").to_pylist(), strict=True))
+    assert sum(unfiltered[i] != "" for i in late) > 100
+    assert result.meta["item_content_until"] == result.meta["boundaries"]["train_until"]

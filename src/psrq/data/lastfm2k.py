@@ -48,6 +48,18 @@ def load_lastfm2k(root: str | Path | None = None, *, min_year: int = 2005, n_tag
                             encoding="utf-8", what="Last.fm user_taggedartists.dat")
     items = _artist_items(artists, tags, events, n_tags)
     items, _ = validate_items(items, str(base / "artists.dat"))
+    tag_times = _epoch_days(*(events.column(c).to_numpy(zero_copy_only=False) for c in ("day", "month", "year")),
+                            base / "user_taggedartists.dat")
+
+    def items_until(cutoff: int) -> pa.Table:
+        """Items whose tag text counts only tag assignments dated up to `cutoff` (the train boundary).
+
+        Assignments dated before `min_year` are bogus dates (they could be from any time), so
+        they are left out here exactly as they are left out of the events."""
+        years = events.column("year").to_numpy(zero_copy_only=False)
+        earlier = events.filter(pa.array((tag_times <= cutoff) & (years >= min_year)))
+        return validate_items(_artist_items(artists, tags, earlier, n_tags), str(base / "artists.dat"))[0]
+
     interactions, skipped = _first_tag_events(events, items.column("item_id"), min_year, base)
     interactions = validate_interactions(interactions, items.column("item_id"),
                                          str(base / "user_taggedartists.dat"))
@@ -59,6 +71,7 @@ def load_lastfm2k(root: str | Path | None = None, *, min_year: int = 2005, n_tag
         skipped=skipped,
         default_label_rule="implicit",
         options={"min_year": min_year, "n_tags": n_tags},
+        rebuild_items=items_until,
     )
 
 

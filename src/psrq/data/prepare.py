@@ -15,7 +15,7 @@ import hashlib
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -96,6 +96,11 @@ def prepare(spec: DatasetSpec, config: ProtocolConfig, out: str | Path, *, force
 
     data = spec.load()
     samples = build_samples(data, config)
+    content_until = None
+    if data.rebuild_items is not None:
+        # Item text built from interactions (tags) must not see the validation/test period.
+        content_until = samples.stats["boundaries"]["train_until"]
+        data = replace(data, items=data.rebuild_items(samples.stats["boundaries"]["train_until_ts"]))
     meta = {
         "dataset": spec.name,
         "synthetic": data.synthetic,
@@ -104,6 +109,7 @@ def prepare(spec: DatasetSpec, config: ProtocolConfig, out: str | Path, *, force
         "sources": [str(p) for p in spec.inputs],
         "loader_options": {**spec.options, **data.options},
         "items": data.items.num_rows,
+        "item_content_until": content_until,
         "interactions": data.interactions.num_rows,
         **samples.stats,
     }

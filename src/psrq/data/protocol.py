@@ -33,7 +33,8 @@ from .labels import LabelRule, apply_label_rule
 from .schema import DataSet
 
 SPLITS = ("train", "valid", "test")
-PROTOCOL_VERSION = 1
+# 2: item text derived from interactions (Last.fm tags) counts only the training period.
+PROTOCOL_VERSION = 2
 
 SAMPLE_SCHEMA = pa.schema([
     ("user_id", pa.string()),

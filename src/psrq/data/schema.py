@@ -8,6 +8,7 @@ file, the column and the first offending rows, because the user has to go and fi
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -47,6 +48,10 @@ class DataSet:
     options: dict[str, Any] = field(default_factory=dict)
     # Parquet files the tables were read from unchanged (so writing them again can be skipped).
     passthrough: dict[str, Path] = field(default_factory=dict)
+    # For data sets whose item content is derived from interactions (Last.fm-2k's tags): rebuild
+    # the items table from events up to a timestamp, so that item text never sees the
+    # validation or test period. `prepare` calls it with the train boundary.
+    rebuild_items: Callable[[int], pa.Table] | None = None
 
 
 def describe_rows(rows: np.ndarray | list[int], limit: int = 5) -> str:
