@@ -73,7 +73,7 @@ class QuantizerSpec(_Strict):
     name: str
     kind: Literal["PSRQ", "RQKMeans", "VQ", "PQ", "RQVAE"]
     levels: int = Field(3, ge=1)
-    codebook_size: int | list[int] = 128
+    codebook_size: int | list[int] = 64
     prefix_weight: float | None = Field(None, ge=0, description="PSRQ only")
 
     @model_validator(mode="after")
@@ -84,9 +84,11 @@ class QuantizerSpec(_Strict):
 
 
 def _default_methods() -> list[QuantizerSpec]:
+    # k = 64: the setting our Last.fm-2k ranking results were measured with (docs/results-lastfm2k.md);
+    # the paper uses 64 / 128 / 256 for catalogues of 34k / 100k / 1.4M items.
     return [
-        QuantizerSpec(name="psrq", kind="PSRQ", levels=3, codebook_size=128),
-        QuantizerSpec(name="rqkmeans", kind="RQKMeans", levels=3, codebook_size=128),
+        QuantizerSpec(name="psrq", kind="PSRQ", levels=3, codebook_size=64),
+        QuantizerSpec(name="rqkmeans", kind="RQKMeans", levels=3, codebook_size=64),
     ]
 
 
