@@ -21,8 +21,12 @@ app = typer.Typer(
     help=(
         "Multimodal semantic IDs (PSRQ) and MCCA ranking for music recommendation.\n\n"
         "Quick start:  psrq run            (whole pipeline on the built-in Last.fm-2k data)\n\n"
-        "Stages:  psrq data prepare lastfm2k -> psrq embed text -> psrq quantize -> "
-        "psrq report -> psrq train / psrq experiment"
+        "Stages, one by one (example):\n\n"
+        "  psrq data prepare lastfm2k --out runs/lf/data\n\n"
+        "  psrq embed text --items runs/lf/data/items.parquet --out runs/lf/embeddings/text.parquet\n\n"
+        "  psrq quantize -i text=runs/lf/embeddings/text.parquet --out runs/lf/sids.parquet\n\n"
+        "  psrq train --samples runs/lf/data/samples --sids runs/lf/sids.parquet --out runs/lf/mcca\n\n"
+        "Every command's --help has examples."
     ),
     no_args_is_help=True,
     add_completion=False,

@@ -9,7 +9,12 @@ from typing import Annotated
 import typer
 
 data_app = typer.Typer(
-    help="Data sets -> items / interactions / samples (Parquet), and the SYNTHETIC catalogue.",
+    help=(
+        "Data sets -> items / interactions / samples (Parquet), and the SYNTHETIC catalogue.\n\n"
+        "Examples:\n\n"
+        "  psrq data prepare lastfm2k                  (built-in Last.fm-2k -> runs/lastfm2k/data)\n\n"
+        "  psrq data synth --items 20000 --out runs/synth/data && psrq data prepare synth runs/synth/data"
+    ),
     no_args_is_help=True,
 )
 
