@@ -103,3 +103,24 @@ def test_run_cli_prints_config_and_rejects_bad_file(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["run", "--config", str(bad)])
     assert result.exit_code != 0
     assert isinstance(result.exception, ConfigError) and "datasett" in str(result.exception)
+
+
+def test_configuration_doc_lists_every_key(repo_root: Path) -> None:
+    from pydantic import BaseModel
+
+    from psrq.config import RunConfig
+
+    doc = (repo_root / "docs" / "configuration.md").read_text()
+
+    def keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+        out = []
+        for name, field in model.model_fields.items():
+            inner = field.annotation
+            if isinstance(inner, type) and issubclass(inner, BaseModel):
+                out += keys(inner, f"{prefix}{name}.")
+            else:
+                out.append(f"{prefix}{name}")
+        return out
+
+    missing = [k for k in keys(RunConfig) if f"`{k}`" not in doc]
+    assert not missing, f"docs/configuration.md does not document {missing}"
