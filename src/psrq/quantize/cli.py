@@ -202,7 +202,7 @@ def quantize(
     method: Annotated[str, typer.Option(help="psrq | rqkmeans | vq | pq | rqvae.")] = "psrq",
     levels: Annotated[int | None, typer.Option(help="Code levels (default: the quantizer's; PSRQ: 3).")] = None,
     codebook_size: Annotated[str | None, typer.Option(help="Codes per level: 128, or one per level: 256,128,64.")] = None,
-    prefix_weight: Annotated[float | None, typer.Option(help="PSRQ only: weight of the prefix half (1 = paper, 0 = RQ-KMeans).")] = None,
+    prefix_weight: Annotated[float | None, typer.Option(help="PSRQ only: weight of the prefix half (default 0.5; 1 = the paper as written, 0 = RQ-KMeans).")] = None,
     normalize: Annotated[str, typer.Option(help="l2 | standard | none, or per modality: text=l2,audio=standard.")] = "l2",
     weight: Annotated[list[str] | None, typer.Option("--weight", help="MODALITY=W: block weight in the joint ID (repeatable).")] = None,
     joint: Annotated[bool, typer.Option(help="Build the modal-joint codebook (needs >= 2 modalities).")] = True,

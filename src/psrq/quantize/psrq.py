@@ -22,11 +22,12 @@ sum of earlier codewords, so its half of the distance comes from small [k_j, k_l
 
 `prefix_weight` (w above) scales the prefix half. w = 1 is the paper as written; w = 0 clusters
 the residual alone, which is RQ-KMeans: the same code path runs (`psrq.quantize.rq_kmeans`), so
-PSRQ(prefix_weight=0) gives exactly RQKMeans's codes for the same seed. Measured on real Last.fm
-text embeddings (shared/paper/method.md), w = 1 makes layer 2 largely repeat layer 1 (ID tuples
-collide) yet helps ranking. The default is 1.0 (the paper), settled by the ranking study
-(docs/results-lastfm2k.md): with DIN + text SIDs on Last.fm-2k, k = 64, 5 seeds, weight 1 beat
-0.5 and 0 on validation and test AUC and on cold AUC.
+PSRQ(prefix_weight=0) gives exactly RQKMeans's codes for the same seed. As written (w = 1),
+layer 2 largely repeats layer 1 and ID tuples collide massively (about 1% unique on Last.fm-2k).
+The default is w = 0.5, chosen on ranking results (docs/results-lastfm2k.md: Last.fm-2k, k = 64,
+5 seeds): it had the best validation AUC for both DIN + SIDs and MCCA (ahead of 1 and 0, within
+about one std), and it keeps 37-72% of ID tuples unique instead of 1-6% (docs/quantizer-study.md).
+Pass prefix_weight=1.0 for the paper-faithful setting.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ class PSRQ(RQKMeans):
     """Progressive semantic residual quantizer (see the module docstring for the method).
 
     Parameters (keyword-only): those of `RQKMeans` plus
-        prefix_weight: scale of the prefix half of Z_l; 1.0 = the paper, 0.0 = RQ-KMeans.
+        prefix_weight: scale of the prefix half of Z_l; default 0.5 (chosen on ranking results),
+            1.0 = the paper as written, 0.0 = RQ-KMeans.
 
     Codebooks: level 0 is [k_0, d]; levels >= 1 are [k_l, 2d] (residual half, then the prefix
     half in the scaled space) when prefix_weight > 0, [k_l, d] when it is 0.
@@ -62,7 +64,7 @@ class PSRQ(RQKMeans):
         *,
         n_levels: int = 3,
         codebook_size: int | list[int] = 256,
-        prefix_weight: float = 1.0,
+        prefix_weight: float = 0.5,
         seed: int = 0,
         niter: int = DEFAULT_NITER,
         max_points_per_centroid: int = DEFAULT_POINTS_PER_CENTROID,
