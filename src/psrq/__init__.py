@@ -7,13 +7,15 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+
+from psrq._lazy import lazy_exports
 
 # faiss, torch and scikit-learn can end up sharing one OpenMP runtime whose default busy-waiting
 # makes small k-means fits many times slower on a loaded machine; waiting passively costs nothing.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
+
 
 # Quantizers are imported lazily so `import psrq` (and `psrq --help`) stays fast and torch-free.
 _LAZY = {
@@ -27,10 +29,4 @@ _LAZY = {
 
 __all__ = ["__version__", *_LAZY]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'psrq' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)

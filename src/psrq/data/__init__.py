@@ -9,7 +9,7 @@ Names are imported lazily so `psrq --help` does not pay for pyarrow.
 
 from __future__ import annotations
 
-from typing import Any
+from psrq._lazy import lazy_exports
 
 _LAZY = {
     "DataSet": "psrq.data.schema",
@@ -37,10 +37,4 @@ _LAZY = {
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        module = importlib.import_module(_LAZY[name])
-        return getattr(module, "generate" if name == "generate_synthetic" else name)
-    raise AttributeError(f"module 'psrq.data' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY, {"generate_synthetic": "generate"})

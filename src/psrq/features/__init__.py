@@ -11,7 +11,7 @@ Submodules import torch / transformers lazily through these names.
 
 from __future__ import annotations
 
-from typing import Any
+from psrq._lazy import lazy_exports
 
 _EXPORTS = {
     "Encoder": "psrq.features.base",
@@ -37,10 +37,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    import importlib
-
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'psrq.features' has no attribute {name!r}")
-    attr = "read_checkpoint" if name == "read_tf_checkpoint" else name
-    return getattr(importlib.import_module(_EXPORTS[name]), attr)
+__getattr__ = lazy_exports(__name__, _EXPORTS, {"read_tf_checkpoint": "read_checkpoint"})

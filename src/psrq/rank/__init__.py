@@ -7,8 +7,7 @@ Public names are imported lazily so `psrq --help` does not load torch:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from psrq._lazy import lazy_exports
 
 _EXPORTS = {
     "MCCA": "psrq.rank.models",
@@ -38,7 +37,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'psrq.rank' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
