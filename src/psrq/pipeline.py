@@ -196,7 +196,7 @@ def _quantizer_params(spec: QuantizerSpec) -> dict[str, Any]:
     return params
 
 
-def _read_modalities(paths: RunPaths, modalities: list[str]) -> dict[str, Any]:
+def read_modalities(paths: RunPaths, modalities: list[str]) -> dict[str, Any]:
     from psrq.quantize.embeddings_io import read_embedding_parquet
 
     return {m: read_embedding_parquet(paths.embedding(m), m) for m in modalities}
@@ -211,7 +211,7 @@ def _quantize(config: RunConfig, paths: RunPaths, spec: QuantizerSpec, modalitie
         normalize=config.quantize.normalize,
         seed=config.quantize.seed,
     )
-    sids = mq.fit_transform(_read_modalities(paths, modalities))
+    sids = mq.fit_transform(read_modalities(paths, modalities))
     mq.save(paths.quantizer(spec.name))
     sids.write(paths.sids(spec.name))
 
@@ -223,16 +223,16 @@ def _quality(config: RunConfig, paths: RunPaths, spec: QuantizerSpec, modalities
     from psrq.quantize.quality import evaluate_ids
 
     mq = MultimodalQuantizer.load(paths.quantizer(spec.name))
-    inputs = mq.quantizer_inputs(_read_modalities(paths, modalities))
+    inputs = mq.quantizer_inputs(read_modalities(paths, modalities))
     sids = SemanticIDs.read(paths.sids(spec.name))
     results = {}
     for codebook, (ids, X) in inputs.items():
-        codes = _codes_for(sids, codebook, ids)
+        codes = codes_for(sids, codebook, ids)
         results[codebook] = evaluate_ids(X, codes, mq.quantizers_[codebook], seed=config.quantize.seed)
     write_json(paths.quality(spec.name), {"method": spec.model_dump(), "codebooks": results})
 
 
-def _codes_for(sids: Any, codebook: str, ids: np.ndarray) -> np.ndarray:
+def codes_for(sids: Any, codebook: str, ids: np.ndarray) -> np.ndarray:
     """Codes of `codebook` for `ids`, in that order."""
     position = {item: i for i, item in enumerate(sids.item_ids)}
     rows = np.fromiter((position[i] for i in ids), dtype=np.int64, count=len(ids))
@@ -254,10 +254,10 @@ def _rank(config: RunConfig, paths: RunPaths, ranker: str, sid_method: str | Non
         model=model, model_params=params, dim=r.dim, max_history=config.protocol.max_history,
         batch_size=r.batch_size, lr=r.lr, epochs=r.max_epochs, seed=seed,
     )
-    train_model(data, train_config, out=paths.ranker(_ranker_name(ranker, sid_method), seed), resume=True)
+    train_model(data, train_config, out=paths.ranker(ranker_name(ranker, sid_method), seed), resume=True)
 
 
-def _ranker_name(ranker: str, sid_method: str | None) -> str:
+def ranker_name(ranker: str, sid_method: str | None) -> str:
     return f"{ranker}-{sid_method}" if sid_method else ranker
 
 
@@ -309,8 +309,8 @@ def run_pipeline(config: RunConfig, *, force: bool = False, skip_rank: bool = Fa
                     "max_history": config.protocol.max_history,
                     "seed": seed,
                 }
-                out = paths.ranker(_ranker_name(ranker, method), seed)
-                runner.run(Stage(f"train {_ranker_name(ranker, method)} seed {seed}", settings,
+                out = paths.ranker(ranker_name(ranker, method), seed)
+                runner.run(Stage(f"train {ranker_name(ranker, method)} seed {seed}", settings,
                                  [out / "metrics.json", out / "model"],
                                  lambda r=ranker, m=method, s=seed: _rank(config, paths, r, m, s)))
                 rank_runs.append((ranker, method, seed))

@@ -21,16 +21,7 @@ from psrq.quantize.multimodal import SemanticIDs
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_faiss_thread():
-    """Tiny k-means runs are overhead-bound: with OpenMP threads on a busy machine they run
-    3-10x slower (spin-waiting), so this module uses one faiss thread and restores the setting."""
-    import faiss
-
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    yield
-    faiss.omp_set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_faiss_thread")
 
 
 def make_app() -> typer.Typer:

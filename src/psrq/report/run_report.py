@@ -74,7 +74,7 @@ def data_section(meta: dict[str, Any]) -> str:
 # ---- ID quality ---------------------------------------------------------------------------------
 def quality_section(config: RunConfig, paths: RunPaths) -> str:
     """Headline ID metrics and plots for every quantizer x codebook."""
-    from psrq.pipeline import _codes_for, _read_modalities
+    from psrq.pipeline import codes_for, read_modalities
     from psrq.quantize.multimodal import MultimodalQuantizer, SemanticIDs
     from psrq.report.id_report import id_quality_sections
 
@@ -82,7 +82,7 @@ def quality_section(config: RunConfig, paths: RunPaths) -> str:
     X_by_name: dict[str, np.ndarray] = {}
     codes_by_name: dict[str, np.ndarray] = {}
     modalities = sorted(p.stem for p in paths.embeddings.glob("*.parquet"))
-    inputs = _read_modalities(paths, modalities)
+    inputs = read_modalities(paths, modalities)
     for spec in config.quantize.methods:
         quality = json.loads(paths.quality(spec.name).read_text())
         mq = MultimodalQuantizer.load(paths.quantizer(spec.name))
@@ -91,7 +91,7 @@ def quality_section(config: RunConfig, paths: RunPaths) -> str:
             name = f"{spec.name} / {codebook}"
             results[name] = quality["codebooks"][codebook]
             X_by_name[name] = X
-            codes_by_name[name] = _codes_for(sids, codebook, ids)
+            codes_by_name[name] = codes_for(sids, codebook, ids)
     parts = id_quality_sections(results, X_by_name=X_by_name, codes_by_name=codes_by_name, seed=config.quantize.seed)
     return "".join(html.section(title, body, intro=intro, level=3) for title, body, intro in parts)
 
@@ -99,11 +99,11 @@ def quality_section(config: RunConfig, paths: RunPaths) -> str:
 # ---- ranking ------------------------------------------------------------------------------------
 def collect_rank_metrics(paths: RunPaths, rank_runs: list[tuple[str, str | None, int]]) -> dict[str, list[dict[str, Any]]]:
     """ranker name -> one metrics.json per seed."""
-    from psrq.pipeline import _ranker_name
+    from psrq.pipeline import ranker_name
 
     out: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for ranker, method, seed in rank_runs:
-        name = _ranker_name(ranker, method)
+        name = ranker_name(ranker, method)
         f = paths.ranker(name, seed) / "metrics.json"
         if f.is_file():
             out[name].append(json.loads(f.read_text()))
