@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 from psrq._lazy import lazy_exports
+from psrq.quantize.registry import MODULES as _QUANTIZER_MODULES
 
 # faiss, torch and scikit-learn can end up sharing one OpenMP runtime whose default busy-waiting
 # makes small k-means fits many times slower on a loaded machine; waiting passively costs nothing.
@@ -18,14 +19,7 @@ __version__ = "0.1.0"
 
 
 # Quantizers are imported lazily so `import psrq` (and `psrq --help`) stays fast and torch-free.
-_LAZY = {
-    "VQ": "psrq.quantize.vq",
-    "PQ": "psrq.quantize.pq",
-    "RQKMeans": "psrq.quantize.rq_kmeans",
-    "PSRQ": "psrq.quantize.psrq",
-    "RQVAE": "psrq.quantize.rqvae",
-    "MultimodalQuantizer": "psrq.quantize.multimodal",
-}
+_LAZY = {**_QUANTIZER_MODULES, "MultimodalQuantizer": "psrq.quantize.multimodal"}
 
 __all__ = ["__version__", *_LAZY]
 

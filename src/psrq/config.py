@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from psrq.errors import ConfigError
+from psrq.quantize.registry import KINDS
 
 
 class _Strict(BaseModel):
@@ -71,7 +72,7 @@ class FeaturesConfig(_Strict):
 
 class QuantizerSpec(_Strict):
     name: str
-    kind: Literal["PSRQ", "RQKMeans", "VQ", "PQ", "RQVAE"]
+    kind: Literal[KINDS]  # type: ignore[valid-type]  # the registry's quantizer kinds
     levels: int = Field(3, ge=1)
     codebook_size: int | list[int] = 64
     prefix_weight: float | None = Field(None, ge=0, description="PSRQ only")

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from psrq.artifacts import read_model_dir, write_model_dir
 from psrq.errors import ArtifactError, InputError, NotFittedError
 from psrq.quantize.inputs import EmbeddingSource, as_source
+from psrq.quantize.registry import quantizer_class
 
 # Encoding is done in chunks of this many rows so no wide temporary ever spans the whole input.
 ENCODE_BATCH = 65_536
@@ -237,12 +238,3 @@ class BaseQuantizer:
     def _set_state(self, state: dict[str, Any]) -> None:
         raise NotImplementedError
 
-
-def quantizer_class(kind: str) -> type[BaseQuantizer]:
-    """Look a quantizer class up by its `kind` (the name written in manifests)."""
-    from psrq.quantize import QUANTIZERS
-
-    try:
-        return QUANTIZERS[kind]
-    except KeyError:
-        raise ArtifactError(f"unknown quantizer kind {kind!r}; known: {sorted(QUANTIZERS)}") from None

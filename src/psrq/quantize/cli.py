@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from psrq.quantize.registry import METHOD_NAMES
+
 if TYPE_CHECKING:
     from psrq.quantize.embeddings_io import ModalityEmbeddings
     from psrq.quantize.multimodal import SemanticIDs
@@ -146,7 +148,7 @@ def _quantizer_params(method: str, levels: int | None, codebook_size: str | None
     """Only the options the user gave; each must exist on the chosen quantizer."""
     from psrq.errors import ConfigError
     from psrq.quantize import QUANTIZERS
-    from psrq.quantize.multimodal import resolve_method
+    from psrq.quantize.registry import resolve_method
 
     kind = resolve_method(method)
     given = {
@@ -199,7 +201,7 @@ def quantize(
     inputs: InputOpt = None,
     ids: IdsOpt = None,
     modalities: Annotated[str | None, typer.Option(help="Comma list restricting/ordering the modalities, e.g. text,audio.")] = None,
-    method: Annotated[str, typer.Option(help="psrq | rqkmeans | vq | pq | rqvae.")] = "psrq",
+    method: Annotated[str, typer.Option(help=" | ".join(METHOD_NAMES) + ".")] = "psrq",
     levels: Annotated[int | None, typer.Option(help="Code levels (default: the quantizer's; PSRQ: 3).")] = None,
     codebook_size: Annotated[str | None, typer.Option(help="Codes per level: 128, or one per level: 256,128,64.")] = None,
     prefix_weight: Annotated[float | None, typer.Option(help="PSRQ only: weight of the prefix half (default 0.5; 1 = the paper as written, 0 = RQ-KMeans).")] = None,

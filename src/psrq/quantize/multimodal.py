@@ -77,28 +77,11 @@ from psrq.quantize.embeddings_io import (
     from_arrays,
     ids_to_strings,
 )
+from psrq.quantize.registry import QUANTIZERS, resolve_method
 
 JOINT = "joint"
 NORMALIZATIONS = ("l2", "standard", "none")
-METHOD_ALIASES = {
-    "psrq": "PSRQ",
-    "rqkmeans": "RQKMeans",
-    "rq-kmeans": "RQKMeans",
-    "rq_kmeans": "RQKMeans",
-    "vq": "VQ",
-    "pq": "PQ",
-    "rqvae": "RQVAE",
-    "rq-vae": "RQVAE",
-}
 _EPS = 1e-12
-
-
-def resolve_method(name: str) -> str:
-    """Quantizer kind for a method name, case-insensitively ('psrq' -> 'PSRQ')."""
-    kind = METHOD_ALIASES.get(str(name).lower())
-    if kind is None:
-        raise ConfigError(f"unknown method {name!r}; choose one of psrq, rqkmeans, vq, pq, rqvae")
-    return kind
 
 
 # ---- normalisation ------------------------------------------------------------------------------
@@ -435,8 +418,6 @@ class MultimodalQuantizer:
 
     def make_quantizer(self, codebook: str) -> Any:
         """A fresh, unfitted quantizer for one codebook (method + params + its overrides)."""
-        from psrq.quantize import QUANTIZERS
-
         override = dict((self.codebook_params or {}).get(codebook, {}))
         kind = resolve_method(override.pop("method", self.method))
         cls = QUANTIZERS[kind]

@@ -11,6 +11,8 @@ from typing import Annotated
 
 import typer
 
+from psrq.quantize.registry import KINDS as QUANTIZER_KINDS
+
 TRAIN_HELP = """Train a ranking model (MCCA, DIN, VBPR, ContentConcat) on prepared samples.
 
 Examples:
@@ -219,7 +221,7 @@ def experiment_cmd(
     embeddings: Annotated[Path, typer.Option(help="Directory of <modality>.parquet embeddings.")],
     out: Annotated[Path, typer.Option(help="Output directory (results.json/.md/.html, caches).")],
     models: Annotated[str, typer.Option(help="Comma-separated runs.")] = ",".join(["VBPR", "ContentConcat", "DIN", "DIN+SID", "MCCA", "MCCA w/o MSC", "MCCA w/o MJC"]),
-    quantizers: Annotated[str, typer.Option(help="Quantizers for the DIN+SID rows.")] = "VQ,PQ,RQKMeans,RQVAE,PSRQ",
+    quantizers: Annotated[str, typer.Option(help="Quantizers for the DIN+SID rows.")] = ",".join(QUANTIZER_KINDS),
     main_quantizer: Annotated[str, typer.Option(help="Quantizer for MCCA and its ablations.")] = "PSRQ",
     modalities: Annotated[str | None, typer.Option(help="Comma-separated modalities (default: all files in --embeddings).")] = None,
     quantizer_params: Annotated[str | None, typer.Option(help='JSON {"PSRQ": {"codebook_size": 128}, ...} overriding the defaults.')] = None,

@@ -27,11 +27,12 @@ import numpy as np
 
 from psrq.artifacts import fingerprint_files, fingerprint_obj, write_json, write_text
 from psrq.errors import ConfigError, InputError
+from psrq.quantize.registry import KINDS, LABELS
 from psrq.rank.metrics import METRIC_NAMES
 
-ALL_QUANTIZERS = ["VQ", "PQ", "RQKMeans", "RQVAE", "PSRQ"]
+ALL_QUANTIZERS = list(KINDS)
 ALL_MODELS = ["VBPR", "ContentConcat", "DIN", "DIN+SID", "MCCA", "MCCA w/o MSC", "MCCA w/o MJC"]
-QUANTIZER_LABELS = {"VQ": "VQ", "PQ": "PQ", "RQKMeans": "RQ", "RQVAE": "RQ-VAE", "PSRQ": "PSRQ"}
+QUANTIZER_LABELS = LABELS
 
 # Defaults per quantizer: 3 levels of k=64 (the best PSRQ setting of method.md's probe on
 # Last.fm-2k), VQ one level. Override with ExperimentSpec.quantizer_params.
