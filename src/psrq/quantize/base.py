@@ -5,9 +5,13 @@
     X_hat = q.inverse_transform(codes)                       # float32 [n_items, dim]
     q.save("model_dir"); q2 = PSRQ.load("model_dir")
 
-Constructors only store keyword arguments. Learned state lives in attributes ending in `_`.
-Subclasses implement `_fit(source)`, `_encode(batch)`, `_decode(codes)`, `_state()`,
-`_set_state(state)`; this base does input validation, batching, persistence and checks.
+Quantizers are scikit-learn estimators (`BaseEstimator`): constructors only store keyword
+arguments, so `get_params(deep=...)`, `set_params`, `sklearn.base.clone`, `Pipeline` and
+`GridSearchCV` work (`score` is the negative reconstruction error, which grid search maximises).
+Learned state lives in attributes ending in `_`. Parameters are checked in one hook,
+`_check_params()`, which `fit` calls before reading any data.
+Subclasses implement `_check_params()`, `_fit(source)`, `_encode(batch)`, `_decode(codes)`,
+`_state()`, `_set_state(state)`; this base does input validation, batching, persistence and checks.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from sklearn.base import BaseEstimator
 from tqdm.auto import tqdm
 
 from psrq.artifacts import read_model_dir, write_model_dir
@@ -48,7 +53,7 @@ def resolve_codebook_sizes(codebook_size: int | list[int] | tuple[int, ...], n_l
     return sizes
 
 
-class BaseQuantizer:
+class BaseQuantizer(BaseEstimator):
     """Shared machinery; see the module docstring for the contract."""
 
     kind: ClassVar[str] = "base"
@@ -56,18 +61,23 @@ class BaseQuantizer:
     # ---- parameters -------------------------------------------------------------------------
     @classmethod
     def _param_names(cls) -> list[str]:
+        """The constructor's keyword-only parameters, in signature order."""
         sig = inspect.signature(cls.__init__)
         return [p.name for p in sig.parameters.values() if p.kind == p.KEYWORD_ONLY]
 
-    def get_params(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self._param_names()}
-
     def set_params(self, **params: Any) -> BaseQuantizer:
-        for k, v in params.items():
-            if k not in self._param_names():
-                raise InputError(f"{type(self).__name__} has no parameter {k!r}")
-            setattr(self, k, v)
-        return self
+        unknown = [k for k in params if k not in self._param_names()]
+        if unknown:  # an InputError naming the parameter, where scikit-learn raises a ValueError
+            raise InputError(f"{type(self).__name__} has no parameter {unknown[0]!r}")
+        return super().set_params(**params)
+
+    def _check_params(self) -> Any:
+        """The one parameter check: raise InputError naming a bad parameter.
+
+        `fit` calls it before reading any data; subclasses return what `_fit` needs (their
+        per-level codebook sizes).
+        """
+        return None
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
@@ -77,6 +87,9 @@ class BaseQuantizer:
     @property
     def is_fitted(self) -> bool:
         return hasattr(self, "dim_")
+
+    def __sklearn_is_fitted__(self) -> bool:  # what sklearn.utils.validation.check_is_fitted asks
+        return self.is_fitted
 
     def _check_fitted(self) -> None:
         if not self.is_fitted:
@@ -92,6 +105,7 @@ class BaseQuantizer:
     # ---- public API ---------------------------------------------------------------------------
     def fit(self, X: Any, y: None = None) -> BaseQuantizer:
         """Learn codebooks from X ([n_items, dim] array, .npy path, or EmbeddingSource)."""
+        self._check_params()  # before reading any data: a bad parameter fails fast
         source = as_source(X, on_invalid=getattr(self, "on_invalid", "raise"))
         if source.n_rows == 0:
             dropped = len(getattr(source, "dropped_rows", ()))
@@ -137,6 +151,25 @@ class BaseQuantizer:
         if not 1 <= used <= self.n_levels_:
             raise InputError(f"n_levels must be in [1, {self.n_levels_}], got {n_levels}")
         return self._decode(codes, used).astype(np.float32, copy=False)
+
+    def score(self, X: Any, y: None = None) -> float:
+        """Negative mean squared reconstruction error per item (higher is better).
+
+        -mean_i ||x_i - inverse_transform(transform(x_i))||^2 over the rows of X (any input
+        `transform` takes, streamed in chunks); what `GridSearchCV` maximises when no `scoring`
+        is given.
+        """
+        self._check_fitted()
+        source = as_source(X, on_invalid="raise")
+        self._check_dim(source)
+        if source.n_rows == 0:
+            raise InputError(f"cannot score {type(self).__name__} on empty input ({source.name})")
+        total = 0.0
+        for _, batch in source.iter_batches(ENCODE_BATCH):
+            codes = np.asarray(self._encode(batch), dtype=np.int64)
+            error = batch - self._decode(codes, self.n_levels_)
+            total += float(np.einsum("ij,ij->", error, error, dtype=np.float64))
+        return -total / source.n_rows
 
     # ---- persistence --------------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> Path:

@@ -60,6 +60,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.base import BaseEstimator
 
 from psrq.artifacts import (
     fingerprint_array,
@@ -333,8 +334,11 @@ def _align(mods: dict[str, ModalityEmbeddings], model_modalities: list[str], ite
 
 
 # ---- the estimator ---------------------------------------------------------------------------------
-class MultimodalQuantizer:
+class MultimodalQuantizer(BaseEstimator):
     """Modal-specific + modal-joint semantic IDs (see the module docstring for every rule).
+
+    A scikit-learn estimator like the quantizers (`get_params`, `set_params`, `clone`); its
+    parameters are checked in one hook, `_check_params(modalities)`, before any codebook is fitted.
 
     Parameters (keyword-only):
       method: quantizer for every codebook ("PSRQ", "RQKMeans", "VQ", "PQ", "RQVAE"; any case).
@@ -370,15 +374,15 @@ class MultimodalQuantizer:
         self.joint = joint
         self.seed = seed
 
-    def get_params(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("method", "params", "codebook_params", "normalize", "weights", "joint", "seed")}
-
     def __repr__(self) -> str:
         return f"MultimodalQuantizer({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
 
     @property
     def is_fitted(self) -> bool:
         return hasattr(self, "quantizers_")
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return self.is_fitted
 
     def _check_fitted(self) -> None:
         if not self.is_fitted:
@@ -399,7 +403,16 @@ class MultimodalQuantizer:
     def _weight(self, modality: str) -> float:
         return float((self.weights or {}).get(modality, 1.0))
 
-    def _check_config(self, modalities: list[str]) -> None:
+    def _codebooks(self, modalities: list[str]) -> list[str]:
+        """The codebooks fit builds: one per modality, plus joint when asked and possible."""
+        return [*modalities, JOINT] if bool(self.joint) and len(modalities) >= 2 else list(modalities)
+
+    def _check_params(self, modalities: list[str]) -> None:
+        """The one parameter check, run by fit before any codebook is fitted.
+
+        Checks the options against the modalities given, then every codebook's quantizer
+        parameters (so a bad joint setting fails before the modality codebooks are trained).
+        """
         codebooks = [*modalities, JOINT]
         for option, keys in (
             ("codebook_params", self.codebook_params or {}),
@@ -415,6 +428,11 @@ class MultimodalQuantizer:
                 raise ConfigError(f"weights[{m!r}] must be a number > 0, got {w!r}")
         for m in modalities:
             self._mode(m)
+        for cb in self._codebooks(modalities):
+            try:
+                self.make_quantizer(cb)._check_params()
+            except InputError as e:
+                raise InputError(f"codebook {cb!r}: {e}") from e
 
     def make_quantizer(self, codebook: str) -> Any:
         """A fresh, unfitted quantizer for one codebook (method + params + its overrides)."""
@@ -454,12 +472,11 @@ class MultimodalQuantizer:
 
         mods = _coerce_inputs(inputs)
         modalities = list(mods)
-        self._check_config(modalities)
+        self._check_params(modalities)
         aligned = _align(mods, modalities)
         normalizers = {m: Normalizer.fit(mods[m].X, self._mode(m)) for m in modalities}
         normalized = {m: normalizers[m].apply(mods[m].X) for m in modalities}
-        use_joint = bool(self.joint) and len(modalities) >= 2
-        codebooks = [*modalities, JOINT] if use_joint else modalities
+        codebooks = self._codebooks(modalities)
         quantizers = {}
         for cb in tqdm(codebooks, desc="fitting codebooks", unit="codebook", disable=None):
             q = self.make_quantizer(cb)

@@ -85,12 +85,6 @@ class PQ(BaseQuantizer):
         check_on_invalid(self.on_invalid, "PQ")
         return resolve_codebook_sizes(self.codebook_size, int(self.n_levels))
 
-    def fit(self, X: Any, y: None = None) -> PQ:
-        """Learn one codebook per sub-vector from X ([n, d] array, .npy path or EmbeddingSource)."""
-        self._check_params()
-        super().fit(X, y)
-        return self
-
     def _fit(self, source: EmbeddingSource) -> None:
         sizes = self._check_params()
         bounds = subvector_bounds(source.dim, len(sizes))

@@ -268,12 +268,6 @@ class RQKMeans(BaseQuantizer):
         check_on_invalid(self.on_invalid, owner)
         return resolve_codebook_sizes(self.codebook_size, self._level_count())
 
-    def fit(self, X: Any, y: None = None) -> RQKMeans:
-        """Learn the codebooks from X ([n, d] array, .npy path or EmbeddingSource)."""
-        self._check_params()  # before reading any data: a bad knob fails fast
-        super().fit(X, y)
-        return self
-
     def _fit(self, source: EmbeddingSource) -> None:
         sizes = self._check_params()
         warn_dropped(source, type(self).__name__)
