@@ -33,8 +33,11 @@ test: install
 test-fast: install
 	$(PY) -m pytest -m "not slow"
 
+LINT_PATHS := src tests benchmarks
+
 lint: install
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 
 bench: install
 	$(PY) benchmarks/run_all.py
