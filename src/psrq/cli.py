@@ -44,13 +44,7 @@ STAGE_CLIS = [
 
 def _register_all() -> None:
     for module_name in STAGE_CLIS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as e:
-            if e.name == module_name:  # stage not written yet
-                continue
-            raise
-        module.register(app)
+        importlib.import_module(module_name).register(app)
 
 
 @app.callback()

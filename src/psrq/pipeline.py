@@ -74,7 +74,6 @@ class RunState:
     data_meta: dict[str, Any] = field(default_factory=dict)
     embedding_fps: dict[str, str] = field(default_factory=dict)
     modalities: list[str] = field(default_factory=list)
-    stage_fps: dict[str, str] = field(default_factory=dict)
 
 
 # ---- stages -----------------------------------------------------------------------------------

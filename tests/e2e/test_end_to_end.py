@@ -47,7 +47,7 @@ def test_run_writes_every_artifact(run_dir: Path) -> None:
 
 @pytest.mark.slow
 def test_report_renders_in_chromium_with_its_plots(run_dir: Path, tmp_path: Path) -> None:
-    from psrq.report.render import find_chromium, render_html
+    from .render import find_chromium, render_html
 
     if find_chromium() is None:
         pytest.skip("chromium not installed (scripts/install-chromium.sh installs Debian's package)")

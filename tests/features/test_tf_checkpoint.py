@@ -59,7 +59,7 @@ def test_missing_data_shard_raises(tmp_path: Path) -> None:
         read_checkpoint(tmp_path)
 
 
-def test_not_a_musicnn_checkpoint_is_rejected(tmp_path: Path) -> None:
+def test_not_a_musicnn_checkpoint_is_rejected() -> None:
     net = MusicnnNet(midend_filters=32)  # a different architecture cannot take these weights
     with pytest.raises(ArtifactError, match="shape"):
         load_musicnn_weights(net, musicnn_checkpoint_dir("musicnn-msd"))

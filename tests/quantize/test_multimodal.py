@@ -223,7 +223,7 @@ def test_new_items_do_not_reuse_training_suffixes(data) -> None:
     assert (second.suffixes["text"] > new.suffixes["text"]).all()
 
 
-def test_save_load_round_trip_and_corruption(fitted, data, tmp_path) -> None:
+def test_save_load_round_trip_and_corruption(fitted, tmp_path) -> None:
     mq, sids, inputs = fitted
     path = mq.save(tmp_path / "m")
     manifest = json.loads((path / "manifest.json").read_text())

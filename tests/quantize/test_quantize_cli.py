@@ -113,7 +113,7 @@ def test_assign_reproduces_training_codes_and_keeps_suffixes_free(files, quantiz
         assert not pairs & new_pairs, cb
 
 
-def test_quantize_from_items_parquet_and_npy(files, tmp_path) -> None:
+def test_quantize_from_items_parquet_and_npy(tmp_path) -> None:
     ids, text = synthetic_embeddings(120, 16, seed=3)
     _, image = synthetic_embeddings(120, 6, seed=4)
     image_cells = [None if i % 10 == 0 else row for i, row in enumerate(image.tolist())]  # 12 lack image

@@ -70,7 +70,7 @@ def test_missing_column_names_the_file(tmp_path):
         encode_split(path, build_item_tables(_samples([[]])))
 
 
-def _write_sids(path, codes, sizes=None):
+def _write_sids(path, codes):
     ids = [f"i{k}" for k in range(len(codes))]
     col = pa.FixedSizeListArray.from_arrays(pa.array(np.asarray(codes, np.int32).ravel(), pa.int32()), len(codes[0]))
     pq.write_table(pa.table({"item_id": ids, "sid_text": col}), path)

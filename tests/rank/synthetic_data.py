@@ -1,6 +1,6 @@
 """SYNTHETIC ranking data with planted structure, in the project's Parquet schemas.
 
-For tests and benchmarks only; every file written here says "synthetic" in its metadata.
+For the ranking tests only; every file written here says "synthetic" in its metadata.
 Items belong to hidden clusters; each synthetic user likes one cluster. Positives come from the
 user's cluster, negatives from the others, so a model that reads the target's semantic ID (whose
 first level is the cluster) against the history can rank well even for cold items, while item
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-SYNTHETIC_META = {b"psrq.synthetic": b"true", b"psrq.note": b"SYNTHETIC data with planted clusters (psrq.rank.synthetic)"}
+SYNTHETIC_META = {b"psrq.synthetic": b"true", b"psrq.note": b"SYNTHETIC data with planted clusters (tests/rank/synthetic_data.py)"}
 
 
 def make_synthetic_ranking_data(

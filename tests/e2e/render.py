@@ -1,6 +1,6 @@
 """Render an HTML report in headless Chromium: a screenshot, and whether every image loaded.
 
-Used by the tests (and available to users) to check that a report a colleague opens shows its
+Used by the end-to-end test to check that a report a colleague opens shows its
 plots. Chromium comes from Debian's `chromium` package (scripts/install-chromium.sh).
 """
 
