@@ -71,7 +71,7 @@ def test_corrupted_model_dir_fails_clearly(syn_loaded, tmp_path):
 
 
 def test_wrong_sid_artifacts_fail(syn_loaded, syn_data, tmp_path):
-    from psrq.rank.synthetic import make_synthetic_ranking_data
+    from .synthetic_data import make_synthetic_ranking_data
 
     train_model(syn_loaded, _cfg(epochs=1), out=tmp_path / "m", progress=False)
     ranker = Ranker.load(tmp_path / "m")
@@ -97,7 +97,11 @@ def test_score_ranks_new_items_by_their_sids(syn_loaded, tmp_path):
     assert scores["brand_new"] != scores["brand_new_2"]  # the SIDs reach the score
     # Scoring does not leak the new rows into the model.
     assert ranker.model.item_to_id.shape[0] == tables.n_items
-    assert res.model is not None
+    trained = res.model.state_dict()
+    after = ranker.model.state_dict()
+    assert after.keys() == trained.keys()
+    for name, tensor in trained.items():  # the scored model is the trained one, left unchanged
+        assert torch.equal(after[name], tensor), name
 
 
 def test_score_history_longer_than_max_keeps_newest(syn_loaded, tmp_path):
@@ -147,7 +151,7 @@ def test_metrics_json_written(syn_loaded, tmp_path):
 @pytest.mark.slow
 def test_planted_structure_is_learned(tmp_path):
     """SYNTHETIC users like one hidden cluster; SIDs reveal clusters: MCCA must rank well, cold items too."""
-    from psrq.rank.synthetic import make_synthetic_ranking_data
+    from .synthetic_data import make_synthetic_ranking_data
 
     p = make_synthetic_ranking_data(tmp_path, n_users=150, n_items=300, events_per_user=16, seed=1)
     data = load_ranking_data(p["samples"], sids=p["sids"])
