@@ -37,3 +37,22 @@ def parse_example(argv: list[str]) -> dict[str, Any]:
             return {}  # an eager option (e.g. --show-config) ends parsing early, successfully
         message = e.format_message() if hasattr(e, "format_message") else repr(e)
         raise ExampleError(f"`{' '.join([*path, *args])}`: {message}") from e
+
+
+def help_examples(path: list[str]) -> list[list[str]]:
+    """The `psrq ...` example lines of a command's own help text, as argv lists without `psrq`.
+
+    An example may be followed by a comment in parentheses or chained with `&&` (first part kept).
+    """
+    import re
+    import shlex
+
+    cmd = typer.main.get_command(app)
+    for name in path:
+        cmd = cmd.commands[name]  # type: ignore[attr-defined]
+    examples = []
+    for line in (cmd.help or "").splitlines():
+        line = line.strip()
+        if line.startswith("psrq "):
+            examples.append(shlex.split(re.split(r"\s{2,}\(|\s&&\s", line)[0])[1:])
+    return examples

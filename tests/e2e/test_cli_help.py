@@ -1,8 +1,9 @@
 """`psrq --help` and every subcommand's help show examples, and every example parses.
 
 "Parses" means as a run would: every option value converted and checked (cli_examples.py), not
-just recognised before a `--help` that skips the conversion. The README's examples also run
-for real on tiny data (test_readme.py).
+just recognised before a `--help` that skips the conversion. The README's examples and those of
+quantize / assign / report / train / evaluate / score also run for real on tiny data
+(test_readme.py, test_cli_examples_run.py).
 """
 
 from __future__ import annotations
