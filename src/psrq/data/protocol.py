@@ -168,17 +168,8 @@ def _with_sampled_negatives(ev: _Events, n_negatives: int, seed: int, event_spli
             ev.users[pos], ev.items[pos], lo, hi, ev.users, ev.items, n_items=len(ev.item_vocab),
             n_negatives=n_negatives, rng=rng,
         )
-    keep = (negatives >= 0).ravel()
-    neg_event = np.repeat(pos, n_negatives)[keep]
-    event = np.concatenate([np.arange(len(ev.ts)), neg_event])
-    slot = np.concatenate([np.zeros(len(ev.ts), np.int64), np.ones(len(neg_event), np.int64)])
-    o = np.lexsort((slot, event))  # event order is time order; a positive's negatives follow it
-    rows = {
-        "user": ev.users[event][o], "item": np.concatenate([ev.items, negatives.ravel()[keep]])[o],
-        "ts": ev.ts[event][o], "label": np.concatenate([ev.labels, np.zeros(len(neg_event), np.int8)])[o],
-        "event": event[o],
-    }
-    return rows, n_unsampled
+    # event order is time order; a positive's negatives follow it
+    return _interleave_negatives(ev, pos, negatives, n_negatives), n_unsampled
 
 
 def negative_windows(pos_ts: np.ndarray, pos_split: np.ndarray, window: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -247,6 +238,8 @@ def sample_window_negatives(
 
 def build_samples(data: DataSet, config: ProtocolConfig) -> Samples:
     """Turn a DataSet into train/valid/test samples under `config`."""
+    if data.given_split:
+        return build_given_split_samples(data, config)
     source = f"{data.name} interactions"
     rule = config.label_rule.resolve(data.interactions, data.default_label_rule)
     ev = _encode_events(data, rule, source)
@@ -271,6 +264,124 @@ def build_samples(data: DataSet, config: ProtocolConfig) -> Samples:
     stats["popularity_probe"] = popularity_probe(tables)
     stats["skipped"] = {**data.skipped, "negatives_unsampleable": int(n_unsampled)}
     return Samples(tables=tables, stats=stats, label_rule=rule)
+
+
+# ---- data without timestamps, with its own split (TikTok) ------------------------------------------
+GIVEN_SPLIT_HISTORY = ("the user's training positives other than the target, in a seeded random order "
+                       "(the same for every sample of the user), the last max_history of that order")
+
+
+def build_given_split_samples(data: DataSet, config: ProtocolConfig) -> Samples:
+    """Samples for data without timestamps that comes with its own train/valid/test split.
+
+    docs/protocol.md, "Data without timestamps": the split as given; history = the user's
+    training positives other than the target, in a seeded order, the last `max_history` of it;
+    negatives (implicit rule) by the popularity of the positives of the same split, never an
+    item the user interacted with; cold by training count. Timestamps in the samples are 0.
+    """
+    source = f"{data.name} interactions"
+    inter = data.interactions
+    if inter.num_rows == 0:
+        raise InputError(f"{source}: there are no interactions")
+    rule = config.label_rule.resolve(inter, data.default_label_rule)
+    labels = apply_label_rule(inter, rule, source)
+    item_vocab = _sorted_vocab(data.items.column("item_id"))
+    user_vocab = _sorted_vocab(inter.column("user_id"))
+    users = _codes(inter.column("user_id"), user_vocab, source, "user_id")
+    items = _codes(inter.column("item_id"), item_vocab, source, "item_id")
+    split_of = pc.index_in(inter.column("split"), value_set=pa.array(SPLITS)).to_numpy(zero_copy_only=False)
+    split_of = split_of.astype(np.int64)
+    # canonical order (split, user, item, label): the result cannot depend on the input's row order
+    order = np.lexsort((-labels, items, users, split_of))
+    ev = _Events(users[order], items[order], np.zeros(len(order), np.int64), labels[order], user_vocab, item_vocab)
+    split_of = split_of[order]
+    if not (ev.labels == 1).any():
+        raise InputError(f"{source}: the label rule {rule.kind!r} leaves no positive interaction")
+    if not ((split_of == 0) & (ev.labels == 1)).any():
+        raise InputError(f"{source}: the training split has no positive interaction")
+    rng = np.random.default_rng(config.seed)
+    n_unsampled = 0
+    if rule.kind == "implicit" and rule.n_negatives > 0:
+        pos = np.flatnonzero(ev.labels == 1)
+        # positives are grouped by split (canonical order), so a split is one range of them
+        lo = np.searchsorted(split_of[pos], split_of[pos], side="left")
+        hi = np.searchsorted(split_of[pos], split_of[pos], side="right")
+        if config.negative_pool == "whole_log":  # protocol 2's rule, for comparison only
+            lo, hi = np.zeros_like(lo), np.full_like(hi, len(pos))
+        negatives, n_unsampled = sample_window_negatives(
+            ev.users[pos], ev.items[pos], lo, hi, ev.users, ev.items, n_items=len(item_vocab),
+            n_negatives=rule.n_negatives, rng=rng)
+        rows = _interleave_negatives(ev, pos, negatives, rule.n_negatives)
+    else:
+        rows = {"user": ev.users, "item": ev.items, "ts": ev.ts, "label": ev.labels, "event": np.arange(len(ev.ts))}
+    hist_offsets, hist_items = given_split_histories(ev.users, ev.items, split_of == 0, ev.labels,
+                                                     config.max_history, rng)
+    split = split_of[rows["event"]]
+    train_pos = (split == 0) & (rows["label"] == 1)
+    train_count = np.bincount(rows["item"][train_pos], minlength=len(item_vocab)).astype(np.int32)
+    tables = {
+        name: _samples_table(np.flatnonzero(split == k), rows, hist_offsets, hist_items, ev, train_count,
+                             config.cold_threshold, name)
+        for k, name in enumerate(SPLITS)
+    }
+    stats = split_statistics(tables, None, config, rule)
+    stats["protocol"]["split"] = "given"
+    stats["protocol"]["history"] = GIVEN_SPLIT_HISTORY
+    if config.negative_pool == "window":
+        stats["protocol"]["negative_window"] = "the whole split (no timestamps)"
+    stats["popularity_probe"] = popularity_probe(tables)
+    stats["skipped"] = {**data.skipped, "negatives_unsampleable": int(n_unsampled)}
+    return Samples(tables=tables, stats=stats, label_rule=rule)
+
+
+def _interleave_negatives(ev: _Events, pos: np.ndarray, negatives: np.ndarray, n_negatives: int) -> dict[str, np.ndarray]:
+    """Sample rows with each positive event followed by its negatives (-1 slots dropped)."""
+    keep = (negatives >= 0).ravel()
+    neg_event = np.repeat(pos, n_negatives)[keep]
+    event = np.concatenate([np.arange(len(ev.ts)), neg_event])
+    slot = np.concatenate([np.zeros(len(ev.ts), np.int64), np.ones(len(neg_event), np.int64)])
+    o = np.lexsort((slot, event))
+    return {
+        "user": ev.users[event][o], "item": np.concatenate([ev.items, negatives.ravel()[keep]])[o],
+        "ts": ev.ts[event][o], "label": np.concatenate([ev.labels, np.zeros(len(neg_event), np.int8)])[o],
+        "event": event[o],
+    }
+
+
+def given_split_histories(users: np.ndarray, items: np.ndarray, is_train: np.ndarray, labels: np.ndarray,
+                          max_history: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Histories (CSR: offsets int64 [n_events + 1], item indices) for data without timestamps.
+
+    Each user's distinct training positives get one seeded random order; the history of an
+    event (u, i) is that order without i, its last `max_history` items.
+    """
+    n_items = int(items.max()) + 1 if len(items) else 0
+    train_keys = sorted_unique(users[is_train & (labels == 1)].astype(np.int64) * n_items + items[is_train & (labels == 1)])
+    t_users, t_items = train_keys // max(n_items, 1), train_keys % max(n_items, 1)
+    shuffled = np.lexsort((rng.random(len(train_keys)), t_users))  # per user, a seeded order
+    t_users, t_items = t_users[shuffled], t_items[shuffled]
+    position = np.empty(len(train_keys), np.int64)
+    position[shuffled] = np.arange(len(train_keys))  # sorted key -> index in the user's order
+    u_start = np.searchsorted(t_users, users, side="left")
+    u_end = np.searchsorted(t_users, users, side="right")
+    keys = users.astype(np.int64) * n_items + items
+    at = np.searchsorted(train_keys, keys).clip(0, max(len(train_keys) - 1, 0))
+    has = (train_keys[at] == keys) if len(train_keys) else np.zeros(len(keys), bool)
+    target_pos = np.where(has, position[at] if len(train_keys) else 0, -1)
+    k = np.minimum(max_history, u_end - u_start - has)  # history length
+    start = u_end - k
+    # the target inside the window: reach one further back and skip it
+    inside = has & (target_pos >= start)
+    start = start - inside
+    span = u_end - start
+    offsets_span = np.zeros(len(keys) + 1, np.int64)
+    np.cumsum(span, out=offsets_span[1:])
+    flat = np.repeat(start - offsets_span[:-1], span) + np.arange(offsets_span[-1])
+    drop = flat == np.repeat(np.where(inside, target_pos, -1), span)
+    lengths = span - inside
+    offsets = np.zeros(len(keys) + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return offsets, t_items[flat[~drop]]
 
 
 def sorted_unique(x: np.ndarray) -> np.ndarray:
@@ -441,10 +552,12 @@ def _n_new(values: pa.Array, known: pa.Array) -> int:
     return int(len(values) - pc.sum(pc.is_in(values, value_set=known)).as_py()) if len(values) else 0
 
 
-def split_statistics(tables: dict[str, pa.Table], bounds: np.ndarray, config: ProtocolConfig, rule: LabelRule) -> dict[str, Any]:
+def split_statistics(tables: dict[str, pa.Table], bounds: np.ndarray | None, config: ProtocolConfig,
+                     rule: LabelRule) -> dict[str, Any]:
     """Rows, positives, users, items, positive rate, cold shares and time range per split.
 
     new_users: users absent from train; new_items: positive targets never a positive target in train.
+    bounds None: the data has no timestamps (its own split), so no boundaries and no days.
     """
     train = tables["train"]
     train_users = pc.unique(train.column("user_id"))
@@ -470,13 +583,15 @@ def split_statistics(tables: dict[str, pa.Table], bounds: np.ndarray, config: Pr
             "cold_share_positives": float(cold[label == 1].mean()) if label.sum() else 0.0,
             "mean_history": float(hist_len.mean()) if n else 0.0,
             "empty_history_share": float((hist_len == 0).mean()) if n else 0.0,
-            "first_day": _iso(tsv.min()) if n else None,
-            "last_day": _iso(tsv.max()) if n else None,
+            "first_day": _iso(tsv.min()) if n and bounds is not None else None,
+            "last_day": _iso(tsv.max()) if n and bounds is not None else None,
         }
+    boundaries = {} if bounds is None else {
+        "train_until": _iso(bounds[0]), "valid_until": _iso(bounds[1]),
+        "train_until_ts": int(bounds[0]), "valid_until_ts": int(bounds[1])}
     return {
         "label_rule": rule.to_dict(),
-        "boundaries": {"train_until": _iso(bounds[0]), "valid_until": _iso(bounds[1]),
-                       "train_until_ts": int(bounds[0]), "valid_until_ts": int(bounds[1])},
+        "boundaries": boundaries,
         "splits": per_split,
         "protocol": config.to_dict(),
     }
@@ -540,7 +655,7 @@ def probe_warning(probe: dict[str, Any], label_rule: str) -> str | None:
         why = ("the data's own labels differ by item; a model can reach this AUC without knowing the "
                "user, so compare models against it")
     return (f"popularity probe outside 0.5 +- {probe.get('tolerance', PROBE_TOLERANCE)} ({vals}): {why} "
-            "(docs/protocol.md, \"Popularity probe\")")
+            "(docs/protocol.md §3, \"The popularity probe\")")
 
 
 def print_split_statistics(stats: dict[str, Any], title: str = "samples") -> None:
@@ -559,7 +674,7 @@ def print_split_statistics(stats: dict[str, Any], title: str = "samples") -> Non
         cells = [name]
         for _, key in cols[1:]:
             if key is None:
-                cells.append(f"{s['first_day']} .. {s['last_day']}" if s["rows"] else "-")
+                cells.append(f"{s['first_day']} .. {s['last_day']}" if s["rows"] and s["first_day"] else "-")
             elif isinstance(s[key], float):
                 cells.append(f"{s[key]:.3f}" if "share" in key or "rate" in key else f"{s[key]:.1f}")
             else:
