@@ -18,6 +18,8 @@ Rules (docs/protocol.md states them in full):
   items unseen in training may appear in valid/test.
 * Cold: `item_train_count` = positive training samples of the target item; `is_cold` =
   item_train_count < cold_threshold (default 30).
+* Data without timestamps that brings its own split (TikTok): `build_given_split_samples`.
+* Popularity probe: `popularity_probe`, the AUC of a user-blind per-item score; must be ~0.5.
 """
 
 from __future__ import annotations
