@@ -127,3 +127,19 @@ def test_prepare_tiktok_writes_embedding_files_and_passes_the_probe(tmp_path):
     probe = meta["popularity_probe"]
     assert abs(probe["valid"] - 0.5) <= PROBE_TOLERANCE and abs(probe["test"] - 0.5) <= PROBE_TOLERANCE, probe
     assert "emb_audio" not in pq.read_schema(tmp_path / "items.parquet").names  # vectors live in embeddings/
+
+
+def test_cli_prepare_tiktok_with_path_prints_the_probe(tmp_path):
+    from typer.testing import CliRunner
+
+    from psrq.cli import app
+
+    root = synthetic_tiktok(tmp_path / "t")
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["data", "prepare", "tiktok", "--path", str(root), "--out", str(out)],
+                             catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "popularity probe" in res.output
+    assert (out / "embeddings" / "audio.parquet").is_file() and (out / "embeddings" / "image.parquet").is_file()
+    res = CliRunner().invoke(app, ["data", "prepare", "tiktok", "--out", str(out)])
+    assert res.exit_code != 0 and "needs --path DIR" in str(res.exception)  # psrq.cli.main prints it
