@@ -30,8 +30,9 @@ class _Strict(BaseModel):
 class DatasetConfig(_Strict):
     """Where interactions and items come from."""
 
-    name: Literal["lastfm2k", "parquet", "synth"] = "lastfm2k"
+    name: Literal["lastfm2k", "parquet", "synth", "tiktok"] = "lastfm2k"
     items: str | None = Field(None, description="items.parquet (name: parquet)")
+    path: str | None = Field(None, description="the folder holding items.parquet + interactions.parquet (name: tiktok)")
     interactions: str | None = Field(None, description="interactions.parquet (name: parquet)")
     synth_items: int = Field(20_000, ge=100, description="items to generate (name: synth; SYNTHETIC)")
     synth_users: int = Field(2_000, ge=10, description="users to generate (name: synth; SYNTHETIC)")
@@ -40,6 +41,8 @@ class DatasetConfig(_Strict):
     def _parquet_needs_paths(self) -> DatasetConfig:
         if self.name == "parquet" and not (self.items and self.interactions):
             raise ValueError("dataset.name 'parquet' needs dataset.items and dataset.interactions paths")
+        if self.name == "tiktok" and not self.path:
+            raise ValueError("dataset.name 'tiktok' needs dataset.path (the folder, e.g. ../shared/data/tiktok-mmssl)")
         return self
 
 
@@ -51,6 +54,11 @@ class ProtocolConfig(_Strict):
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     cold_threshold: int = Field(30, ge=1)
     seed: int = 0
+    negative_window: int | None = Field(
+        10_000, ge=1,
+        description="negatives follow the popularity of the newest this-many positives of the same split "
+                    "up to the sample's time (null: the whole split so far)",
+    )
 
     @field_validator("split")
     @classmethod
@@ -61,8 +69,14 @@ class ProtocolConfig(_Strict):
 
 
 class FeaturesConfig(_Strict):
-    """Encoders per modality; null disables a modality."""
+    """Which modalities, and the encoders of those that are not precomputed; null disables a modality."""
 
+    modalities: list[str] | None = Field(
+        None,
+        description="modalities to quantize and rank on, in this order. null = inferred: every precomputed "
+                    "one (emb_<modality> item columns, embeddings of the data set), then text if the items "
+                    "have a text column, then audio if audio_model is set",
+    )
     text_model: str = Field("minilm", description="'minilm' or a local Hugging Face model directory")
     text_column: str = "text"
     audio_model: str | None = Field(

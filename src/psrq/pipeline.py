@@ -90,6 +90,7 @@ def _prepare_data(config: RunConfig, paths: RunPaths, force: bool) -> dict[str, 
     spec = dataset_spec(
         ds.name,
         source=source,
+        root=Path(ds.path) if ds.path else None,
         items=Path(ds.items) if ds.items else None,
         interactions=Path(ds.interactions) if ds.interactions else None,
     )
@@ -100,6 +101,7 @@ def _prepare_data(config: RunConfig, paths: RunPaths, force: bool) -> dict[str, 
         split=tuple(p.split),
         cold_threshold=p.cold_threshold,
         seed=p.seed,
+        negative_window=p.negative_window,
     )
     console.rule("[bold]1. data")
     result = prepare(spec, protocol, paths.data, force=force)
@@ -123,33 +125,70 @@ def _synthesize(config: RunConfig, paths: RunPaths, force: bool) -> Path:
     return out
 
 
-def _embedding_stages(config: RunConfig, paths: RunPaths, state: RunState, runner: StageRunner) -> None:
-    """Text (and audio when configured) embeddings of every item; synthetic data ships its own."""
-    data_fp = state.data_meta["fingerprint"]
-    if config.dataset.name == "synth":
-        # The SYNTHETIC catalogue carries its embeddings; copy them into place as the embed stage.
-        for src in sorted((paths.root / "synth-catalogue" / "embeddings").glob("*.parquet")):
-            modality = src.stem
-            target = paths.embedding(modality)
-            runner.run(Stage(f"embed {modality} (synthetic)", {"data": data_fp}, [target],
-                             lambda s=src, t=target: _copy(s, t)))
-            state.modalities.append(modality)
-            state.embedding_fps[modality] = data_fp
-        return
+def plan_modalities(config: RunConfig, precomputed: list[str], item_columns: list[str]) -> list[tuple[str, str]]:
+    """(modality, how) pairs in quantizer order; how is 'precomputed', 'text' or 'audio' (encoded here).
+
+    A precomputed modality (the data stage's embeddings/<modality>.parquet: emb_<modality> item
+    columns, Amazon image features, the SYNTHETIC catalogue's vectors) is used as it is and never
+    re-encoded. `features.modalities` picks and orders; null infers (FeaturesConfig.modalities).
+    """
+    from psrq.errors import ConfigError
+
     f = config.features
-    text_target = paths.embedding("text")
-    stage = Stage("embed text", {"data": data_fp, "model": f.text_model, "column": f.text_column},
-                  [text_target], lambda: _embed_text(config, paths))
-    runner.run(stage)
-    state.modalities.append("text")
-    state.embedding_fps["text"] = stage.fingerprint
+    encodable = {}
+    if f.text_column in item_columns:
+        encodable["text"] = "text"
     if f.audio_model:
-        audio_target = paths.embedding("audio")
-        stage = Stage("embed audio", {"data": data_fp, "model": f.audio_model}, [audio_target],
-                      lambda: _embed_audio(config, paths))
+        if "audio" in precomputed:
+            raise ConfigError("features.audio_model is set, but the items already carry precomputed audio "
+                              "(emb_audio): drop one of them")
+        encodable["audio"] = "audio"
+    if f.modalities is None:
+        plan = [(m, "precomputed") for m in sorted(precomputed)]
+        plan += [(m, how) for m, how in encodable.items() if m not in precomputed]
+    else:
+        plan = []
+        for m in f.modalities:
+            if m in precomputed:
+                plan.append((m, "precomputed"))
+            elif m in encodable:
+                plan.append((m, encodable[m]))
+            else:
+                available = sorted(set(precomputed) | set(encodable))
+                raise ConfigError(f"features.modalities: {m!r} is not available; this data set has {available} "
+                                  "(precomputed emb_<modality> columns, text from the items' text column, "
+                                  "audio with features.audio_model)")
+        if len(set(f.modalities)) != len(f.modalities):
+            raise ConfigError(f"features.modalities lists a modality twice: {f.modalities}")
+    if not plan:
+        raise ConfigError("no modality to quantize: the items have no text column and no precomputed "
+                          "emb_<modality> columns (docs/conventions.md)")
+    return plan
+
+
+def _embedding_stages(config: RunConfig, paths: RunPaths, state: RunState, runner: StageRunner) -> None:
+    """One embedding file per modality: precomputed ones copied into place, text / audio encoded."""
+    import pyarrow.parquet as pq
+
+    data_fp = state.data_meta["fingerprint"]
+    precomputed = list(state.data_meta.get("embeddings", []))
+    plan = plan_modalities(config, precomputed, pq.read_schema(paths.data / "items.parquet").names)
+    f = config.features
+    for modality, how in plan:
+        target = paths.embedding(modality)
+        if how == "precomputed":
+            src = paths.data / "embeddings" / f"{modality}.parquet"
+            stage = Stage(f"embed {modality} (precomputed)", {"data": data_fp}, [target],
+                          lambda s=src, t=target: _copy(s, t))
+        elif how == "text":
+            stage = Stage("embed text", {"data": data_fp, "model": f.text_model, "column": f.text_column},
+                          [target], lambda: _embed_text(config, paths))
+        else:
+            stage = Stage("embed audio", {"data": data_fp, "model": f.audio_model}, [target],
+                          lambda: _embed_audio(config, paths))
         runner.run(stage)
-        state.modalities.append("audio")
-        state.embedding_fps["audio"] = stage.fingerprint
+        state.modalities.append(modality)
+        state.embedding_fps[modality] = stage.fingerprint
 
 
 def _copy(src: Path, dst: Path) -> None:

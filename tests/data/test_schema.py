@@ -86,3 +86,45 @@ def test_null_user_id_is_named():
     inter = pa.table({**INTER, "user_id": ["u1", None, "u2"]})
     with pytest.raises(InputError, match=r"column user_id is null at row 1"):
         validate_interactions(inter, pa.array(ITEMS["item_id"]), "x")
+
+
+# ---- precomputed modalities: emb_<modality> columns, text optional -------------------------------
+
+def _synthetic_vectors(n, dim, seed):
+    """SYNTHETIC: seeded random vectors."""
+    import numpy as np
+
+    return np.random.default_rng(seed).normal(size=(n, dim)).astype("float32").tolist()
+
+
+def test_emb_columns_make_text_optional_and_become_embedding_tables(tmp_path):
+    audio = _synthetic_vectors(3, 4, 0)
+    audio[1] = None  # item b lacks audio
+    i, x = write_parquet_pair(tmp_path, {"item_id": ["a", "b", "c"], "emb_audio": audio,
+                                         "emb_image": _synthetic_vectors(3, 6, 1)}, INTER)
+    data = load_parquet(i, x)
+    assert "text" not in data.items.column_names
+    assert sorted(data.embeddings) == ["audio", "image"]
+    a = data.embeddings["audio"]
+    assert a.column("item_id").to_pylist() == ["a", "c"]  # the null cell: the item lacks the modality
+    assert a.schema.field("embedding").type == pa.list_(pa.float32(), 4)  # fixed_size_list, as psrq embed writes
+    meta = {k.decode(): v.decode() for k, v in a.schema.metadata.items()}
+    assert meta["psrq.dim"] == "4" and meta["psrq.modality"] == "audio" and meta["psrq.n_skipped"] == "1"
+    assert meta["psrq.encoder"] == "precomputed:items.parquet:emb_audio"
+
+
+def test_no_text_and_no_emb_column_says_what_is_needed(tmp_path):
+    i, x = write_parquet_pair(tmp_path, {"item_id": ["a", "b", "c"], "name": ["x", "y", "z"]}, INTER)
+    with pytest.raises(InputError, match=r"missing column\(s\) text .*emb_<modality>"):
+        load_parquet(i, x)
+
+
+def test_bad_emb_column_names_file_column_and_item(tmp_path):
+    vectors = _synthetic_vectors(3, 4, 0)
+    vectors[2] = vectors[2][:3]  # one vector is shorter
+    i, x = write_parquet_pair(tmp_path, {"item_id": ["a", "b", "c"], "emb_audio": vectors}, INTER)
+    with pytest.raises(InputError, match=r"items\.parquet: column 'emb_audio' has vectors of different lengths.*'c'"):
+        load_parquet(i, x)
+    i, x = write_parquet_pair(tmp_path, {"item_id": ["a", "b", "c"], "emb_Audio": _synthetic_vectors(3, 4, 0)}, INTER)
+    with pytest.raises(InputError, match=r"modality name 'Audio'.*emb_Audio"):
+        load_parquet(i, x)

@@ -89,6 +89,21 @@ def test_quantize_writes_sids_model_and_collision_table(quantized) -> None:
         assert stats["unique_with_suffix"], cb
 
 
+def test_quantize_defaults_to_the_codebook_size_of_psrq_run(files, tmp_path) -> None:
+    """Without --codebook-size the step-by-step CLI builds the same 3 x 64 IDs as `psrq run`."""
+    from psrq.config import load_config
+
+    ids, X = synthetic_embeddings(700, 8, seed=3)  # SYNTHETIC; >= 64 points per level to fit k = 64
+    path = write_embeddings(tmp_path / "text.parquet", ids, X)
+    result = runner.invoke(make_app(), ["quantize", "-i", f"text={path}", "--out", str(tmp_path / "s.parquet"),
+                                        "--model-dir", str(tmp_path / "m")])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    run_default = load_config().quantize.methods[0]
+    assert manifest["params"]["params"] == {"codebook_size": run_default.codebook_size} == {"codebook_size": 64}
+    assert json.loads(SemanticIDs.read(tmp_path / "s.parquet").metadata["psrq.sid_sizes"])["text"] == [64, 64, 64]
+
+
 def test_assign_reproduces_training_codes_and_keeps_suffixes_free(files, quantized) -> None:
     d = files["dir"]
     old = runner.invoke(make_app(), [

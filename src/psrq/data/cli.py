@@ -26,6 +26,7 @@ class Dataset(StrEnum):
     amazon2023 = "amazon2023"
     parquet = "parquet"
     synth = "synth"
+    tiktok = "tiktok"
 
 
 class Rule(StrEnum):
@@ -52,6 +53,8 @@ Examples:
 
   psrq data prepare synth runs/synth/data           (a directory written by `psrq data synth`)
 
+  psrq data prepare tiktok --path ../shared/data/tiktok-mmssl   (audio + image features, the authors' split)
+
 A rerun with unchanged inputs and options prints "up to date" and does nothing (--force to redo).
 """
 
@@ -74,6 +77,7 @@ def prepare_cmd(
     source: Annotated[Path | None, typer.Argument(help="synth: the catalogue directory (music4all: same as --root).")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output directory [default: runs/<dataset>/data; synth: the catalogue directory].")] = None,
     root: Annotated[Path | None, typer.Option(help="music4all: the directory holding id_information.csv etc.; lastfm2k: another copy of the HetRec files.")] = None,
+    path: Annotated[Path | None, typer.Option(help="tiktok: the folder holding items.parquet (emb_audio, emb_image) and interactions.parquet (user_id, item_id, split).")] = None,
     reviews: Annotated[Path | None, typer.Option(help="amazon*: the reviews JSON-lines file (.gz ok).")] = None,
     meta: Annotated[Path | None, typer.Option(help="amazon*: the metadata JSON-lines file (.gz ok).")] = None,
     image_features: Annotated[Path | None, typer.Option(help="amazon*: image features (2014 binary .b file, or Parquet item_id+embedding).")] = None,
@@ -89,6 +93,7 @@ def prepare_cmd(
     min_year: Annotated[int, typer.Option(help="lastfm2k: drop tag events dated before this year.")] = 2005,
     skip_empty_text: Annotated[bool, typer.Option(help="Drop (and count) items with empty text instead of failing.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the negative sampling.")] = 0,
+    negative_window: Annotated[int, typer.Option(help="implicit rule: negatives follow the popularity of the newest this-many positives of the sample's split up to its time; 0 = the whole split so far.")] = 10_000,
     force: Annotated[bool, typer.Option(help="Rebuild even when the cached result is up to date.")] = False,
 ) -> None:
     from .labels import LabelRule
@@ -98,10 +103,11 @@ def prepare_cmd(
     config = ProtocolConfig(
         label_rule=LabelRule(kind=label_rule.value, rating_threshold=rating_threshold, n_negatives=negatives),
         max_history=max_history, split=_split(split), cold_threshold=cold_threshold, seed=seed,
+        negative_window=negative_window or None,
     )
     from .specs import dataset_spec
 
-    spec = dataset_spec(dataset.value, source=source, root=root, reviews=reviews, meta=meta,
+    spec = dataset_spec(dataset.value, source=source, root=root or path, reviews=reviews, meta=meta,
                         image_features=image_features, image_dim=image_dim, items=items,
                         interactions=interactions, min_year=min_year, skip_empty_text=skip_empty_text)
     if out is None:

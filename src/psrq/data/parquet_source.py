@@ -1,5 +1,9 @@
 """Bring your own data: items.parquet + interactions.parquet in the schema of docs/conventions.md.
 
+Items may carry precomputed modalities as emb_<modality> list<float> columns (in-house audio or
+image embeddings); they become embeddings/<modality>.parquet next to the samples, and `text` is
+then optional.
+
 Also reads a directory written by `psrq data synth` (the SYNTHETIC catalogue), whose
 embeddings/<modality>.parquet files travel along with it.
 """
@@ -13,7 +17,14 @@ import pyarrow.parquet as pq
 
 from psrq.errors import InputError
 
-from .schema import DataSet, OnEmptyText, require_file, validate_interactions, validate_items
+from .schema import (
+    DataSet,
+    OnEmptyText,
+    precomputed_embeddings,
+    require_file,
+    validate_interactions,
+    validate_items,
+)
 
 
 def read_parquet_table(path: str | Path, what: str) -> pa.Table:
@@ -50,7 +61,8 @@ def load_parquet(
     inter_table = validate_interactions(inter_table, items_table.column("item_id"), str(inter_path))
     passthrough = {} if n_blank else {"items": items_path, "interactions": inter_path}
     return DataSet(name=name, items=items_table, interactions=inter_table, sources=[items_path, inter_path],
-                   skipped=skipped, default_label_rule="auto", passthrough=passthrough)
+                   skipped=skipped, default_label_rule="auto", passthrough=passthrough,
+                   embeddings=dict(precomputed_embeddings(items_table, str(items_path))))
 
 
 def load_synth_dir(root: str | Path) -> DataSet:

@@ -2,7 +2,7 @@
 
 Output directory layout::
 
-    out/items.parquet  out/interactions.parquet  out/embeddings/<modality>.parquet (if any)
+    out/items.parquet  out/interactions.parquet  out/embeddings/<modality>.parquet (precomputed, if any)
     out/samples/{train,valid,test}.parquet  out/samples/meta.json
 
 meta.json records the fingerprint of the inputs (file contents, the loader's options) and the
@@ -110,6 +110,8 @@ def prepare(spec: DatasetSpec, config: ProtocolConfig, out: str | Path, *, force
         "loader_options": {**spec.options, **data.options},
         "items": data.items.num_rows,
         "item_content_until": content_until,
+        # precomputed modalities written to embeddings/<modality>.parquet (emb_ columns, image features)
+        "embeddings": sorted(data.embeddings),
         "interactions": data.interactions.num_rows,
         **samples.stats,
     }

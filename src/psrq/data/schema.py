@@ -25,6 +25,12 @@ MAX_TIMESTAMP = 4_102_444_800
 
 ITEM_REQUIRED = ("item_id", "text")
 INTERACTION_REQUIRED = ("user_id", "item_id", "timestamp")
+# Precomputed modalities: an items column emb_<modality> (list<float>, one vector per item, null =
+# the item lacks that modality). With at least one such column, `text` is optional.
+EMBEDDING_PREFIX = "emb_"
+# Data without timestamps that comes with its own split (TikTok): interactions carry `split`.
+PRESPLIT_REQUIRED = ("user_id", "item_id", "split")
+SPLIT_NAMES = ("train", "valid", "test")
 OnEmptyText = Literal["raise", "skip"]
 
 
@@ -52,6 +58,14 @@ class DataSet:
     # the items table from events up to a timestamp, so that item text never sees the
     # validation or test period. `prepare` calls it with the train boundary.
     rebuild_items: Callable[[int], pa.Table] | None = None
+    # True when interactions carry the data's own `split` column and no timestamps
+    # (docs/protocol.md, "Data without timestamps").
+    given_split: bool = False
+
+
+def embedding_modalities(table: pa.Table) -> list[str]:
+    """Modalities with a precomputed emb_<modality> column, in column order."""
+    return [c[len(EMBEDDING_PREFIX):] for c in table.column_names if c.startswith(EMBEDDING_PREFIX)]
 
 
 def describe_rows(rows: np.ndarray | list[int], limit: int = 5) -> str:
@@ -91,15 +105,8 @@ def _as_string(table: pa.Table, name: str, source: str) -> pa.Table:
     return table.set_column(table.schema.get_field_index(name), name, pc.cast(col, pa.string()))
 
 
-def validate_items(
-    items: pa.Table, source: str, *, on_empty_text: OnEmptyText = "raise"
-) -> tuple[pa.Table, int]:
-    """Check and normalise items: unique string item_id, non-empty text.
-
-    Returns (items, n_skipped). With on_empty_text='skip', items with null/blank text are
-    dropped and counted instead of raising.
-    """
-    require_columns(items, ITEM_REQUIRED, source)
+def _check_item_ids(items: pa.Table, source: str) -> pa.Table:
+    """item_id as non-null, unique strings."""
     items = _as_string(items, "item_id", source)
     id_col = items.column("item_id")
     if len(pc.unique(id_col)) != len(id_col):
@@ -110,6 +117,56 @@ def validate_items(
             f"{source}: duplicate item_id {dups[0].as_py()!r} at {describe_rows(rows)} "
             f"({len(dups)} duplicated IDs in all)"
         )
+    return items
+
+
+def precomputed_embeddings(items: pa.Table, source: str) -> dict[str, pa.Table]:
+    """The emb_<modality> columns of `items` as embeddings/<modality>.parquet tables.
+
+    Same format as `psrq embed` writes (psrq.features.embed): item_id + fixed_size_list<float32>[d],
+    one row per item that has the modality (a null cell = the item lacks it, counted), metadata
+    psrq.encoder = "precomputed:<source>:emb_<modality>", psrq.dim, psrq.modality, psrq.n_items,
+    psrq.n_embedded, psrq.n_skipped. Vectors of different lengths, NaN/inf or a non-numeric column
+    are an InputError naming the file, column and item.
+    """
+    from psrq.quantize.embeddings_io import check_modality_name, table_to_embeddings
+
+    out = {}
+    for modality in embedding_modalities(items):
+        column = EMBEDDING_PREFIX + modality
+        check_modality_name(modality, where=f"{source}: column {column}")
+        emb = table_to_embeddings(items.select(["item_id", column]), modality, column, source)
+        flat = pa.array(emb.X.reshape(-1), pa.float32())
+        table = pa.table({"item_id": pa.array(emb.item_ids.tolist(), pa.string()),
+                          "embedding": pa.FixedSizeListArray.from_arrays(flat, emb.dim)})
+        meta = {"psrq.encoder": f"precomputed:{Path(source).name}:{column}", "psrq.dim": str(emb.dim),
+                "psrq.modality": modality, "psrq.n_items": str(items.num_rows),
+                "psrq.n_embedded": str(len(emb)), "psrq.n_skipped": str(emb.n_null)}
+        out[modality] = table.replace_schema_metadata(meta)
+    return out
+
+
+def validate_items(
+    items: pa.Table, source: str, *, on_empty_text: OnEmptyText = "raise"
+) -> tuple[pa.Table, int]:
+    """Check and normalise items: unique string item_id, non-empty text.
+
+    Returns (items, n_skipped). With on_empty_text='skip', items with null/blank text are
+    dropped and counted instead of raising. `text` is optional when the items carry precomputed
+    emb_<modality> columns (their vectors are checked by `precomputed_embeddings`); if present,
+    it is checked as usual.
+    """
+    if "text" not in items.column_names and embedding_modalities(items):
+        require_columns(items, ("item_id",), source)
+        return _check_item_ids(items, source), 0
+    if "text" not in items.column_names:
+        raise InputError(
+            f"{source}: missing column(s) text (found: {', '.join(items.column_names)}); items need a text "
+            f"column to embed, or precomputed {EMBEDDING_PREFIX}<modality> list<float> columns (docs/conventions.md)"
+        )
+    require_columns(items, ITEM_REQUIRED, source)
+    items = _check_item_ids(items, source)
+    id_col = items.column("item_id")
     text = items.column("text")
     if not (pa.types.is_string(text.type) or pa.types.is_large_string(text.type) or pa.types.is_null(text.type)):
         raise InputError(f"{source}: column text must be string, got {text.type}")
@@ -159,6 +216,38 @@ def validate_interactions(
         bad = np.flatnonzero(t.column("play_count").to_numpy(zero_copy_only=False) < 1)
         if len(bad):
             raise InputError(f"{source}: column play_count must be >= 1, bad at {describe_rows(bad)}")
+    return t
+
+
+def validate_given_split_interactions(
+    interactions: pa.Table, item_ids: pa.Array | pa.ChunkedArray, source: str
+) -> pa.Table:
+    """Interactions of data without timestamps that carry their own split (PRESPLIT_REQUIRED).
+
+    user_id/item_id become strings, every item_id must be a known item, `split` must be one of
+    train/valid/test, and the same (user, item) pair may not appear twice (without timestamps a
+    repeat cannot be ordered, and it would be both a target and its own history).
+    """
+    require_columns(interactions, PRESPLIT_REQUIRED, source)
+    t = _as_string(interactions, "user_id", source)
+    t = _as_string(t, "item_id", source)
+    t = _as_string(t, "split", source)
+    bad = np.flatnonzero(~pc.is_in(t.column("split"), value_set=pa.array(SPLIT_NAMES)).to_numpy(zero_copy_only=False))
+    if len(bad):
+        raise InputError(f"{source}: column split must be one of {', '.join(SPLIT_NAMES)}, got "
+                         f"{t.column('split')[int(bad[0])].as_py()!r} at {describe_rows(bad)}")
+    catalogue = item_ids.combine_chunks() if isinstance(item_ids, pa.ChunkedArray) else item_ids
+    unknown = np.flatnonzero(~pc.is_in(t.column("item_id"), value_set=pc.cast(catalogue, pa.string())).to_numpy(zero_copy_only=False))
+    if len(unknown):
+        raise InputError(f"{source}: item_id {t.column('item_id')[int(unknown[0])].as_py()!r} at {describe_rows(unknown)} "
+                         f"is not in the items table ({len(unknown)} interaction(s) name unknown items)")
+    pairs = pc.binary_join_element_wise(t.column("user_id"), t.column("item_id"), "\x1f")
+    if len(pc.unique(pairs)) != t.num_rows:
+        counts = pc.value_counts(pairs).flatten()
+        dup = pc.filter(counts[0], pc.greater(counts[1], 1))[0].as_py()
+        rows = np.flatnonzero(pc.equal(pairs, dup).to_numpy(zero_copy_only=False))
+        user, item = dup.split("\x1f")
+        raise InputError(f"{source}: (user_id {user!r}, item_id {item!r}) appears more than once, at {describe_rows(rows)}")
     return t
 
 

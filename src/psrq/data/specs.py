@@ -11,7 +11,7 @@ from psrq.errors import ConfigError
 
 from .prepare import DatasetSpec
 
-DATASETS = ("lastfm2k", "music4all", "amazon2014", "amazon2023", "parquet", "synth")
+DATASETS = ("lastfm2k", "music4all", "amazon2014", "amazon2023", "parquet", "synth", "tiktok")
 
 
 def _need(value: Path | None, option: str, dataset: str) -> Path:
@@ -58,6 +58,11 @@ def dataset_spec(
         inputs = [r, m] + ([Path(image_features)] if image_features else [])
         return DatasetSpec(name, inputs, lambda: load(r, m, image_features=image_features, image_dim=image_dim),
                            {"image_dim": image_dim})
+    if name == "tiktok":
+        from .tiktok import load_tiktok, tiktok_inputs
+
+        base = _need(root or source, "--path DIR (the folder holding items.parquet and interactions.parquet)", name)
+        return DatasetSpec(name, tiktok_inputs(base), lambda: load_tiktok(base))
     if name == "parquet":
         from .parquet_source import load_parquet
 

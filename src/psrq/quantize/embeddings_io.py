@@ -198,6 +198,11 @@ def _list_column_to_matrix(col: Any, item_ids: np.ndarray, source: str, column: 
     return np.ascontiguousarray(values, dtype=np.float32).reshape(len(col), width)
 
 
+def table_to_embeddings(table: Any, modality: str, column: str, source: str) -> ModalityEmbeddings:
+    """One modality from an in-memory table with item_id and the list column `column` (rules above)."""
+    return _table_to_embeddings(table, modality, column, source)
+
+
 def _table_to_embeddings(table: Any, modality: str, column: str, source: str) -> ModalityEmbeddings:
     import pyarrow.compute as pc
 

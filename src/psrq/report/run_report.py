@@ -55,7 +55,7 @@ def data_section(meta: dict[str, Any]) -> str:
             "new items": s.get("new_items"),
             "cold share": s.get("cold_share"),
             "mean history": s.get("mean_history"),
-            "days": f"{s.get('first_day')} … {s.get('last_day')}",
+            "days": f"{s.get('first_day')} … {s.get('last_day')}" if s.get("first_day") else "–",
         })
     synthetic = " (SYNTHETIC data)" if meta.get("synthetic") else ""
     rule = meta.get("label_rule", {})
@@ -63,12 +63,43 @@ def data_section(meta: dict[str, Any]) -> str:
     facts = [
         ("data set", f"{meta.get('dataset')}{synthetic}: {meta.get('items', 0):,} items, {meta.get('interactions', 0):,} interactions"),
         ("label rule", f"{rule.get('kind')} (negatives per positive: {rule.get('n_negatives')}, rating threshold {rule.get('rating_threshold')})"),
-        ("split", f"chronological {protocol.get('split')}; boundaries {meta.get('boundaries', {}).get('train_until')} / {meta.get('boundaries', {}).get('valid_until')}"),
-        ("history", f"newest {protocol.get('max_history')} positives strictly before the sample"),
+        ("split", _split_fact(meta)),
+        ("history", protocol.get("history") or f"newest {protocol.get('max_history')} positives strictly before the sample"),
+        ("negatives", _negatives_fact(rule, protocol)),
         ("cold items", f"fewer than {protocol.get('cold_threshold')} positive training interactions"),
         ("skipped", ", ".join(f"{k} = {v:,}" for k, v in meta.get("skipped", {}).items()) or "nothing"),
     ]
-    return html.definitions(facts) + html.table(rows, caption="Samples per split (docs/protocol.md)")
+    return (html.definitions(facts) + html.table(rows, caption="Samples per split (docs/protocol.md)")
+            + probe_section(meta.get("popularity_probe"), rule.get("kind", "")))
+
+
+def _negatives_fact(rule: dict[str, Any], protocol: dict[str, Any]) -> str:
+    version = f"protocol version {protocol.get('protocol_version')}"
+    if rule.get("kind") != "implicit" or not rule.get("n_negatives"):
+        return f"none sampled: the data's own labels; {version}"
+    if protocol.get("negative_pool") == "whole_log":
+        return f"drawn by whole-log popularity (protocol 2's flawed sampler, see the probe); {version}"
+    return (f"drawn by the popularity of the positives of the sample's own split up to its time "
+            f"(window: {protocol.get('negative_window')}); {version}")
+
+
+def _split_fact(meta: dict[str, Any]) -> str:
+    protocol, bounds = meta.get("protocol", {}), meta.get("boundaries") or {}
+    if protocol.get("split") == "given":
+        return "as given by the data set (it has no timestamps; docs/protocol.md, 'Data without timestamps')"
+    return f"chronological {protocol.get('split')}; boundaries {bounds.get('train_until')} / {bounds.get('valid_until')}"
+
+
+def probe_section(probe: dict[str, Any] | None, label_rule: str) -> str:
+    """The popularity probe beside the split table, with a warning when it strays from 0.5."""
+    from psrq.data.protocol import format_probe, probe_warning
+
+    if not probe:
+        return html.paragraph("popularity probe: not recorded (data prepared before protocol 3; "
+                              "rerun `psrq data prepare`)", css_class="warning")
+    text = html.paragraph(format_probe(probe) + f". Score: {probe['score']}.", css_class="note")
+    warning = probe_warning(probe, label_rule)
+    return text + (html.paragraph(f"WARNING: {warning}", css_class="warning") if warning else "")
 
 
 # ---- ID quality ---------------------------------------------------------------------------------
