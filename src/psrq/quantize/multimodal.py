@@ -559,13 +559,7 @@ class MultimodalQuantizer:
         (nor of items in `taken`, earlier outputs whose suffixes must stay reserved).
         """
         self._check_fitted()
-        mods = _coerce_inputs(inputs)
-        unknown = [m for m in mods if m not in self.modalities_]
-        if unknown:
-            raise InputError(f"modality {unknown} was not fitted; this model knows {self.modalities_}")
-        for m, e in mods.items():
-            if e.dim != self.dims_[m]:
-                raise InputError(f"{e.source}: {m} embeddings have {e.dim} values; the model was fitted on {self.dims_[m]}")
+        mods = self._checked_inputs(inputs)
         aligned = _align(mods, self.modalities_, item_ids)
         normalized = {m: self.normalizers_[m].apply(e.X) for m, e in mods.items()}
         sids = self._encode(aligned, normalized)
@@ -575,6 +569,30 @@ class MultimodalQuantizer:
             rank = id_ranks(sids.item_ids)
             sids.suffixes = {cb: self._suffixes_after_training(sids, cb, taken or [], rank) for cb in sids.codebooks}
         return sids
+
+    def quantizer_fingerprint(self) -> str:
+        """Identity of this fitted quantizer (settings, seed, fitted input, kinds, shapes): the
+        same for sids written by `fit_transform` and by `transform` of the saved model, different
+        for another method, other settings or other training data."""
+        self._check_fitted()
+        return fingerprint_obj({
+            "params": self.get_params(),
+            "input": str(self.input_fingerprint_),
+            "kinds": {cb: q.kind for cb, q in self.quantizers_.items()},
+            "sizes": {cb: [int(k) for k in q.codebook_sizes_] for cb, q in self.quantizers_.items()},
+            "dims": self.dims_,
+        })
+
+    def _checked_inputs(self, inputs: Mapping[str, Any]) -> dict[str, ModalityEmbeddings]:
+        """Inputs as ModalityEmbeddings; InputError for a modality not fitted or a wrong width."""
+        mods = _coerce_inputs(inputs)
+        unknown = [m for m in mods if m not in self.modalities_]
+        if unknown:
+            raise InputError(f"modality {unknown} was not fitted; this model knows {self.modalities_}")
+        for m, e in mods.items():
+            if e.dim != self.dims_[m]:
+                raise InputError(f"{e.source}: {m} embeddings have {e.dim} values; the model was fitted on {self.dims_[m]}")
+        return mods
 
     def _encode(self, aligned: _Aligned, normalized: dict[str, np.ndarray]) -> SemanticIDs:
         from tqdm.auto import tqdm
@@ -600,6 +618,7 @@ class MultimodalQuantizer:
             # codebook -> k per level: what the ranking stage sizes its embedding tables with.
             "psrq.sid_sizes": json.dumps({cb: [int(k) for k in q.codebook_sizes_] for cb, q in self.quantizers_.items()}),
             "psrq.methods": json.dumps({cb: q.kind for cb, q in self.quantizers_.items()}),
+            "psrq.quantizer_fingerprint": self.quantizer_fingerprint(),
         }
         if self.synthetic_:  # a model fitted on SYNTHETIC data labels everything it encodes
             meta["psrq.synthetic"] = "true"
@@ -627,9 +646,9 @@ class MultimodalQuantizer:
         least one modality (missing blocks imputed, as in `transform`).
         """
         self._check_fitted()
-        mods = _coerce_inputs(inputs)
+        mods = self._checked_inputs(inputs)
         aligned = _align(mods, self.modalities_)
-        normalized = {m: self.normalizers_[m].apply(e.X) for m, e in mods.items() if m in self.modalities_}
+        normalized = {m: self.normalizers_[m].apply(e.X) for m, e in mods.items()}
         out = {m: (mods[m].item_ids, normalized[m]) for m in self.modalities_ if m in normalized}
         if JOINT in self.quantizers_:
             rows = np.flatnonzero(aligned.has.any(axis=1))

@@ -321,7 +321,7 @@ def _load_checkpoint(path: Path, model: RankingModel, optimizer: AdamWithSparseE
     manifest = read_model_dir(path, kind=CHECKPOINT_KIND)
     if manifest.get("input_fingerprint") != _config_key(config, tables):
         raise ConfigError(f"{path} was written by a run with another configuration or other data; resume needs the same ones (or delete the checkpoint)")
-    blob = torch.load(path / "checkpoint.pt", weights_only=False)
+    blob = torch.load(path / "checkpoint.pt", weights_only=True)
     model.load_state_dict(blob["model"])
     optimizer.load_state_dict(blob["optimizer"])
     return blob["state"]
