@@ -40,6 +40,7 @@ class Output:
     path: Path
     kind: Kind
     option: str = "output"
+    lock: bool = True  # False: checked only (it lies inside another, locked output)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", Path(self.path))
@@ -184,7 +185,7 @@ def claim_outputs(*outputs: Output | None, wait: bool = False) -> Iterator[None]
         check_output(o)
     with contextlib.ExitStack() as stack:
         seen: set[Path] = set()
-        for o in sorted(wanted, key=lambda o: str(lock_path(o.path))):
+        for o in sorted((o for o in wanted if o.lock), key=lambda o: str(lock_path(o.path))):
             lf = lock_path(o.path)
             if lf in seen:
                 continue

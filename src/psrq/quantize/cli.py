@@ -285,8 +285,8 @@ def report(
 ) -> None:
     from psrq.outputs import Output, claim_outputs
 
-    outputs = (Output(out_dir, "dir", "--out-dir"), Output(out_dir / "quality.json", "file", "--out-dir"),
-               Output(out_dir / "report.html", "file", "--out-dir"))
+    outputs = (Output(out_dir, "dir", "--out-dir"), Output(out_dir / "quality.json", "file", "--out-dir", lock=False),
+               Output(out_dir / "report.html", "file", "--out-dir", lock=False))
     with claim_outputs(*outputs, wait=wait):
         _report(model_dir, items, inputs, ids, out_dir, max_items, seed, title)
 

@@ -68,18 +68,24 @@ def read_sids(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, np.nd
     if not cols:
         raise InputError(f"{path}: no sid_<codebook> columns; found {table.column_names}")
     item_ids = np.asarray(table.column("item_id").to_pylist(), dtype=object)
-    meta = table.schema.metadata or {}
-    declared = json.loads(meta[b"psrq.sid_sizes"]) if b"psrq.sid_sizes" in meta else {}
+    declared = _declared_sizes(table, path)
     codes: dict[str, np.ndarray] = {}
     sizes: dict[str, list[int]] = {}
     for col in cols:
-        cb = col[len("sid_") :]
         arr = table.column(col).combine_chunks()
         if not (pa.types.is_fixed_size_list(arr.type) or pa.types.is_list(arr.type)):
             raise InputError(f"{path}: column {col!r} is {arr.type}, expected a list of int32 codes")
-        lengths = pc.list_value_length(arr).to_numpy(zero_copy_only=False)
+        lengths = pc.list_value_length(arr).fill_null(0).to_numpy(zero_copy_only=False)
         valid = ~arr.is_null().to_numpy(zero_copy_only=False)
-        n_levels = int(lengths[valid][0]) if valid.any() else 0
+        cb = col[len("sid_") :]
+        # A column with no codes at all (a new item lacking that modality) still has the
+        # file's declared number of levels: its width must not depend on which rows are null.
+        if pa.types.is_fixed_size_list(arr.type):
+            n_levels = int(arr.type.list_size)
+        elif valid.any():
+            n_levels = int(lengths[valid][0])
+        else:
+            n_levels = len(declared.get(cb, []))
         if valid.any() and (lengths[valid] != n_levels).any():
             row = int(np.flatnonzero(valid & (lengths != n_levels))[0])
             raise InputError(f"{path}: column {col!r} row {row} (item {item_ids[row]!r}) has {lengths[row]} levels, expected {n_levels}")
@@ -91,12 +97,73 @@ def read_sids(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, np.nd
             row = int(np.flatnonzero((mat < 0).any(1) & valid)[0])
             raise InputError(f"{path}: column {col!r} row {row} (item {item_ids[row]!r}) has a negative code")
         codes[cb] = mat
+        if cb in declared and len(declared[cb]) != n_levels:
+            raise InputError(f"{path}: column {col!r} has {n_levels} levels but the metadata declares {len(declared[cb])}")
         if cb in declared:
             sizes[cb] = [int(k) for k in declared[cb]]
         else:
             sizes[cb] = [int(v) + 1 for v in (mat.max(0) if valid.any() else np.zeros(n_levels, np.int64))]
     _check_unique(item_ids, path)
     return item_ids, codes, sizes
+
+
+def _declared_sizes(table: Any, path: Any) -> dict[str, list[int]]:
+    meta = table.schema.metadata or {}
+    if b"psrq.sid_sizes" not in meta:
+        return {}
+    try:
+        declared = json.loads(meta[b"psrq.sid_sizes"])
+        if not isinstance(declared, dict):
+            raise ValueError("not a mapping")
+        return {str(cb): [int(k) for k in ks] for cb, ks in declared.items()}
+    except (ValueError, TypeError) as e:
+        raise InputError(f"{path}: metadata psrq.sid_sizes is not a JSON mapping of codebook -> sizes ({e})") from None
+
+
+SID_SOURCE_KEYS = ("psrq.methods", "psrq.quantizer_fingerprint")
+
+
+def read_sids_source(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The quantizer a sids.parquet came from: its method per codebook and its fingerprint
+    (Parquet metadata written by MultimodalQuantizer; {} for a file without them)."""
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except Exception as e:  # pyarrow raises several unrelated types for bad files
+        raise InputError(f"cannot read {path}: {e}") from e
+    return {k: meta[k.encode()].decode() for k in SID_SOURCE_KEYS if k.encode() in meta}
+
+
+def check_sids_source(recorded: dict[str, str] | None, path: str | os.PathLike[str]) -> None:
+    """ArtifactError when the sids file at `path` was made by another quantizer than `recorded`
+    (the source a model was trained with). Keys missing on either side are not compared."""
+    if not recorded:
+        return
+    theirs = read_sids_source(path)
+    for key in SID_SOURCE_KEYS:
+        if key in recorded and key in theirs and recorded[key] != theirs[key]:
+            what = "method" if key == "psrq.methods" else "quantizer fingerprint"
+            raise ArtifactError(
+                f"{path} was made by another quantizer than the model was trained with: {what} "
+                f"{theirs[key]} in the file, {recorded[key]} in the model. Assign the new items with the "
+                "quantizer model directory the training SIDs came from (psrq assign --model-dir ...)"
+            )
+
+
+def sid_coverage(tables: ItemTables, item_rows: np.ndarray) -> float:
+    """Share of the distinct items at `item_rows` (padding excluded) that have a semantic ID in
+    at least one codebook; 1.0 when the tables hold no SIDs (nothing to cover)."""
+    if not tables.sids:
+        return 1.0
+    rows = np.unique(np.asarray(item_rows).reshape(-1))
+    rows = rows[rows != PAD]
+    if len(rows) == 0:
+        return 1.0
+    has = np.zeros(len(rows), dtype=bool)
+    for tab in tables.sids.values():
+        has |= (tab[rows] > 0).any(axis=1)
+    return float(has.mean())
 
 
 def read_embeddings(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -153,6 +220,7 @@ class ItemTables:
     sids: dict[str, np.ndarray] = field(default_factory=dict)  # int64 [n_items, n_levels], shifted (0 = missing)
     sid_sizes: dict[str, list[int]] = field(default_factory=dict)
     content: dict[str, np.ndarray] = field(default_factory=dict)  # float32 [n_items, d]
+    sid_source: dict[str, str] = field(default_factory=dict)  # quantizer of the SIDs (read_sids_source)
     _index: Any = None
     _lookup: dict[str, int] | None = None
 
@@ -316,8 +384,12 @@ def check_sids_match(tables: ItemTables, sids_path: str | os.PathLike[str]) -> N
             raise ArtifactError(f"{sids_path} has no column sid_{cb}, but the model was trained with it")
         mine = tab[rows[known]] - 1
         theirs = codes[cb][known]
-        if mine.shape != theirs.shape or (mine != theirs).any():
-            diff = np.flatnonzero((mine != theirs).any(1)) if mine.shape == theirs.shape else np.arange(len(mine))
+        if mine.shape[1] != theirs.shape[1]:
+            raise ArtifactError(
+                f"{sids_path}: sid_{cb} has {theirs.shape[1]} levels, but the model was trained with {mine.shape[1]}"
+            )
+        if (mine != theirs).any():
+            diff = np.flatnonzero((mine != theirs).any(1))
             first = int(np.flatnonzero(known)[diff[0]])
             raise ArtifactError(
                 f"{sids_path} does not match the model's semantic IDs: {len(diff)} of {int(known.sum())} shared items "
@@ -421,6 +493,7 @@ __all__ = [
     "ItemTables",
     "build_item_tables",
     "check_sids_match",
+    "check_sids_source",
     "encode_samples",
     "encode_split",
     "iter_batches",
@@ -428,4 +501,6 @@ __all__ = [
     "read_embeddings",
     "read_embeddings_dir",
     "read_sids",
+    "read_sids_source",
+    "sid_coverage",
 ]

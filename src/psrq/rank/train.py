@@ -33,6 +33,7 @@ from psrq.rank.batches import (
     iter_batches,
     read_embeddings_dir,
     read_sids,
+    read_sids_source,
     read_table,
 )
 from psrq.rank.metrics import evaluate_predictions
@@ -110,6 +111,7 @@ def load_ranking_data(
     sid_data = with_single_modality_joint(read_sids(sids)) if sids is not None else None
     content = read_embeddings_dir(embeddings, modalities)
     tables = build_item_tables(train_table, sids=sid_data, content=content, min_id_count=min_id_count)
+    tables.sid_source = read_sids_source(sids) if sids is not None else {}
     encoded = {}
     for name in splits:
         table = train_table if name == "train" else read_table(d / f"{name}.parquet")
@@ -336,6 +338,7 @@ def save_model(path: str | os.PathLike[str], result: TrainResult) -> Path:
         "shapes": result.tables.shapes().to_dict(),
         "train_config": result.config.to_dict(),
         "sid_fingerprint": model_sid_fingerprint(result.model, result.tables),
+        "sid_source": result.tables.sid_source if result.model.codebooks else {},
         "best_epoch": result.best_epoch,
     }
     with write_model_dir(
@@ -389,6 +392,7 @@ class Ranker:
         )
         if tables.sid_fingerprint() != spec.get("sid_fingerprint"):
             raise ArtifactError(f"{root}: item tables do not match the recorded SID fingerprint")
+        tables.sid_source = dict(spec.get("sid_source") or {})
         return cls(model, tables, spec, root)
 
     @property
@@ -397,9 +401,10 @@ class Ranker:
 
     def check_sids(self, sids_path: str | os.PathLike[str]) -> None:
         """ArtifactError when `sids_path` is not the SID artifact this model was trained with."""
-        from psrq.rank.batches import check_sids_match
+        from psrq.rank.batches import check_sids_match, check_sids_source
 
         if self.model.codebooks:
+            check_sids_source(self.tables.sid_source, sids_path)
             check_sids_match(self.tables, sids_path)
 
     def evaluate(self, samples_path: str | os.PathLike[str]) -> dict[str, float]:

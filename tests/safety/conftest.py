@@ -1,0 +1,78 @@
+"""Fixtures for the safety tests: the real `psrq` entry point run in-process, SYNTHETIC files."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """Run `psrq ARGS` through psrq.cli.main (the console script): exit code, stdout, stderr.
+
+    Any exception other than SystemExit propagates, so a traceback fails the test.
+    """
+    from psrq.cli import main
+
+    def run(*args: str) -> CliResult:
+        capsys.readouterr()
+        monkeypatch.setattr(sys, "argv", ["psrq", *map(str, args)])
+        try:
+            main()
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+def write_embeddings(path: Path, ids: list[str], X: np.ndarray) -> Path:
+    """embeddings/<modality>.parquet (item_id + fixed-size list embedding), SYNTHETIC."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    flat = pa.array(np.ascontiguousarray(X, dtype=np.float32).reshape(-1), type=pa.float32())
+    table = pa.table({"item_id": pa.array(ids, type=pa.string()),
+                      "embedding": pa.FixedSizeListArray.from_arrays(flat, X.shape[1])})
+    pq.write_table(table.replace_schema_metadata({b"psrq.synthetic": b"true"}), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def emb_files(tmp_path_factory):
+    """SYNTHETIC text and audio embeddings of 300 items (16-d, seeded)."""
+    root = tmp_path_factory.mktemp("emb")
+    rng = np.random.default_rng(0)
+    ids = [f"it{i:03d}" for i in range(300)]
+    return {
+        "text": write_embeddings(root / "text.parquet", ids, rng.normal(size=(300, 16))),
+        "audio": write_embeddings(root / "audio.parquet", ids, rng.normal(size=(300, 8))),
+        "ids": ids,
+    }
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """SYNTHETIC ranking data + an MCCA trained 1 epoch on it (via the library)."""
+    from psrq.rank.synthetic import make_synthetic_ranking_data
+    from psrq.rank.train import TrainConfig, load_ranking_data, train_model
+
+    root = tmp_path_factory.mktemp("trained")
+    paths = make_synthetic_ranking_data(root / "data", n_users=40, n_items=80, events_per_user=10,
+                                        modalities=("text", "audio"), seed=0)
+    data = load_ranking_data(paths["samples"], sids=paths["sids"])
+    train_model(data, TrainConfig(model="MCCA", epochs=1, dim=8, batch_size=128), out=root / "run", progress=False)
+    return {**paths, "run": root / "run"}
