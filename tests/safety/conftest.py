@@ -65,3 +65,36 @@ def trained(tmp_path_factory):
     data = load_ranking_data(paths["samples"], sids=paths["sids"])
     train_model(data, TrainConfig(model="MCCA", epochs=1, dim=8, batch_size=128), out=root / "run", progress=False)
     return {**paths, "run": root / "run"}
+
+
+@pytest.fixture(scope="session")
+def sid_run(tmp_path_factory):
+    """SYNTHETIC ranking data; PSRQ and RQ-KMeans quantizers fitted on its embeddings; MCCA
+    trained one epoch on the PSRQ IDs. `new_sids(method, ids, seed=0)` assigns new items."""
+    from psrq.quantize.embeddings_io import read_embedding_parquet
+    from psrq.quantize.multimodal import MultimodalQuantizer
+    from psrq.rank.synthetic import make_synthetic_ranking_data
+    from psrq.rank.train import TrainConfig, load_ranking_data, train_model
+
+    root = tmp_path_factory.mktemp("sid_run")
+    paths = make_synthetic_ranking_data(root / "data", n_users=40, n_items=80, events_per_user=10,
+                                        modalities=("text", "audio"), seed=0)
+    mods = {m: read_embedding_parquet(paths[f"emb_{m}"], m) for m in ("text", "audio")}
+    models = {}
+    for method, seed in (("PSRQ", 0), ("RQKMeans", 0), ("PSRQ", 1)):
+        mq = MultimodalQuantizer(method=method, params={"n_levels": 2, "codebook_size": 4}, seed=seed)
+        sids = mq.fit_transform(mods)
+        name = f"{method}-{seed}"
+        mq.save(root / name)
+        sids.write(root / f"{name}.parquet")
+        models[name] = mq
+    data = load_ranking_data(paths["samples"], sids=root / "PSRQ-0.parquet")
+    train_model(data, TrainConfig(model="MCCA", epochs=1, dim=8, batch_size=128), out=root / "run", progress=False)
+
+    def new_sids(name: str, ids: list[str], out: str) -> str:
+        X = mods["text"].X[: len(ids)] + 0.01
+        path = root / out
+        models[name].transform({"text": (np.asarray(ids, dtype=object), X)}).write(path)
+        return str(path)
+
+    return {**paths, "root": root, "run": root / "run", "sids": root / "PSRQ-0.parquet", "new_sids": new_sids}
