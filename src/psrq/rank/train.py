@@ -323,10 +323,21 @@ def _load_checkpoint(path: Path, model: RankingModel, optimizer: AdamWithSparseE
     manifest = read_model_dir(path, kind=CHECKPOINT_KIND)
     if manifest.get("input_fingerprint") != _config_key(config, tables):
         raise ConfigError(f"{path} was written by a run with another configuration or other data; resume needs the same ones (or delete the checkpoint)")
-    blob = torch.load(path / "checkpoint.pt", weights_only=True)
+    blob = load_tensors(path / "checkpoint.pt")
     model.load_state_dict(blob["model"])
     optimizer.load_state_dict(blob["optimizer"])
     return blob["state"]
+
+
+def load_tensors(path: Path) -> Any:
+    """torch.load with weights_only=True: tensors and plain containers only, never code.
+    Anything else (a pickled object, a corrupted file) is an ArtifactError naming the file."""
+    import pickle
+
+    try:
+        return torch.load(path, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as e:
+        raise ArtifactError(f"{path} cannot be loaded safely (weights_only): {str(e).splitlines()[0]}") from None
 
 
 # ---- model directories ------------------------------------------------------------------------
@@ -378,7 +389,7 @@ class Ranker:
         shapes = TableShapes.from_dict(spec["shapes"])
         model = build_model(spec["model"], shapes, **spec["model_kwargs"])
         try:
-            model.load_state_dict(torch.load(root / "weights.pt", weights_only=True))
+            model.load_state_dict(load_tensors(root / "weights.pt"))
         except (RuntimeError, KeyError) as e:
             raise ArtifactError(f"{root}: weights.pt does not fit the model in spec.json: {e}") from e
         item_ids = np.asarray(json.loads((root / "items.json").read_text()), dtype=object)
