@@ -231,6 +231,8 @@ class SemanticIDs:
 
     @classmethod
     def from_table(cls, table: Any, *, source: str = "table") -> SemanticIDs:
+        import pyarrow as pa
+
         if "item_id" not in table.column_names:
             raise InputError(f"{source}: no item_id column")
         ids = ids_to_strings(table.column("item_id"), source=source)
@@ -246,11 +248,24 @@ class SemanticIDs:
             suffixes = {
                 cb: table.column(f"sid_{cb}_suffix").fill_null(-1).to_numpy().astype(np.int32) for cb in cbs
             }
-        meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
-        modalities = json.loads(meta["psrq.modalities"]) if "psrq.modalities" in meta else [c for c in cbs if c != JOINT]
+        meta = {k.decode(errors="replace"): v.decode(errors="replace") for k, v in (table.schema.metadata or {}).items()}
+        modalities = [c for c in cbs if c != JOINT]
+        if "psrq.modalities" in meta:
+            try:
+                modalities = json.loads(meta["psrq.modalities"])
+            except ValueError:
+                modalities = None
+            if not isinstance(modalities, list) or not all(isinstance(m, str) for m in modalities):
+                raise InputError(f"{source}: metadata psrq.modalities must be a JSON list of names, got {meta['psrq.modalities']!r}")
         if "missing_modalities" in table.column_names:
-            has = _has_from_missing(table.column("missing_modalities"), modalities)
+            col = table.column("missing_modalities")
+            if not ((pa.types.is_list(col.type) or pa.types.is_large_list(col.type)) and pa.types.is_string(col.type.value_type)):
+                raise InputError(f"{source}: column 'missing_modalities' is {col.type}, expected a list of modality names")
+            has = _has_from_missing(col, modalities)
         else:
+            unknown = [m for m in modalities if m not in present]
+            if unknown:
+                raise InputError(f"{source}: metadata names modality {unknown[0]!r} but there is no sid_{unknown[0]} column")
             has = np.stack([present[m] for m in modalities], axis=1) if modalities else np.ones((len(ids), 0), bool)
         has = has.reshape(len(ids), len(modalities))
         extra = {k: v for k, v in meta.items() if k.startswith("psrq.") and k not in ("psrq.codebooks", "psrq.modalities")}
@@ -282,8 +297,12 @@ def _codes_from_column(col: Any, source: str, name: str) -> tuple[np.ndarray, np
     t = col.type
     if not (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)):
         raise InputError(f"{source}: column {name!r} is {t}, expected a list of int codes")
+    if not (pa.types.is_integer(t.value_type) or pa.types.is_null(t.value_type)):
+        raise InputError(f"{source}: column {name!r} is {t}, expected a list of int codes")
     present = pc.is_valid(col).to_numpy(zero_copy_only=False).astype(bool)
     sub = col.filter(pa.array(present))
+    if len(sub) and sub.flatten().null_count:
+        raise InputError(f"{source}: column {name!r} has a null code inside a code list (a missing ID is a null list)")
     flat = sub.flatten().to_numpy(zero_copy_only=False) if len(sub) else np.zeros(0)
     n_levels = int(t.list_size) if pa.types.is_fixed_size_list(t) else (len(flat) // len(sub) if len(sub) else 0)
     if len(sub) and len(flat) != n_levels * len(sub):

@@ -53,6 +53,28 @@ def _require_columns(table: Any, columns: tuple[str, ...] | list[str], path: Any
         raise InputError(f"{path}: missing column(s) {missing}; found {table.column_names}")
 
 
+def check_samples_schema(table: Any, source: Any) -> None:
+    """InputError unless `table` has the samples columns with usable types: user_id and item_id
+    string/integer IDs, history a list of them, label numeric or boolean."""
+    import pyarrow as pa
+
+    _require_columns(table, SAMPLE_COLUMNS, source)
+
+    def is_id(t: Any) -> bool:
+        return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_integer(t) or pa.types.is_null(t)
+
+    for name in ("user_id", "item_id"):
+        t = table.schema.field(name).type
+        if not is_id(t):
+            raise InputError(f"{source}: column {name!r} must hold string or integer IDs, got {t}")
+    t = table.schema.field("history").type
+    if not ((pa.types.is_list(t) or pa.types.is_large_list(t)) and is_id(t.value_type)) and not pa.types.is_null(t):
+        raise InputError(f"{source}: column 'history' must be a list of item IDs, got {t}")
+    t = table.schema.field("label").type
+    if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_null(t)):
+        raise InputError(f"{source}: column 'label' must be 0/1 numbers, got {t}")
+
+
 def read_sids(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, list[int]]]:
     """sids.parquet -> (item_ids [n] str, {codebook: int64 [n, n_levels] codes, -1 = null}, sizes).
 
@@ -67,14 +89,18 @@ def read_sids(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, np.nd
     cols = [c for c in table.column_names if c.startswith("sid_") and not c.endswith("_suffix")]
     if not cols:
         raise InputError(f"{path}: no sid_<codebook> columns; found {table.column_names}")
-    item_ids = np.asarray(table.column("item_id").to_pylist(), dtype=object)
+    item_ids = _item_id_column(table, path)
     declared = _declared_sizes(table, path)
     codes: dict[str, np.ndarray] = {}
     sizes: dict[str, list[int]] = {}
     for col in cols:
         arr = table.column(col).combine_chunks()
-        if not (pa.types.is_fixed_size_list(arr.type) or pa.types.is_list(arr.type)):
+        if not (pa.types.is_fixed_size_list(arr.type) or pa.types.is_list(arr.type)) or not (
+            pa.types.is_integer(arr.type.value_type) or pa.types.is_null(arr.type.value_type)
+        ):
             raise InputError(f"{path}: column {col!r} is {arr.type}, expected a list of int32 codes")
+        if pc.list_flatten(arr).null_count:
+            raise InputError(f"{path}: column {col!r} has a null code inside a code list (a missing ID is a null list)")
         lengths = pc.list_value_length(arr).fill_null(0).to_numpy(zero_copy_only=False)
         valid = ~arr.is_null().to_numpy(zero_copy_only=False)
         cb = col[len("sid_") :]
@@ -89,6 +115,9 @@ def read_sids(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, np.nd
         if valid.any() and (lengths[valid] != n_levels).any():
             row = int(np.flatnonzero(valid & (lengths != n_levels))[0])
             raise InputError(f"{path}: column {col!r} row {row} (item {item_ids[row]!r}) has {lengths[row]} levels, expected {n_levels}")
+        if n_levels == 0 and valid.any():
+            row = int(np.flatnonzero(valid)[0])
+            raise InputError(f"{path}: column {col!r} row {row} (item {item_ids[row]!r}) has an empty code list")
         mat = np.full((len(item_ids), n_levels), -1, dtype=np.int64)
         if valid.any():
             flat = pc.list_flatten(arr).to_numpy(zero_copy_only=False).astype(np.int64)
@@ -105,6 +134,20 @@ def read_sids(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, np.nd
             sizes[cb] = [int(v) + 1 for v in (mat.max(0) if valid.any() else np.zeros(n_levels, np.int64))]
     _check_unique(item_ids, path)
     return item_ids, codes, sizes
+
+
+def _item_id_column(table: Any, path: Any) -> np.ndarray:
+    """item_id as object [n] of str; InputError for a null ID or a non-ID column type."""
+    import pyarrow as pa
+
+    col = table.column("item_id")
+    t = col.type
+    if not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_integer(t) or pa.types.is_null(t)):
+        raise InputError(f"{path}: column 'item_id' must hold string or integer IDs, got {t}")
+    if col.null_count:
+        row = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
+        raise InputError(f"{path}: item_id is null at row {row}")
+    return np.asarray([str(v) for v in col.to_pylist()], dtype=object)
 
 
 def _declared_sizes(table: Any, path: Any) -> dict[str, list[int]]:
@@ -172,16 +215,30 @@ def read_embeddings(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarra
 
     table = read_table(path, columns=["item_id", "embedding"]) if Path(path).is_file() else read_table(path)
     _require_columns(table, ["item_id", "embedding"], path)
-    item_ids = np.asarray(table.column("item_id").to_pylist(), dtype=object)
+    item_ids = _item_id_column(table, path)
     _check_unique(item_ids, path)
+    import pyarrow as pa
+
     arr = table.column("embedding").combine_chunks()
+    t = arr.type
+    if not (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)) or not (
+        pa.types.is_floating(t.value_type) or pa.types.is_integer(t.value_type)
+    ):
+        raise InputError(f"{path}: column 'embedding' is {t}, expected a list of floats")
     if arr.null_count:
         row = int(np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))[0])
         raise InputError(f"{path}: embedding is null at row {row} (item {item_ids[row]!r})")
-    flat = pc.list_flatten(arr).to_numpy(zero_copy_only=False).astype(np.float32)
     if len(item_ids) == 0:
         raise InputError(f"{path} has no rows")
-    X = flat.reshape(len(item_ids), -1)
+    lengths = pc.list_value_length(arr).to_numpy(zero_copy_only=False)
+    if lengths[0] == 0 or (lengths != lengths[0]).any():
+        row = int(np.flatnonzero(lengths != lengths[0])[0]) if (lengths != lengths[0]).any() else 0
+        raise InputError(f"{path}: embedding of row {row} (item {item_ids[row]!r}) has {lengths[row]} values, "
+                         f"row 0 has {lengths[0]}; every embedding needs the same width >= 1")
+    values = pc.list_flatten(arr)
+    if values.null_count:
+        raise InputError(f"{path}: an embedding holds a null value")
+    X = values.to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(item_ids), -1)
     bad = np.flatnonzero(~np.isfinite(X).all(1))
     if len(bad):
         raise InputError(f"{path}: NaN or inf in the embedding of row {int(bad[0])} (item {item_ids[bad[0]]!r})")
@@ -328,6 +385,7 @@ def build_item_tables(
     """
     import pyarrow.compute as pc
 
+    check_samples_schema(train, "training samples")
     content = content or {}
     pools = [
         np.asarray(train.column("item_id").to_pylist(), dtype=object),
@@ -452,7 +510,7 @@ def encode_split(path: str | os.PathLike[str], tables: ItemTables, *, max_histor
 def encode_samples(table: Any, tables: ItemTables, *, max_history: int = 20, name: str = "samples", source: Any = "samples") -> EncodedSplit:
     import pyarrow.compute as pc
 
-    _require_columns(table, SAMPLE_COLUMNS, source)
+    check_samples_schema(table, source)
     if max_history < 1:
         raise InputError(f"max_history must be >= 1, got {max_history}")
     label_col = table.column("label")
