@@ -25,6 +25,7 @@ from psrq.errors import ArtifactError
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+MANIFEST_DIGEST = "manifest_sha256"
 
 
 def _fsync_dir(path: Path) -> None:
@@ -41,8 +42,12 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to `path`; on success rename it over `path`.
 
     Works for files and directories alike: write whatever you like at the yielded path.
-    On an exception the temporary is removed and `path` is left untouched.
+    On an exception the temporary is removed and `path` is left untouched. psrq replaces only
+    what psrq wrote: a file replaces a file, a directory replaces an empty or psrq directory
+    (psrq.outputs.check_replaceable); anything else raises OutputError and is left as it is.
     """
+    from psrq.outputs import check_replaceable
+
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
@@ -51,6 +56,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield staged
         if not staged.exists():
             raise ArtifactError(f"nothing was written for {target}")
+        check_replaceable(target, as_dir=staged.is_dir())
         if target.is_dir() and not target.is_symlink():
             # Directories cannot be replaced by one rename: move the old one aside first.
             old = tmp / (target.name + ".old")
@@ -63,10 +69,26 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def json_safe(obj: Any) -> Any:
+    """`obj` with every non-finite float (an undefined metric) as None: JSON has no NaN."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, float | np.floating):
+        return float(obj) if np.isfinite(obj) else None
+    return obj
+
+
+def dumps(obj: Any) -> str:
+    """Strict JSON (undefined metrics as null, never a bare NaN), indented."""
+    return json.dumps(json_safe(obj), indent=2, sort_keys=False, default=_json_default, allow_nan=False)
+
+
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    """Write `obj` as indented JSON, atomically."""
+    """Write `obj` as indented JSON, atomically; NaN and inf are written as null."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+        tmp.write_text(dumps(obj) + "\n")
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:
@@ -163,7 +185,7 @@ def write_model_dir(
             for p in sorted(staged.rglob("*"))
             if p.is_file()
         }
-        manifest = {
+        manifest: dict[str, Any] = {
             "format_version": FORMAT_VERSION,
             "kind": kind,
             "psrq_version": __version__,
@@ -174,7 +196,20 @@ def write_model_dir(
             "files": files,
             **(extra or {}),
         }
-        (staged / MANIFEST).write_text(json.dumps(manifest, indent=2, default=_json_default) + "\n")
+        manifest = json.loads(dumps(manifest))  # what a reader will parse, digested below
+        manifest[MANIFEST_DIGEST] = manifest_digest(manifest)
+        (staged / MANIFEST).write_text(dumps(manifest) + "\n")
+
+
+def manifest_digest(manifest: dict[str, Any]) -> str:
+    """SHA-256 of the manifest's content minus its own digest field (canonical JSON).
+
+    The manifest decides behaviour (parameters, normalisation, kinds) and lists the checksum of
+    every other file, so covering it makes every file of a model directory tamper-evident.
+    """
+    body = {k: v for k, v in manifest.items() if k != MANIFEST_DIGEST}
+    blob = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def read_model_dir(path: str | os.PathLike[str], *, kind: str | tuple[str, ...] | None = None) -> dict[str, Any]:
@@ -192,17 +227,31 @@ def read_model_dir(path: str | os.PathLike[str], *, kind: str | tuple[str, ...] 
         manifest = json.loads(mpath.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ArtifactError(f"{mpath} is corrupted: {e}") from e
+    if not isinstance(manifest, dict):
+        raise ArtifactError(f"{mpath} is corrupted: not a JSON object")
     version = manifest.get("format_version")
     if version != FORMAT_VERSION:
         raise ArtifactError(
             f"{root} has format_version {version!r}; this psrq reads format_version {FORMAT_VERSION}"
         )
+    recorded = manifest.get(MANIFEST_DIGEST)
+    if recorded is None:
+        raise ArtifactError(f"{mpath} has no {MANIFEST_DIGEST}: it was edited or written by an older psrq; rewrite the model")
+    try:
+        actual = manifest_digest(manifest)
+    except ValueError as e:  # NaN/inf cannot be in a manifest psrq wrote
+        raise ArtifactError(f"{mpath} is corrupted: {e}") from e
+    if actual != recorded:
+        raise ArtifactError(f"{mpath} was modified after it was written (its {MANIFEST_DIGEST} does not match its content)")
     kinds = (kind,) if isinstance(kind, str) else kind
     if kinds is not None and manifest.get("kind") not in kinds:
         raise ArtifactError(
             f"{root} holds a {manifest.get('kind')!r} model, expected {' or '.join(kinds)}"
         )
-    for name, digest in manifest.get("files", {}).items():
+    files = manifest.get("files", {})
+    if not isinstance(files, dict):
+        raise ArtifactError(f"{mpath} is corrupted: 'files' is not a mapping")
+    for name, digest in files.items():
         f = root / name
         if not f.is_file():
             raise ArtifactError(f"{root}: file {name} listed in the manifest is missing")

@@ -24,7 +24,8 @@ from psrq.quantize.registry import KINDS
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: numbers and booleans are not coerced (`seeds: true`, `lr: "0.1"` are errors, not 1 and 0.1).
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class DatasetConfig(_Strict):
@@ -51,7 +52,7 @@ class ProtocolConfig(_Strict):
 
     negatives: int = Field(1, ge=0, description="sampled negatives per implicit positive")
     max_history: int = Field(20, ge=1)
-    split: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    split: tuple[float, float, float] = Field((0.8, 0.1, 0.1), strict=False)  # YAML gives a list
     cold_threshold: int = Field(30, ge=1)
     seed: int = 0
     negative_window: int | None = Field(
@@ -90,6 +91,15 @@ class QuantizerSpec(_Strict):
     levels: int = Field(3, ge=1)
     codebook_size: int | list[int] = 64
     prefix_weight: float | None = Field(None, ge=0, description="PSRQ only")
+
+    @model_validator(mode="after")
+    def _codebook_sizes(self) -> QuantizerSpec:
+        sizes = [self.codebook_size] if isinstance(self.codebook_size, int) else list(self.codebook_size)
+        if not sizes or any(k < 1 for k in sizes):
+            raise ValueError(f"codebook_size must be >= 1 (one int, or one per level), got {self.codebook_size!r}")
+        if isinstance(self.codebook_size, list) and self.kind != "VQ" and len(sizes) != self.levels:
+            raise ValueError(f"codebook_size lists {len(sizes)} sizes but levels is {self.levels}; give one per level")
+        return self
 
     @model_validator(mode="after")
     def _prefix_only_for_psrq(self) -> QuantizerSpec:

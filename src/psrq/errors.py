@@ -25,3 +25,12 @@ class TrainingError(PsrqError, RuntimeError):
 
 class ConfigError(PsrqError, ValueError):
     """A configuration file or option is invalid; the message names the key and what is allowed."""
+
+
+class OutputError(PsrqError):
+    """An output path psrq must not (or cannot) write: it holds something psrq did not write,
+    lies under a file, or is in a read-only place. Raised before any work starts."""
+
+
+class LockedError(PsrqError):
+    """Another psrq process is writing the same output; the message names its PID and the path."""

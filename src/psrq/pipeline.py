@@ -312,6 +312,18 @@ def ranking_runs(config: RunConfig) -> list[tuple[str, str | None]]:
 
 
 # ---- the run ----------------------------------------------------------------------------------
+def run_outputs(config: RunConfig) -> list[Any]:
+    """What `psrq run` writes that must be checked (and locked) before any stage starts: the
+    run directory itself (locked: one writer at a time) and the directories it replaces."""
+    from psrq.outputs import Output
+
+    paths = RunPaths(Path(config.output))
+    inside = [Output(paths.samples, "model_dir", "output", lock=False), Output(paths.report, "file", "output", lock=False)]
+    inside += [Output(paths.quantizer(m.name), "model_dir", "output", lock=False) for m in config.quantize.methods]
+    inside += [Output(paths.sids(m.name), "file", "output", lock=False) for m in config.quantize.methods]
+    return [Output(paths.root, "dir", "output"), *inside]
+
+
 def run_pipeline(config: RunConfig, *, force: bool = False, skip_rank: bool = False) -> Path:
     """Run every stage (reusing what is up to date) and return the path of report.html."""
     started = time.perf_counter()

@@ -32,19 +32,22 @@ def run_cmd(
     force: Annotated[bool, typer.Option("--force", help="Redo every stage even if it is up to date.")] = False,
     skip_rank: Annotated[bool, typer.Option("--skip-rank", help="Stop after semantic IDs and their quality.")] = False,
     show_config: Annotated[bool, typer.Option("--show-config", help="Print the effective configuration and exit.")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="If another psrq run is writing the same output directory, wait for it instead of failing at once.")] = False,
 ) -> None:
     import json
 
     import yaml
 
     from psrq.config import load_config
-    from psrq.pipeline import run_pipeline
+    from psrq.outputs import claim_outputs
+    from psrq.pipeline import run_outputs, run_pipeline
 
     cfg = load_config(config, {"output": output, "rank": {"seeds": seeds}})
     if show_config:
         typer.echo(yaml.safe_dump(json.loads(cfg.model_dump_json()), sort_keys=False))
         raise typer.Exit()
-    report = run_pipeline(cfg, force=force, skip_rank=skip_rank)
+    with claim_outputs(*run_outputs(cfg), wait=wait):
+        report = run_pipeline(cfg, force=force, skip_rank=skip_rank)
     typer.echo(f"report: {report}")
 
 

@@ -48,7 +48,8 @@ def test_duplicate_item_ids_name_id_and_rows():
 def test_empty_text_raises_or_is_skipped_and_counted(tmp_path):
     items = {"item_id": ["a", "b", "c"], "text": ["x", "  ", None]}
     i, x = write_parquet_pair(tmp_path, items, INTER)
-    with pytest.raises(InputError, match=r"text is empty or null for item 'b' at rows 1, 2"):
+    # Each row is named with its own item (issue 9: row 2 is item 'c', not 'b').
+    with pytest.raises(InputError, match=r"text is empty or null for item 'b' at row 1, item 'c' at row 2"):
         load_parquet(i, x)
     data = load_parquet(i, x, on_empty_text="skip")
     assert data.items.column("item_id").to_pylist() == ["a"]
@@ -59,6 +60,12 @@ def test_empty_text_raises_or_is_skipped_and_counted(tmp_path):
 def test_unknown_item_names_item_and_row():
     inter = pa.table({**INTER, "item_id": ["a", "zz", "c"]})
     with pytest.raises(InputError, match=r"inter\.parquet: item_id 'zz' at row 1 is not in the items table"):
+        validate_interactions(inter, pa.array(ITEMS["item_id"]), "inter.parquet")
+
+
+def test_unknown_items_each_named_with_their_own_row():
+    inter = pa.table({**INTER, "item_id": ["yy", "zz", "c"]})
+    with pytest.raises(InputError, match=r"item_id 'yy' at row 0, item_id 'zz' at row 1 are not in the items table"):
         validate_interactions(inter, pa.array(ITEMS["item_id"]), "inter.parquet")
 
 

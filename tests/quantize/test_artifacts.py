@@ -11,7 +11,15 @@ import numpy as np
 import pytest
 
 import psrq
-from psrq.artifacts import FORMAT_VERSION, atomic_path, read_model_dir, sha256_file, write_json
+from psrq.artifacts import (
+    FORMAT_VERSION,
+    MANIFEST_DIGEST,
+    atomic_path,
+    manifest_digest,
+    read_model_dir,
+    sha256_file,
+    write_json,
+)
 from psrq.errors import ArtifactError
 from psrq.quantize.base import BaseQuantizer
 
@@ -122,6 +130,8 @@ def test_hand_edited_manifest_fails_with_artifact_error(saved_psrq, edit, messag
     _, path = saved_psrq
     manifest = json.loads((path / "manifest.json").read_text())
     edit(manifest)
+    # Re-sealed: a crafted manifest that passes the integrity check must still be refused.
+    manifest[MANIFEST_DIGEST] = manifest_digest(manifest)
     (path / "manifest.json").write_text(json.dumps(manifest))
     loader = BaseQuantizer if "kind" in message else psrq.PSRQ
     with pytest.raises(ArtifactError, match=message):

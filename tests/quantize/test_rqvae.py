@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from psrq import RQVAE
+from psrq.artifacts import manifest_digest
 from psrq.errors import ArtifactError, ConfigError, InputError, NotFittedError
 from psrq.quantize import QUANTIZERS
 from psrq.quantize.base import BaseQuantizer
@@ -255,6 +256,7 @@ def test_model_saved_on_gpu_loads_on_cpu(
     manifest_path = tmp_path / "m" / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     manifest["params"]["device"] = "cuda"  # as if trained on a GPU machine
+    manifest["manifest_sha256"] = manifest_digest(manifest)  # ... and sealed there
     manifest_path.write_text(json.dumps(manifest))
     with pytest.warns(UserWarning, match="using the CPU"):
         loaded = RQVAE.load(tmp_path / "m")

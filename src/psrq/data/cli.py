@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from psrq.cli_common import WaitOpt
+
 data_app = typer.Typer(
     help=(
         "Data sets -> items / interactions / samples (Parquet), and the SYNTHETIC catalogue.\n\n"
@@ -95,7 +97,10 @@ def prepare_cmd(
     seed: Annotated[int, typer.Option(help="Seed of the negative sampling.")] = 0,
     negative_window: Annotated[int, typer.Option(help="implicit rule: negatives follow the popularity of the newest this-many positives of the sample's split up to its time; 0 = the whole split so far.")] = 10_000,
     force: Annotated[bool, typer.Option(help="Rebuild even when the cached result is up to date.")] = False,
+    wait: WaitOpt = False,
 ) -> None:
+    from psrq.outputs import Output, claim_outputs
+
     from .labels import LabelRule
     from .prepare import prepare
     from .protocol import ProtocolConfig
@@ -112,7 +117,10 @@ def prepare_cmd(
                         interactions=interactions, min_year=min_year, skip_empty_text=skip_empty_text)
     if out is None:
         out = (source or root) if dataset is Dataset.synth and (source or root) else Path("runs") / dataset.value / "data"
-    prepare(spec, config, out, force=force)
+    outputs = [Output(out, "dir", "--out"), Output(out / "samples", "model_dir", "--out", lock=False)]
+    outputs += [Output(out / f"{name}.parquet", "file", "--out", lock=False) for name in ("items", "interactions")]
+    with claim_outputs(*outputs, wait=wait):
+        prepare(spec, config, out, force=force)
 
 
 SYNTH_HELP = """Generate a SYNTHETIC music catalogue (items, text/audio embeddings, users, interactions).
@@ -139,13 +147,19 @@ def synth_cmd(
     audio_dim: Annotated[int, typer.Option(help="Width of the audio-like embeddings.")] = 48,
     new_item_share: Annotated[float, typer.Option(help="Share of items released in the last tenth of the time window.")] = 0.1,
     seed: Annotated[int, typer.Option(help="Seed: same seed and options = identical files.")] = 0,
+    wait: WaitOpt = False,
 ) -> None:
+    from psrq.outputs import Output, claim_outputs
+
     from .synth import SynthConfig, generate
 
     cfg = SynthConfig(n_items=n_items, n_users=n_users, interactions_per_user=per_user, n_genres=genres,
                       n_subgenres=subgenres, text_dim=text_dim, audio_dim=audio_dim,
                       new_item_share=new_item_share, seed=seed)
-    summary = generate(cfg, out)
+    outputs = [Output(out, "dir", "--out"), Output(out / "items.parquet", "file", "--out", lock=False),
+               Output(out / "interactions.parquet", "file", "--out", lock=False)]
+    with claim_outputs(*outputs, wait=wait):
+        summary = generate(cfg, out)
     typer.echo(f"wrote SYNTHETIC catalogue to {out}: {summary['items']:,} items, {summary['users']:,} users, "
                f"{summary['interactions']:,} interactions")
 

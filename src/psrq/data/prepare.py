@@ -119,11 +119,29 @@ def prepare(spec: DatasetSpec, config: ProtocolConfig, out: str | Path, *, force
     if verbose:
         title = f"{spec.name}{' (SYNTHETIC)' if data.synthetic else ''}: {data.items.num_rows:,} items, {data.interactions.num_rows:,} interactions"
         print_split_statistics(samples.stats, title=title)
+        for warning in label_balance_warnings(samples.tables, out / "samples"):
+            print(f"warning: {warning}")
         skipped = {k: v for k, v in samples.stats["skipped"].items() if v}
         if skipped:
             print("skipped: " + ", ".join(f"{k} = {v:,}" for k, v in skipped.items()))
         print(f"wrote {out}")
     return PrepareResult(out=out, meta=meta, up_to_date=False)
+
+
+def label_balance_warnings(tables: dict[str, pa.Table], where: Path) -> list[str]:
+    """One sentence per split whose labels are all positive or all negative: AUC and GAUC are
+    undefined there (null in metrics JSON), and a model trained on one class learns nothing."""
+    import pyarrow.compute as pc
+
+    out = []
+    for name, table in tables.items():
+        if "label" not in table.column_names or table.num_rows == 0:
+            continue
+        positives = int(pc.sum(pc.cast(table.column("label"), pa.int64())).as_py() or 0)
+        if positives in (0, table.num_rows):
+            kind = "positive" if positives else "negative"
+            out.append(f"{where / name}.parquet: all {table.num_rows:,} labels are {kind}; AUC and GAUC will be undefined")
+    return out
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -76,6 +76,14 @@ def describe_rows(rows: np.ndarray | list[int], limit: int = 5) -> str:
     return f"row{'s' if len(rows) > 1 else ''} {shown}{more}"
 
 
+def describe_item_rows(ids: pa.Array | pa.ChunkedArray, rows: np.ndarray | list[int], limit: int = 5, noun: str = "item") -> str:
+    """"item 'a' at row 3, item 'b' at row 17 and 40 more": each row named with its own item."""
+    rows = [int(r) for r in rows]
+    shown = ", ".join(f"{noun} {ids[r].as_py()!r} at row {r}" for r in rows[:limit])
+    more = f" and {len(rows) - limit} more" if len(rows) > limit else ""
+    return f"{shown}{more}"
+
+
 def require_file(path: str | os.PathLike[str], what: str) -> Path:
     p = Path(path)
     if not p.is_file():
@@ -177,7 +185,7 @@ def validate_items(
     if n_blank and on_empty_text == "raise":
         rows = np.flatnonzero(blank)
         raise InputError(
-            f"{source}: column text is empty or null for item {id_col[int(rows[0])].as_py()!r} at {describe_rows(rows)} "
+            f"{source}: column text is empty or null for {describe_item_rows(id_col, rows)} "
             "(fix the text, or pass on_empty_text='skip' / --skip-empty-text to drop such items)"
         )
     items = items.set_column(items.schema.get_field_index("text"), "text", text)
@@ -202,10 +210,9 @@ def validate_interactions(
     known = pc.is_in(t.column("item_id"), value_set=pc.cast(catalogue, pa.string()))
     unknown = np.flatnonzero(~known.to_numpy(zero_copy_only=False))
     if len(unknown):
-        first = t.column("item_id")[int(unknown[0])].as_py()
         raise InputError(
-            f"{source}: item_id {first!r} at {describe_rows(unknown)} is not in the items table "
-            f"({len(unknown)} interaction(s) name unknown items)"
+            f"{source}: {describe_item_rows(t.column('item_id'), unknown, noun='item_id')} "
+            f"{'is' if len(unknown) == 1 else 'are'} not in the items table ({len(unknown)} interaction(s) name unknown items)"
         )
     if "label" in t.column_names:
         t = _check_labels(t, source)

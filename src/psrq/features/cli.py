@@ -11,6 +11,8 @@ from typing import Annotated
 
 import typer
 
+from psrq.cli_common import WaitOpt
+
 embed_app = typer.Typer(
     name="embed",
     help=(
@@ -59,7 +61,17 @@ def embed_text(
     max_length: Annotated[int, typer.Option("--max-length", min=1, help="Token limit for HF models (longer text is truncated).")] = 512,
     trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Allow a model directory's own code (Baichuan2 needs it).")] = False,
     threads: Annotated[int | None, typer.Option("--threads", min=1, help="Torch CPU threads (default: torch's choice).")] = None,
+    wait: WaitOpt = False,
 ) -> None:
+    from psrq.outputs import Output, claim_outputs
+
+    with claim_outputs(Output(out, "file", "--out"), Output(out.with_suffix(".report.json"), "file", "--out", lock=False), wait=wait):
+        _embed_text(items, out, model, column, batch_size, cache_dir, no_cache, skip_empty, no_normalize, max_length,
+                    trust_remote_code, threads)
+
+
+def _embed_text(items, out, model, column, batch_size, cache_dir, no_cache, skip_empty, no_normalize, max_length,
+                trust_remote_code, threads) -> None:
     from psrq.features.base import set_torch_threads
     from psrq.features.cache import default_cache_dir
     from psrq.features.embed import embed_text_items, read_items
@@ -105,7 +117,17 @@ def embed_audio(
     cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Embedding cache folder, keyed by file content (default: $PSRQ_CACHE_DIR/embeddings or .psrq-cache/embeddings).")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the cache.")] = False,
     threads: Annotated[int | None, typer.Option("--threads", min=1, help="Torch CPU threads (default: torch's choice).")] = None,
+    wait: WaitOpt = False,
 ) -> None:
+    from psrq.outputs import Output, claim_outputs
+
+    with claim_outputs(Output(out, "file", "--out"), Output(out.with_suffix(".report.json"), "file", "--out", lock=False), wait=wait):
+        _embed_audio(out, items, audio_dir, model, column, layer, window_seconds, trust_remote_code, files_per_batch,
+                     cache_dir, no_cache, threads)
+
+
+def _embed_audio(out, items, audio_dir, model, column, layer, window_seconds, trust_remote_code, files_per_batch,
+                 cache_dir, no_cache, threads) -> None:
     from psrq.errors import InputError
     from psrq.features.base import set_torch_threads
     from psrq.features.cache import default_cache_dir

@@ -37,7 +37,15 @@ ENCODE_BATCH = 65_536
 
 def resolve_codebook_sizes(codebook_size: int | list[int] | tuple[int, ...], n_levels: int) -> list[int]:
     """One size per level: an int is repeated, a list must have `n_levels` entries."""
-    if isinstance(codebook_size, int | np.integer):
+    if isinstance(n_levels, bool) or not isinstance(n_levels, int | np.integer):
+        raise InputError(f"n_levels must be an int, got {n_levels!r}")
+    is_int = isinstance(codebook_size, int | np.integer) and not isinstance(codebook_size, bool)
+    if not is_int and not (
+        isinstance(codebook_size, list | tuple)
+        and all(isinstance(k, int | np.integer) and not isinstance(k, bool) for k in codebook_size)
+    ):
+        raise InputError(f"codebook_size must be an int or a list of ints (one per level), got {codebook_size!r}")
+    if is_int:
         sizes = [int(codebook_size)] * n_levels
     else:
         sizes = [int(k) for k in codebook_size]

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from psrq.cli_common import WaitOpt
 from psrq.quantize.registry import METHOD_NAMES
 
 if TYPE_CHECKING:
@@ -215,7 +216,18 @@ def quantize(
     disambiguate: Annotated[bool, typer.Option(help="Add sid_<codebook>_suffix columns making IDs unique.")] = False,
     out: Annotated[Path, typer.Option(help="Output sids.parquet.")] = Path("sids.parquet"),
     model_dir: Annotated[Path | None, typer.Option(help="Model directory to write (default: <out>.model next to --out).")] = None,
+    wait: WaitOpt = False,
 ) -> None:
+    from psrq.outputs import Output, claim_outputs
+
+    model_dir = model_dir or out.with_name(out.stem + ".model")
+    with claim_outputs(Output(out, "file", "--out"), Output(model_dir, "model_dir", "--model-dir"), wait=wait):
+        _quantize(items, inputs, ids, modalities, method, levels, codebook_size, prefix_weight, normalize,
+                  weight, joint, set_, seed, disambiguate, out, model_dir)
+
+
+def _quantize(items, inputs, ids, modalities, method, levels, codebook_size, prefix_weight, normalize,
+              weight, joint, set_, seed, disambiguate, out, model_dir) -> None:
     from rich.console import Console
 
     from psrq.quantize.multimodal import MultimodalQuantizer
@@ -232,7 +244,6 @@ def quantize(
         seed=seed,
     )
     sids = mq.fit_transform(mods, disambiguate=disambiguate)
-    model_dir = model_dir or out.with_name(out.stem + ".model")
     mq.save(model_dir)
     sids.write(out)
     print_collisions(sids)
@@ -247,16 +258,19 @@ def assign(
     disambiguate: Annotated[bool, typer.Option(help="Add suffixes that do not reuse the training items' suffixes.")] = False,
     taken: Annotated[list[Path] | None, typer.Option("--taken", help="Earlier sids.parquet whose suffixes stay reserved (repeatable).")] = None,
     out: Annotated[Path, typer.Option(help="Output sids.parquet for the new items.")] = Path("new_sids.parquet"),
+    wait: WaitOpt = False,
 ) -> None:
     from rich.console import Console
 
+    from psrq.outputs import Output, claim_outputs
     from psrq.quantize.multimodal import MultimodalQuantizer, SemanticIDs
 
-    mq = MultimodalQuantizer.load(model_dir)
-    mods = _gather(items, inputs, ids, modalities=mq.modalities_, require_all=False)
-    earlier = [SemanticIDs.read(p) for p in taken or []]
-    sids = mq.transform(mods, disambiguate=disambiguate, taken=earlier)
-    sids.write(out)
+    with claim_outputs(Output(out, "file", "--out"), wait=wait):
+        mq = MultimodalQuantizer.load(model_dir)
+        mods = _gather(items, inputs, ids, modalities=mq.modalities_, require_all=False)
+        earlier = [SemanticIDs.read(p) for p in taken or []]
+        sids = mq.transform(mods, disambiguate=disambiguate, taken=earlier)
+        sids.write(out)
     print_collisions(sids, title="Semantic-ID collisions among the assigned items")
     Console().print(f"wrote {out} ({len(sids):,} items)")
 
@@ -267,10 +281,20 @@ def report(
     inputs: InputOpt = None,
     ids: IdsOpt = None,
     out_dir: Annotated[Path, typer.Option(help="Folder for quality.json and report.html.")] = Path("reports/sids"),
-    max_items: Annotated[int, typer.Option(help="Items sampled for the embedding-space metrics.")] = 50_000,
+    max_items: Annotated[int, typer.Option(min=1, help="Items sampled for the embedding-space metrics.")] = 50_000,
     seed: Annotated[int, typer.Option(help="Seed of the metric sampling.")] = 0,
     title: Annotated[str | None, typer.Option(help="Report title.")] = None,
+    wait: WaitOpt = False,
 ) -> None:
+    from psrq.outputs import Output, claim_outputs
+
+    outputs = (Output(out_dir, "dir", "--out-dir"), Output(out_dir / "quality.json", "file", "--out-dir", lock=False),
+               Output(out_dir / "report.html", "file", "--out-dir", lock=False))
+    with claim_outputs(*outputs, wait=wait):
+        _report(model_dir, items, inputs, ids, out_dir, max_items, seed, title)
+
+
+def _report(model_dir, items, inputs, ids, out_dir, max_items, seed, title) -> None:
     from rich.console import Console
 
     from psrq.quantize.multimodal import MultimodalQuantizer

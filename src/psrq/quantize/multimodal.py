@@ -215,6 +215,8 @@ class SemanticIDs:
 
     @classmethod
     def from_table(cls, table: Any, *, source: str = "table") -> SemanticIDs:
+        import pyarrow as pa
+
         if "item_id" not in table.column_names:
             raise InputError(f"{source}: no item_id column")
         ids = ids_to_strings(table.column("item_id"), source=source)
@@ -230,11 +232,24 @@ class SemanticIDs:
             suffixes = {
                 cb: table.column(f"sid_{cb}_suffix").fill_null(-1).to_numpy().astype(np.int32) for cb in cbs
             }
-        meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
-        modalities = json.loads(meta["psrq.modalities"]) if "psrq.modalities" in meta else [c for c in cbs if c != JOINT]
+        meta = {k.decode(errors="replace"): v.decode(errors="replace") for k, v in (table.schema.metadata or {}).items()}
+        modalities = [c for c in cbs if c != JOINT]
+        if "psrq.modalities" in meta:
+            try:
+                modalities = json.loads(meta["psrq.modalities"])
+            except ValueError:
+                modalities = None
+            if not isinstance(modalities, list) or not all(isinstance(m, str) for m in modalities):
+                raise InputError(f"{source}: metadata psrq.modalities must be a JSON list of names, got {meta['psrq.modalities']!r}")
         if "missing_modalities" in table.column_names:
-            has = _has_from_missing(table.column("missing_modalities"), modalities)
+            col = table.column("missing_modalities")
+            if not ((pa.types.is_list(col.type) or pa.types.is_large_list(col.type)) and pa.types.is_string(col.type.value_type)):
+                raise InputError(f"{source}: column 'missing_modalities' is {col.type}, expected a list of modality names")
+            has = _has_from_missing(col, modalities)
         else:
+            unknown = [m for m in modalities if m not in present]
+            if unknown:
+                raise InputError(f"{source}: metadata names modality {unknown[0]!r} but there is no sid_{unknown[0]} column")
             has = np.stack([present[m] for m in modalities], axis=1) if modalities else np.ones((len(ids), 0), bool)
         has = has.reshape(len(ids), len(modalities))
         extra = {k: v for k, v in meta.items() if k.startswith("psrq.") and k not in ("psrq.codebooks", "psrq.modalities")}
@@ -266,8 +281,12 @@ def _codes_from_column(col: Any, source: str, name: str) -> tuple[np.ndarray, np
     t = col.type
     if not (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)):
         raise InputError(f"{source}: column {name!r} is {t}, expected a list of int codes")
+    if not (pa.types.is_integer(t.value_type) or pa.types.is_null(t.value_type)):
+        raise InputError(f"{source}: column {name!r} is {t}, expected a list of int codes")
     present = pc.is_valid(col).to_numpy(zero_copy_only=False).astype(bool)
     sub = col.filter(pa.array(present))
+    if len(sub) and sub.flatten().null_count:
+        raise InputError(f"{source}: column {name!r} has a null code inside a code list (a missing ID is a null list)")
     flat = sub.flatten().to_numpy(zero_copy_only=False) if len(sub) else np.zeros(0)
     n_levels = int(t.list_size) if pa.types.is_fixed_size_list(t) else (len(flat) // len(sub) if len(sub) else 0)
     if len(sub) and len(flat) != n_levels * len(sub):
@@ -557,13 +576,7 @@ class MultimodalQuantizer(BaseEstimator):
         (nor of items in `taken`, earlier outputs whose suffixes must stay reserved).
         """
         self._check_fitted()
-        mods = _coerce_inputs(inputs)
-        unknown = [m for m in mods if m not in self.modalities_]
-        if unknown:
-            raise InputError(f"modality {unknown} was not fitted; this model knows {self.modalities_}")
-        for m, e in mods.items():
-            if e.dim != self.dims_[m]:
-                raise InputError(f"{e.source}: {m} embeddings have {e.dim} values; the model was fitted on {self.dims_[m]}")
+        mods = self._checked_inputs(inputs)
         aligned = _align(mods, self.modalities_, item_ids)
         normalized = {m: self.normalizers_[m].apply(e.X) for m, e in mods.items()}
         sids = self._encode(aligned, normalized)
@@ -573,6 +586,30 @@ class MultimodalQuantizer(BaseEstimator):
             rank = id_ranks(sids.item_ids)
             sids.suffixes = {cb: self._suffixes_after_training(sids, cb, taken or [], rank) for cb in sids.codebooks}
         return sids
+
+    def quantizer_fingerprint(self) -> str:
+        """Identity of this fitted quantizer (settings, seed, fitted input, kinds, shapes): the
+        same for sids written by `fit_transform` and by `transform` of the saved model, different
+        for another method, other settings or other training data."""
+        self._check_fitted()
+        return fingerprint_obj({
+            "params": self.get_params(),
+            "input": str(self.input_fingerprint_),
+            "kinds": {cb: q.kind for cb, q in self.quantizers_.items()},
+            "sizes": {cb: [int(k) for k in q.codebook_sizes_] for cb, q in self.quantizers_.items()},
+            "dims": self.dims_,
+        })
+
+    def _checked_inputs(self, inputs: Mapping[str, Any]) -> dict[str, ModalityEmbeddings]:
+        """Inputs as ModalityEmbeddings; InputError for a modality not fitted or a wrong width."""
+        mods = _coerce_inputs(inputs)
+        unknown = [m for m in mods if m not in self.modalities_]
+        if unknown:
+            raise InputError(f"modality {unknown} was not fitted; this model knows {self.modalities_}")
+        for m, e in mods.items():
+            if e.dim != self.dims_[m]:
+                raise InputError(f"{e.source}: {m} embeddings have {e.dim} values; the model was fitted on {self.dims_[m]}")
+        return mods
 
     def _encode(self, aligned: _Aligned, normalized: dict[str, np.ndarray]) -> SemanticIDs:
         from tqdm.auto import tqdm
@@ -598,6 +635,7 @@ class MultimodalQuantizer(BaseEstimator):
             # codebook -> k per level: what the ranking stage sizes its embedding tables with.
             "psrq.sid_sizes": json.dumps({cb: [int(k) for k in q.codebook_sizes_] for cb, q in self.quantizers_.items()}),
             "psrq.methods": json.dumps({cb: q.kind for cb, q in self.quantizers_.items()}),
+            "psrq.quantizer_fingerprint": self.quantizer_fingerprint(),
         }
         if self.synthetic_:  # a model fitted on SYNTHETIC data labels everything it encodes
             meta["psrq.synthetic"] = "true"
@@ -625,9 +663,9 @@ class MultimodalQuantizer(BaseEstimator):
         least one modality (missing blocks imputed, as in `transform`).
         """
         self._check_fitted()
-        mods = _coerce_inputs(inputs)
+        mods = self._checked_inputs(inputs)
         aligned = _align(mods, self.modalities_)
-        normalized = {m: self.normalizers_[m].apply(e.X) for m, e in mods.items() if m in self.modalities_}
+        normalized = {m: self.normalizers_[m].apply(e.X) for m, e in mods.items()}
         out = {m: (mods[m].item_ids, normalized[m]) for m in self.modalities_ if m in normalized}
         if JOINT in self.quantizers_:
             rows = np.flatnonzero(aligned.has.any(axis=1))

@@ -53,6 +53,28 @@ def _require_columns(table: Any, columns: tuple[str, ...] | list[str], path: Any
         raise InputError(f"{path}: missing column(s) {missing}; found {table.column_names}")
 
 
+def check_samples_schema(table: Any, source: Any) -> None:
+    """InputError unless `table` has the samples columns with usable types: user_id and item_id
+    string/integer IDs, history a list of them, label numeric or boolean."""
+    import pyarrow as pa
+
+    _require_columns(table, SAMPLE_COLUMNS, source)
+
+    def is_id(t: Any) -> bool:
+        return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_integer(t) or pa.types.is_null(t)
+
+    for name in ("user_id", "item_id"):
+        t = table.schema.field(name).type
+        if not is_id(t):
+            raise InputError(f"{source}: column {name!r} must hold string or integer IDs, got {t}")
+    t = table.schema.field("history").type
+    if not ((pa.types.is_list(t) or pa.types.is_large_list(t)) and is_id(t.value_type)) and not pa.types.is_null(t):
+        raise InputError(f"{source}: column 'history' must be a list of item IDs, got {t}")
+    t = table.schema.field("label").type
+    if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_null(t)):
+        raise InputError(f"{source}: column 'label' must be 0/1 numbers, got {t}")
+
+
 def read_sids(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, list[int]]]:
     """sids.parquet -> (item_ids [n] str, {codebook: int64 [n, n_levels] codes, -1 = null}, sizes).
 
@@ -67,22 +89,35 @@ def read_sids(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, np.nd
     cols = [c for c in table.column_names if c.startswith("sid_") and not c.endswith("_suffix")]
     if not cols:
         raise InputError(f"{path}: no sid_<codebook> columns; found {table.column_names}")
-    item_ids = np.asarray(table.column("item_id").to_pylist(), dtype=object)
-    meta = table.schema.metadata or {}
-    declared = json.loads(meta[b"psrq.sid_sizes"]) if b"psrq.sid_sizes" in meta else {}
+    item_ids = _item_id_column(table, path)
+    declared = _declared_sizes(table, path)
     codes: dict[str, np.ndarray] = {}
     sizes: dict[str, list[int]] = {}
     for col in cols:
-        cb = col[len("sid_") :]
         arr = table.column(col).combine_chunks()
-        if not (pa.types.is_fixed_size_list(arr.type) or pa.types.is_list(arr.type)):
+        if not (pa.types.is_fixed_size_list(arr.type) or pa.types.is_list(arr.type)) or not (
+            pa.types.is_integer(arr.type.value_type) or pa.types.is_null(arr.type.value_type)
+        ):
             raise InputError(f"{path}: column {col!r} is {arr.type}, expected a list of int32 codes")
-        lengths = pc.list_value_length(arr).to_numpy(zero_copy_only=False)
+        if pc.list_flatten(arr).null_count:
+            raise InputError(f"{path}: column {col!r} has a null code inside a code list (a missing ID is a null list)")
+        lengths = pc.list_value_length(arr).fill_null(0).to_numpy(zero_copy_only=False)
         valid = ~arr.is_null().to_numpy(zero_copy_only=False)
-        n_levels = int(lengths[valid][0]) if valid.any() else 0
+        cb = col[len("sid_") :]
+        # A column with no codes at all (a new item lacking that modality) still has the
+        # file's declared number of levels: its width must not depend on which rows are null.
+        if pa.types.is_fixed_size_list(arr.type):
+            n_levels = int(arr.type.list_size)
+        elif valid.any():
+            n_levels = int(lengths[valid][0])
+        else:
+            n_levels = len(declared.get(cb, []))
         if valid.any() and (lengths[valid] != n_levels).any():
             row = int(np.flatnonzero(valid & (lengths != n_levels))[0])
             raise InputError(f"{path}: column {col!r} row {row} (item {item_ids[row]!r}) has {lengths[row]} levels, expected {n_levels}")
+        if n_levels == 0 and valid.any():
+            row = int(np.flatnonzero(valid)[0])
+            raise InputError(f"{path}: column {col!r} row {row} (item {item_ids[row]!r}) has an empty code list")
         mat = np.full((len(item_ids), n_levels), -1, dtype=np.int64)
         if valid.any():
             flat = pc.list_flatten(arr).to_numpy(zero_copy_only=False).astype(np.int64)
@@ -91,6 +126,8 @@ def read_sids(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, np.nd
             row = int(np.flatnonzero((mat < 0).any(1) & valid)[0])
             raise InputError(f"{path}: column {col!r} row {row} (item {item_ids[row]!r}) has a negative code")
         codes[cb] = mat
+        if cb in declared and len(declared[cb]) != n_levels:
+            raise InputError(f"{path}: column {col!r} has {n_levels} levels but the metadata declares {len(declared[cb])}")
         if cb in declared:
             sizes[cb] = [int(k) for k in declared[cb]]
         else:
@@ -99,22 +136,109 @@ def read_sids(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, np.nd
     return item_ids, codes, sizes
 
 
+def _item_id_column(table: Any, path: Any) -> np.ndarray:
+    """item_id as object [n] of str; InputError for a null ID or a non-ID column type."""
+    import pyarrow as pa
+
+    col = table.column("item_id")
+    t = col.type
+    if not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_integer(t) or pa.types.is_null(t)):
+        raise InputError(f"{path}: column 'item_id' must hold string or integer IDs, got {t}")
+    if col.null_count:
+        row = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
+        raise InputError(f"{path}: item_id is null at row {row}")
+    return np.asarray([str(v) for v in col.to_pylist()], dtype=object)
+
+
+def _declared_sizes(table: Any, path: Any) -> dict[str, list[int]]:
+    meta = table.schema.metadata or {}
+    if b"psrq.sid_sizes" not in meta:
+        return {}
+    try:
+        declared = json.loads(meta[b"psrq.sid_sizes"])
+        if not isinstance(declared, dict):
+            raise ValueError("not a mapping")
+        return {str(cb): [int(k) for k in ks] for cb, ks in declared.items()}
+    except (ValueError, TypeError) as e:
+        raise InputError(f"{path}: metadata psrq.sid_sizes is not a JSON mapping of codebook -> sizes ({e})") from None
+
+
+SID_SOURCE_KEYS = ("psrq.methods", "psrq.quantizer_fingerprint")
+
+
+def read_sids_source(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The quantizer a sids.parquet came from: its method per codebook and its fingerprint
+    (Parquet metadata written by MultimodalQuantizer; {} for a file without them)."""
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except Exception as e:  # pyarrow raises several unrelated types for bad files
+        raise InputError(f"cannot read {path}: {e}") from e
+    return {k: meta[k.encode()].decode() for k in SID_SOURCE_KEYS if k.encode() in meta}
+
+
+def check_sids_source(recorded: dict[str, str] | None, path: str | os.PathLike[str]) -> None:
+    """ArtifactError when the sids file at `path` was made by another quantizer than `recorded`
+    (the source a model was trained with). Keys missing on either side are not compared."""
+    if not recorded:
+        return
+    theirs = read_sids_source(path)
+    for key in SID_SOURCE_KEYS:
+        if key in recorded and key in theirs and recorded[key] != theirs[key]:
+            what = "method" if key == "psrq.methods" else "quantizer fingerprint"
+            raise ArtifactError(
+                f"{path} was made by another quantizer than the model was trained with: {what} "
+                f"{theirs[key]} in the file, {recorded[key]} in the model. Assign the new items with the "
+                "quantizer model directory the training SIDs came from (psrq assign --model-dir ...)"
+            )
+
+
+def sid_coverage(tables: ItemTables, item_rows: np.ndarray) -> float:
+    """Share of the distinct items at `item_rows` (padding excluded) that have a semantic ID in
+    at least one codebook; 1.0 when the tables hold no SIDs (nothing to cover)."""
+    if not tables.sids:
+        return 1.0
+    rows = np.unique(np.asarray(item_rows).reshape(-1))
+    rows = rows[rows != PAD]
+    if len(rows) == 0:
+        return 1.0
+    has = np.zeros(len(rows), dtype=bool)
+    for tab in tables.sids.values():
+        has |= (tab[rows] > 0).any(axis=1)
+    return float(has.mean())
+
+
 def read_embeddings(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
     """embeddings/<modality>.parquet -> (item_ids [n] str, float32 [n, d])."""
     import pyarrow.compute as pc
 
     table = read_table(path, columns=["item_id", "embedding"]) if Path(path).is_file() else read_table(path)
     _require_columns(table, ["item_id", "embedding"], path)
-    item_ids = np.asarray(table.column("item_id").to_pylist(), dtype=object)
+    item_ids = _item_id_column(table, path)
     _check_unique(item_ids, path)
+    import pyarrow as pa
+
     arr = table.column("embedding").combine_chunks()
+    t = arr.type
+    if not (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)) or not (
+        pa.types.is_floating(t.value_type) or pa.types.is_integer(t.value_type)
+    ):
+        raise InputError(f"{path}: column 'embedding' is {t}, expected a list of floats")
     if arr.null_count:
         row = int(np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))[0])
         raise InputError(f"{path}: embedding is null at row {row} (item {item_ids[row]!r})")
-    flat = pc.list_flatten(arr).to_numpy(zero_copy_only=False).astype(np.float32)
     if len(item_ids) == 0:
         raise InputError(f"{path} has no rows")
-    X = flat.reshape(len(item_ids), -1)
+    lengths = pc.list_value_length(arr).to_numpy(zero_copy_only=False)
+    if lengths[0] == 0 or (lengths != lengths[0]).any():
+        row = int(np.flatnonzero(lengths != lengths[0])[0]) if (lengths != lengths[0]).any() else 0
+        raise InputError(f"{path}: embedding of row {row} (item {item_ids[row]!r}) has {lengths[row]} values, "
+                         f"row 0 has {lengths[0]}; every embedding needs the same width >= 1")
+    values = pc.list_flatten(arr)
+    if values.null_count:
+        raise InputError(f"{path}: an embedding holds a null value")
+    X = values.to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(item_ids), -1)
     bad = np.flatnonzero(~np.isfinite(X).all(1))
     if len(bad):
         raise InputError(f"{path}: NaN or inf in the embedding of row {int(bad[0])} (item {item_ids[bad[0]]!r})")
@@ -153,6 +277,7 @@ class ItemTables:
     sids: dict[str, np.ndarray] = field(default_factory=dict)  # int64 [n_items, n_levels], shifted (0 = missing)
     sid_sizes: dict[str, list[int]] = field(default_factory=dict)
     content: dict[str, np.ndarray] = field(default_factory=dict)  # float32 [n_items, d]
+    sid_source: dict[str, str] = field(default_factory=dict)  # quantizer of the SIDs (read_sids_source)
     _index: Any = None
     _lookup: dict[str, int] | None = None
 
@@ -260,6 +385,7 @@ def build_item_tables(
     """
     import pyarrow.compute as pc
 
+    check_samples_schema(train, "training samples")
     content = content or {}
     pools = [
         np.asarray(train.column("item_id").to_pylist(), dtype=object),
@@ -316,8 +442,12 @@ def check_sids_match(tables: ItemTables, sids_path: str | os.PathLike[str]) -> N
             raise ArtifactError(f"{sids_path} has no column sid_{cb}, but the model was trained with it")
         mine = tab[rows[known]] - 1
         theirs = codes[cb][known]
-        if mine.shape != theirs.shape or (mine != theirs).any():
-            diff = np.flatnonzero((mine != theirs).any(1)) if mine.shape == theirs.shape else np.arange(len(mine))
+        if mine.shape[1] != theirs.shape[1]:
+            raise ArtifactError(
+                f"{sids_path}: sid_{cb} has {theirs.shape[1]} levels, but the model was trained with {mine.shape[1]}"
+            )
+        if (mine != theirs).any():
+            diff = np.flatnonzero((mine != theirs).any(1))
             first = int(np.flatnonzero(known)[diff[0]])
             raise ArtifactError(
                 f"{sids_path} does not match the model's semantic IDs: {len(diff)} of {int(known.sum())} shared items "
@@ -380,7 +510,7 @@ def encode_split(path: str | os.PathLike[str], tables: ItemTables, *, max_histor
 def encode_samples(table: Any, tables: ItemTables, *, max_history: int = 20, name: str = "samples", source: Any = "samples") -> EncodedSplit:
     import pyarrow.compute as pc
 
-    _require_columns(table, SAMPLE_COLUMNS, source)
+    check_samples_schema(table, source)
     if max_history < 1:
         raise InputError(f"max_history must be >= 1, got {max_history}")
     label_col = table.column("label")
@@ -421,6 +551,7 @@ __all__ = [
     "ItemTables",
     "build_item_tables",
     "check_sids_match",
+    "check_sids_source",
     "encode_samples",
     "encode_split",
     "iter_batches",
@@ -428,4 +559,6 @@ __all__ = [
     "read_embeddings",
     "read_embeddings_dir",
     "read_sids",
+    "read_sids_source",
+    "sid_coverage",
 ]

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from psrq.cli_common import WaitOpt
 from psrq.quantize.registry import KINDS as QUANTIZER_KINDS
 
 TRAIN_HELP = """Train a ranking model (MCCA, DIN, VBPR, ContentConcat) on prepared samples.
@@ -49,9 +50,16 @@ Examples:
 
   psrq score --model runs/mcca --history-file hist.txt --candidates 89,new_artist --new-sids new_sids.parquet --json scores.json
 
+  psrq score --model runs/mcca --history-file hist.txt --candidates-file candidates.txt --top 0
+
+Inline lists are comma-separated with spaces around each ID ignored; IDs that contain commas or
+surrounding spaces need the -file options (one ID a line, taken verbatim, or Parquet with
+item_id). Duplicate candidates are scored once. --top 0 prints every row.
+
 Items the model never saw are scored from their semantic IDs (--new-sids: a sids.parquet from the
 frozen quantizer, e.g. `MultimodalQuantizer.load(dir).transform(...)`) and content (--new-embeddings),
-with the shared out-of-vocabulary ID embedding. Histories longer than the model's maximum keep
+with the shared out-of-vocabulary ID embedding. A candidate with neither (known by nothing) gets
+the OOV-only score: it is listed last with a warning, or ranked with --rank-unknown. Histories longer than the model's maximum keep
 the newest items; an empty history is allowed.
 """
 
@@ -90,20 +98,31 @@ def train_cmd(
     no_msc: Annotated[bool, typer.Option("--no-msc", help="MCCA ablation: no modal-specific codebooks.")] = False,
     no_mjc: Annotated[bool, typer.Option("--no-mjc", help="MCCA ablation: no modal-joint codebook.")] = False,
     preset: Annotated[str, typer.Option(help="Hyper-parameter preset: default or paper.")] = "default",
-    epochs: Annotated[int | None, typer.Option(help="Override the preset's maximum epochs.")] = None,
-    lr: Annotated[float | None, typer.Option(help="Override the learning rate.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Override the batch size.")] = None,
-    patience: Annotated[int | None, typer.Option(help="Early-stopping patience in epochs (0 = off).")] = None,
-    min_id_count: Annotated[int | None, typer.Option(help="Items seen fewer times in training share the OOV ID row.")] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Override the preset's maximum epochs (>= 1).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Override the learning rate (> 0).")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Override the batch size.")] = None,
+    patience: Annotated[int | None, typer.Option(min=0, help="Early-stopping patience in epochs (0 = off).")] = None,
+    min_id_count: Annotated[int | None, typer.Option(min=0, help="Items seen fewer times in training share the OOV ID row.")] = None,
+    min_sid_coverage: Annotated[float, typer.Option(min=0.0, max=1.0, help="Fail when fewer than this share of the training items have a semantic ID in --sids (0 = never fail).")] = 0.5,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.")] = False,
-    threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads.")] = None,
+    wait: WaitOpt = False,
 ) -> None:
+    import math
+
+    import numpy as np
     from rich.console import Console
 
+    from psrq.errors import ConfigError, InputError
+    from psrq.outputs import Output, claim_outputs
+    from psrq.rank.batches import sid_coverage
     from psrq.rank.train import TrainConfig, load_ranking_data, train_model
 
-    _set_threads(threads)
+    if lr is not None and not (math.isfinite(lr) and lr > 0):
+        raise ConfigError(f"--lr must be a positive number, got {lr}")
+    outputs = (Output(out, "dir", "--out"), Output(out / "model", "model_dir", "--out", lock=False),
+               Output(out / "checkpoint", "model_dir", "--out", lock=False), Output(out / "metrics.json", "file", "--out", lock=False))
     params: dict = {}
     if sid_codebook:
         params["sid_codebook"] = sid_codebook
@@ -111,14 +130,42 @@ def train_cmd(
         params["use_msc"] = False
     if no_mjc:
         params["use_mjc"] = False
-    config = TrainConfig.from_preset(
-        preset, model=model, model_params=params, seed=seed, epochs=epochs, lr=lr,
-        batch_size=batch_size, patience=patience, min_id_count=min_id_count,
-    )
-    data = load_ranking_data(samples, sids=sids, embeddings=embeddings, max_history=config.max_history, min_id_count=config.min_id_count)
-    result = train_model(data, config, out=out, resume=resume)
-    _print_metrics(Console(), result.metrics, title=f"{model} (best epoch {result.best_epoch})")
-    typer.echo(f"wrote {out / 'model'}")
+    with claim_outputs(*outputs, wait=wait):
+        _set_threads(threads)
+        config = TrainConfig.from_preset(
+            preset, model=model, model_params=params, seed=seed, epochs=epochs, lr=lr,
+            batch_size=batch_size, patience=patience, min_id_count=min_id_count,
+        )
+        data = load_ranking_data(samples, sids=sids, embeddings=embeddings, max_history=config.max_history, min_id_count=config.min_id_count)
+        console = Console(stderr=True)
+        if sids is not None:
+            train = data.splits["train"]
+            coverage = sid_coverage(data.tables, np.concatenate([train.target.numpy(), train.history.numpy().reshape(-1)]))
+            console.print(f"semantic-ID coverage: {coverage:.1%} of the training items have SIDs in {sids}")
+            if coverage < min_sid_coverage:
+                raise InputError(
+                    f"--sids {sids} covers only {coverage:.1%} of the items in the training samples "
+                    f"(--min-sid-coverage {min_sid_coverage:g}): are these the SIDs of this catalogue? "
+                    "Lower --min-sid-coverage to train anyway"
+                )
+        for name, split in data.splits.items():
+            warning = label_balance_warning(split.label.numpy(), f"{samples}/{name}.parquet")
+            if warning:
+                console.print(f"[yellow]warning[/yellow]: {warning}")
+        result = train_model(data, config, out=out, resume=resume)
+        _print_metrics(Console(), result.metrics, title=f"{model} (best epoch {result.best_epoch})")
+        typer.echo(f"wrote {out / 'model'}")
+
+
+def label_balance_warning(labels, source: str) -> str | None:
+    """A sentence when a split has one label class only (AUC and GAUC are then undefined)."""
+    import numpy as np
+
+    labels = np.asarray(labels)
+    if len(labels) == 0 or labels.min() != labels.max():
+        return None
+    kind = "positive" if labels[0] == 1 else "negative"
+    return f"{source}: all {len(labels):,} labels are {kind}; AUC and GAUC are undefined (null in JSON)"
 
 
 def _print_metrics(console, metrics: dict, title: str) -> None:
@@ -132,8 +179,15 @@ def _print_metrics(console, metrics: dict, title: str) -> None:
         table.add_column(name, justify="right")
     table.add_column("samples (cold)", justify="right")
     for split, m in metrics.items():
-        table.add_row(split, *[f"{m[k]:.4f}" for k in METRIC_NAMES], f"{m['n']} ({m['n_cold']})")
+        table.add_row(split, *[_fmt_metric(m.get(k)) for k in METRIC_NAMES], f"{m['n']} ({m['n_cold']})")
     console.print(table)
+
+
+def _fmt_metric(value) -> str:
+    """4 decimals; "undefined" for a metric that is NaN/None (e.g. AUC with one label class)."""
+    import math
+
+    return "undefined" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
 
 
 def evaluate_cmd(
@@ -141,21 +195,32 @@ def evaluate_cmd(
     samples: Annotated[list[Path], typer.Option(help="Samples Parquet file(s) to evaluate; repeatable.")],
     sids: Annotated[Path | None, typer.Option(help="Check this sids.parquet against the model's semantic IDs.")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the metrics as JSON.")] = None,
-    threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads.")] = None,
+    wait: WaitOpt = False,
 ) -> None:
     from rich.console import Console
 
     from psrq.artifacts import write_json
+    from psrq.errors import InputError
+    from psrq.outputs import Output, claim_outputs
     from psrq.rank.train import Ranker
 
-    _set_threads(threads)
-    ranker = Ranker.load(model)
-    if sids is not None:
-        ranker.check_sids(sids)
-    metrics = {str(p): ranker.evaluate(p) for p in samples}
-    _print_metrics(Console(), metrics, title=f"{ranker.spec['model']} ({ranker.path})")
-    if json_out is not None:
-        write_json(json_out, metrics)
+    for p in samples:
+        if p.is_dir():
+            found = sorted(x.name for x in p.glob("*.parquet"))
+            raise InputError(
+                f"--samples {p} is a directory; evaluate expects sample Parquet files, e.g. "
+                f"--samples {p / 'test.parquet'}" + (f" (found {', '.join(found)})" if found else "")
+            )
+    with claim_outputs(Output(json_out, "file", "--json") if json_out is not None else None, wait=wait):
+        _set_threads(threads)
+        ranker = Ranker.load(model)
+        if sids is not None:
+            ranker.check_sids(sids)
+        metrics = {str(p): ranker.evaluate(p) for p in samples}
+        _print_metrics(Console(), metrics, title=f"{ranker.spec['model']} ({ranker.path})")
+        if json_out is not None:
+            write_json(json_out, metrics)
 
 
 def _new_item_features(new_sids: Path | None, new_embeddings: Path | None) -> tuple[dict, dict]:
@@ -173,16 +238,85 @@ def _new_item_features(new_sids: Path | None, new_embeddings: Path | None) -> tu
     return sid_map, content_map
 
 
+def read_id_list(path: Path, option: str) -> list[str]:
+    """Item IDs from a file: Parquet (column item_id, or its only column) or text, one ID a line.
+
+    Text lines are taken verbatim (only the line break is removed; blank lines are skipped), so
+    IDs with commas or spaces survive.
+    """
+    from psrq.errors import InputError
+
+    if not path.is_file():
+        raise InputError(f"{option} {path}: file not found")
+    if path.suffix.lower() == ".parquet":
+        from psrq.rank.batches import read_table
+
+        table = read_table(path)
+        names = table.column_names
+        col = "item_id" if "item_id" in names else (names[0] if len(names) == 1 else None)
+        if col is None:
+            raise InputError(f"{option} {path}: needs an item_id column (or exactly one column); found {names}")
+        values = table.column(col).to_pylist()
+        if any(v is None for v in values):
+            raise InputError(f"{option} {path}: column {col!r} has a null at row {values.index(None)}")
+        return [str(v) for v in values]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (UnicodeDecodeError, OSError) as e:
+        raise InputError(f"{option} {path}: not a UTF-8 text file with one item ID per line ({e})") from None
+    return [line for line in text.splitlines() if line != ""]
+
+
+def split_inline_ids(text: str, option: str, catalogue_has_ambiguous: bool) -> list[str]:
+    """Comma-separated IDs on the command line, spaces around each ignored.
+
+    Refused (InputError naming the option) when the model's catalogue holds IDs with commas or
+    surrounding spaces (inline lists cannot name those unambiguously) or an entry is empty.
+    """
+    from psrq.errors import InputError
+
+    if not text.strip():
+        return []
+    if catalogue_has_ambiguous:
+        raise InputError(
+            f"{option}: this model's catalogue has item IDs containing commas or surrounding spaces, so an "
+            f"inline comma list is ambiguous; pass {option}-file (one ID a line, or Parquet)"
+        )
+    parts = [t.strip() for t in text.split(",")]
+    if any(p == "" for p in parts):
+        raise InputError(f"{option} {text!r}: empty item ID between commas; pass {option}-file for IDs with commas")
+    return parts
+
+
+def _ambiguous(ids) -> bool:
+    return any("," in i or i != i.strip() for i in ids)
+
+
 def score_cmd(
     model: Annotated[Path, typer.Option(help="Model directory (or a `psrq train` output directory).")],
-    candidates: Annotated[str, typer.Option(help="Comma-separated candidate item ids.")],
+    candidates: Annotated[str | None, typer.Option(help="Comma-separated candidate item ids (spaces around each ignored).")] = None,
+    candidates_file: Annotated[Path | None, typer.Option(help="Candidates from a file: one item id per line (verbatim), or Parquet with item_id.")] = None,
     history: Annotated[str, typer.Option(help="Comma-separated history item ids, oldest first (may be empty).")] = "",
-    history_file: Annotated[Path | None, typer.Option(help="File with one history item id per line (instead of --history).")] = None,
+    history_file: Annotated[Path | None, typer.Option(help="History from a file: one item id per line (verbatim), or Parquet with item_id.")] = None,
     new_sids: Annotated[Path | None, typer.Option(help="sids.parquet with semantic IDs of items the model never saw.")] = None,
     new_embeddings: Annotated[Path | None, typer.Option(help="Embeddings directory for items the model never saw.")] = None,
-    top: Annotated[int, typer.Option(help="Rows to print.")] = 20,
+    top: Annotated[int, typer.Option(min=0, help="Rows to print (0 = all).")] = 20,
+    rank_unknown: Annotated[bool, typer.Option("--rank-unknown", help="Rank candidates known by nothing (OOV features only) among the others instead of listing them last.")] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write all scores as JSON.")] = None,
+    wait: WaitOpt = False,
 ) -> None:
+    from psrq.errors import InputError
+    from psrq.outputs import Output, claim_outputs
+
+    if (candidates is None) == (candidates_file is None):
+        raise InputError("give exactly one of --candidates ID,ID,... or --candidates-file FILE")
+    if history and history_file is not None:
+        raise InputError("give at most one of --history and --history-file")
+    with claim_outputs(Output(json_out, "file", "--json") if json_out is not None else None, wait=wait):
+        _score(model, candidates, candidates_file, history, history_file, new_sids, new_embeddings, top, rank_unknown, json_out)
+
+
+def _score(model, candidates, candidates_file, history, history_file, new_sids, new_embeddings, top, rank_unknown, json_out) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -191,17 +325,32 @@ def score_cmd(
     from psrq.rank.train import Ranker
 
     ranker = Ranker.load(model)
-    hist = _split_list(history)
-    if history_file is not None:
-        if not history_file.is_file():
-            raise InputError(f"history file not found: {history_file}")
-        hist = [line.strip() for line in history_file.read_text().splitlines() if line.strip()]
-    sid_map, content_map = _new_item_features(new_sids, new_embeddings)
     if new_sids is not None and ranker.model.codebooks:
         ranker.check_sids(new_sids)
-    ranked = ranker.score(hist, _split_list(candidates), new_sids=sid_map, new_content=content_map)
-    unknown_hist = [h for h in hist if not ranker.tables.knows([h])[0] and h not in sid_map and h not in content_map]
+    sid_map, content_map = _new_item_features(new_sids, new_embeddings)
+    ambiguous = _ambiguous(ranker.tables.item_ids[2:].astype(str).tolist()) or _ambiguous(list(sid_map) + list(content_map))
+    hist = read_id_list(history_file, "--history-file") if history_file is not None else split_inline_ids(history, "--history", ambiguous)
+    cands = read_id_list(candidates_file, "--candidates-file") if candidates_file is not None else split_inline_ids(candidates, "--candidates", ambiguous)
+    if not cands:
+        raise InputError("no candidate items to score")
+    unique = list(dict.fromkeys(cands))
+    n_dupes = len(cands) - len(unique)
     console = Console()
+    if n_dupes:
+        console.print(f"[yellow]note[/yellow]: {n_dupes} duplicate candidate(s) dropped; each item is scored once")
+    ranked = ranker.score(hist, unique, new_sids=sid_map, new_content=content_map)
+    unknown = [r["item_id"] for r in ranked if r["status"] == "unknown (OOV only)"]
+    if unknown and not rank_unknown:
+        # Known by nothing, such items all get the same OOV-only score: listing them first would
+        # be an artefact of that score, so they go last unless --rank-unknown.
+        ranked = [r for r in ranked if r["status"] != "unknown (OOV only)"] + [r for r in ranked if r["status"] == "unknown (OOV only)"]
+    if unknown:
+        where = "ranked among the others (--rank-unknown)" if rank_unknown else "listed last, after every ranked item"
+        console.print(
+            f"[yellow]warning[/yellow]: {len(unknown)} candidate(s) unknown to the model and without --new-sids/--new-embeddings "
+            f"features, scored from the shared OOV embedding only and {where}: {unknown[:5]}"
+        )
+    unknown_hist = [h for h in hist if not ranker.tables.knows([h])[0] and h not in sid_map and h not in content_map]
     if unknown_hist:
         console.print(f"[yellow]note[/yellow]: {len(unknown_hist)} history item(s) unknown to the model, used as OOV: {unknown_hist[:5]}")
     if len(hist) > ranker.max_history:
@@ -209,11 +358,13 @@ def score_cmd(
     table = Table(title=f"{ranker.spec['model']}: {len(ranked)} candidates")
     for col in ("rank", "item_id", "score", "status"):
         table.add_column(col, justify="right" if col in ("rank", "score") else "left")
-    for i, r in enumerate(ranked[:top], 1):
+    shown = ranked if top == 0 else ranked[:top]
+    for i, r in enumerate(shown, 1):
         table.add_row(str(i), r["item_id"], f"{r['score']:.4f}", r["status"])
     console.print(table)
     if json_out is not None:
-        write_json(json_out, {"history": hist, "ranked": ranked})
+        write_json(json_out, {"history": hist, "ranked": ranked, "unknown_candidates": unknown,
+                              "duplicates_dropped": n_dupes, "unknown_ranked": bool(rank_unknown)})
 
 
 def experiment_cmd(
@@ -225,13 +376,24 @@ def experiment_cmd(
     main_quantizer: Annotated[str, typer.Option(help="Quantizer for MCCA and its ablations.")] = "PSRQ",
     modalities: Annotated[str | None, typer.Option(help="Comma-separated modalities (default: all files in --embeddings).")] = None,
     quantizer_params: Annotated[str | None, typer.Option(help='JSON {"PSRQ": {"codebook_size": 128}, ...} overriding the defaults.')] = None,
-    seeds: Annotated[int, typer.Option(help="Number of seeds (0..seeds-1).")] = 5,
+    seeds: Annotated[int, typer.Option(min=1, help="Number of seeds (0..seeds-1).")] = 5,
     preset: Annotated[str, typer.Option(help="Training preset: default or paper.")] = "default",
-    epochs: Annotated[int | None, typer.Option(help="Override the preset's maximum epochs.")] = None,
-    lr: Annotated[float | None, typer.Option(help="Override the learning rate.")] = None,
-    threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Override the preset's maximum epochs.")] = None,
+    lr: Annotated[float | None, typer.Option(min=0.0, help="Override the learning rate.")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads.")] = None,
     report_only: Annotated[bool, typer.Option("--report-only", help="Train nothing: tables from the finished (run, seed) pairs only.")] = False,
+    wait: WaitOpt = False,
 ) -> None:
+    from psrq.outputs import Output, claim_outputs
+
+    outputs = [Output(out, "dir", "--out")] + [Output(out / f"results.{ext}", "file", "--out", lock=False) for ext in ("json", "md", "html")]
+    with claim_outputs(*outputs, wait=wait):
+        _experiment(samples, embeddings, out, models, quantizers, main_quantizer, modalities, quantizer_params,
+                    seeds, preset, epochs, lr, threads, report_only)
+
+
+def _experiment(samples, embeddings, out, models, quantizers, main_quantizer, modalities, quantizer_params,
+                seeds, preset, epochs, lr, threads, report_only) -> None:
     from psrq.errors import ConfigError
     from psrq.rank.experiment import ExperimentSpec, run_experiment
 

@@ -33,6 +33,7 @@ from psrq.rank.batches import (
     iter_batches,
     read_embeddings_dir,
     read_sids,
+    read_sids_source,
     read_table,
 )
 from psrq.rank.metrics import evaluate_predictions
@@ -110,6 +111,7 @@ def load_ranking_data(
     sid_data = with_single_modality_joint(read_sids(sids)) if sids is not None else None
     content = read_embeddings_dir(embeddings, modalities)
     tables = build_item_tables(train_table, sids=sid_data, content=content, min_id_count=min_id_count)
+    tables.sid_source = read_sids_source(sids) if sids is not None else {}
     encoded = {}
     for name in splits:
         table = train_table if name == "train" else read_table(d / f"{name}.parquet")
@@ -321,10 +323,21 @@ def _load_checkpoint(path: Path, model: RankingModel, optimizer: AdamWithSparseE
     manifest = read_model_dir(path, kind=CHECKPOINT_KIND)
     if manifest.get("input_fingerprint") != _config_key(config, tables):
         raise ConfigError(f"{path} was written by a run with another configuration or other data; resume needs the same ones (or delete the checkpoint)")
-    blob = torch.load(path / "checkpoint.pt", weights_only=False)
+    blob = load_tensors(path / "checkpoint.pt")
     model.load_state_dict(blob["model"])
     optimizer.load_state_dict(blob["optimizer"])
     return blob["state"]
+
+
+def load_tensors(path: Path) -> Any:
+    """torch.load with weights_only=True: tensors and plain containers only, never code.
+    Anything else (a pickled object, a corrupted file) is an ArtifactError naming the file."""
+    import pickle
+
+    try:
+        return torch.load(path, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as e:
+        raise ArtifactError(f"{path} cannot be loaded safely (weights_only): {str(e).splitlines()[0]}") from None
 
 
 # ---- model directories ------------------------------------------------------------------------
@@ -336,6 +349,7 @@ def save_model(path: str | os.PathLike[str], result: TrainResult) -> Path:
         "shapes": result.tables.shapes().to_dict(),
         "train_config": result.config.to_dict(),
         "sid_fingerprint": model_sid_fingerprint(result.model, result.tables),
+        "sid_source": result.tables.sid_source if result.model.codebooks else {},
         "best_epoch": result.best_epoch,
     }
     with write_model_dir(
@@ -375,7 +389,7 @@ class Ranker:
         shapes = TableShapes.from_dict(spec["shapes"])
         model = build_model(spec["model"], shapes, **spec["model_kwargs"])
         try:
-            model.load_state_dict(torch.load(root / "weights.pt", weights_only=True))
+            model.load_state_dict(load_tensors(root / "weights.pt"))
         except (RuntimeError, KeyError) as e:
             raise ArtifactError(f"{root}: weights.pt does not fit the model in spec.json: {e}") from e
         item_ids = np.asarray(json.loads((root / "items.json").read_text()), dtype=object)
@@ -389,6 +403,7 @@ class Ranker:
         )
         if tables.sid_fingerprint() != spec.get("sid_fingerprint"):
             raise ArtifactError(f"{root}: item tables do not match the recorded SID fingerprint")
+        tables.sid_source = dict(spec.get("sid_source") or {})
         return cls(model, tables, spec, root)
 
     @property
@@ -397,9 +412,10 @@ class Ranker:
 
     def check_sids(self, sids_path: str | os.PathLike[str]) -> None:
         """ArtifactError when `sids_path` is not the SID artifact this model was trained with."""
-        from psrq.rank.batches import check_sids_match
+        from psrq.rank.batches import check_sids_match, check_sids_source
 
         if self.model.codebooks:
+            check_sids_source(self.tables.sid_source, sids_path)
             check_sids_match(self.tables, sids_path)
 
     def evaluate(self, samples_path: str | os.PathLike[str]) -> dict[str, float]:
