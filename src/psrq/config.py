@@ -50,6 +50,11 @@ class ProtocolConfig(_Strict):
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     cold_threshold: int = Field(30, ge=1)
     seed: int = 0
+    negative_window: int | None = Field(
+        10_000, ge=1,
+        description="negatives follow the popularity of the newest this-many positives of the same split "
+                    "up to the sample's time (null: the whole split so far)",
+    )
 
     @field_validator("split")
     @classmethod

@@ -121,6 +121,7 @@ def _prepare_data(config: RunConfig, paths: RunPaths, force: bool) -> dict[str, 
         split=tuple(p.split),
         cold_threshold=p.cold_threshold,
         seed=p.seed,
+        negative_window=p.negative_window,
     )
     console.rule("[bold]1. data")
     result = prepare(spec, protocol, paths.data, force=force)
