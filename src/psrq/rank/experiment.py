@@ -6,7 +6,9 @@
 Runs (the rows of the paper's tables 2-4):
 - main table: VBPR, ContentConcat, DIN, DIN + <main quantizer> SIDs, MCCA (+ any SimTier/QARM: not implemented);
 - quantizer table: DIN, and DIN + SIDs of each quantizer (VQ, PQ, RQKMeans, RQVAE, PSRQ);
-- ablation table: MCCA, MCCA w/o MSC, MCCA w/o MJC (all with the main quantizer's SIDs).
+- ablation table: MCCA, MCCA w/o MSC, MCCA w/o MJC (all with the main quantizer's SIDs);
+- beyond the paper (only when asked for): DIN+SID and MCCA with "+dot", "+content" or
+  "+content+dot" (main quantizer), in their own table beside the paper-faithful rows.
 Semantic IDs are computed with `psrq.quantize.multimodal.MultimodalQuantizer` once per
 (quantizer, params, seed, embedding files) and cached under `<out>/cache/sids/`; every finished
 (run, seed) is stored in `<out>/runs/<run>/seed<k>.json`, so an interrupted grid resumes where it

@@ -18,6 +18,11 @@ everything needed to score. Padded history positions are masked explicitly (``hi
 | DIN | ID emb. (+ one codebook's SID emb., added) | one (query: target rep.) | [h, e_t] |
 | VBPR | ID emb. and a learned projection of content | masked mean (no attention) | dot products + item bias + content bias |
 | ContentConcat | projection of the concatenated content embeddings, no IDs | one | [h, e_t] |
+
+Codebooks whose codes are identical for every item (`TableShapes.sid_aliases`; with one modality
+the joint SID is that modality's) are built once: one table, one pooling. Beyond the paper, MCCA
+and DIN take ``dot`` (a VBPR-style dot-product term beside the tower) and ``content`` (the
+projected content embedding as an extra item feature); both are off by default.
 """
 
 from __future__ import annotations
