@@ -261,7 +261,12 @@ def codes_for(sids: Any, codebook: str, ids: np.ndarray) -> np.ndarray:
 
 
 def _rank(config: RunConfig, paths: RunPaths, ranker: str, sid_method: str | None, seed: int, modalities: list[str]) -> None:
-    from psrq.rank.train import TrainConfig, load_ranking_data, train_model
+    from psrq.rank.train import (
+        TrainConfig,
+        discard_stale_checkpoint,
+        load_ranking_data,
+        train_model,
+    )
 
     model, _, needs_sids, needs_content = RANKERS[ranker]
     params = ranker_params(ranker, modalities)
@@ -277,7 +282,11 @@ def _rank(config: RunConfig, paths: RunPaths, ranker: str, sid_method: str | Non
         batch_size=r.batch_size, lr=r.lr, epochs=r.max_epochs, seed=seed,
         embedding_l2=r.embedding_l2, dropout=r.dropout,
     )
-    train_model(data, train_config, out=paths.ranker(ranker_name(ranker, sid_method), seed), resume=True)
+    out = paths.ranker(ranker_name(ranker, sid_method), seed)
+    # The stage reruns because its settings changed: a checkpoint of the old settings cannot resume.
+    if discard_stale_checkpoint(out, train_config, data.tables):
+        console.print(f"{out}: checkpoint of other settings discarded")
+    train_model(data, train_config, out=out, resume=True)
 
 
 def ranker_name(ranker: str, sid_method: str | None) -> str:

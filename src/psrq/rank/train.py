@@ -403,6 +403,27 @@ def _config_key(config: TrainConfig, tables: ItemTables) -> str:
     return fingerprint_obj({"config": settings, "sids": tables.sid_fingerprint(), "shapes": tables.shapes().to_dict()})
 
 
+def discard_stale_checkpoint(out: str | os.PathLike[str], config: TrainConfig, tables: ItemTables) -> bool:
+    """Delete `out/checkpoint` when another configuration or other data wrote it (True if so).
+
+    For callers that own `out` and have already decided to retrain (`psrq run`, whose stage
+    fingerprint changed): resuming such a checkpoint is refused, so it is only in the way.
+    """
+    import shutil
+
+    ckpt = Path(out) / "checkpoint"
+    if not (ckpt / "manifest.json").is_file():
+        return False
+    try:
+        fingerprint = json.loads((ckpt / "manifest.json").read_text()).get("input_fingerprint")
+    except (OSError, ValueError):
+        fingerprint = None
+    if fingerprint == _config_key(config, tables):
+        return False
+    shutil.rmtree(ckpt)
+    return True
+
+
 def _write_checkpoint(path: Path, model: RankingModel, optimizer: AdamWithSparseEmbeddings, config: TrainConfig, tables: ItemTables, state: dict[str, Any]) -> None:
     with write_model_dir(path, kind=CHECKPOINT_KIND, params=config.to_dict(), seed=config.seed, input_fingerprint=_config_key(config, tables)) as d:
         # torch's global RNG feeds dropout: saved so a resumed run draws the same masks.
