@@ -97,3 +97,35 @@ def test_score_new_item_from_sids_file(syn_data, tmp_path):
          "--new-sids", str(tmp_path / "new.parquet"), "--json", str(tmp_path / "s.json")])
     status = {r["item_id"]: r["status"] for r in json.loads((tmp_path / "s.json").read_text())["ranked"]}
     assert status == {"syn_item_3": "known", "brand_new": "new (SIDs/content)"}
+
+
+def test_experiment_plans_the_named_variants_beside_the_paper_rows():
+    from psrq.errors import ConfigError
+    from psrq.rank.experiment import ExperimentSpec, plan_runs
+
+    spec = ExperimentSpec(samples="s", embeddings="e", models=["DIN+SID", "MCCA", "DIN+SID+dot", "MCCA+content", "MCCA+content+dot"],
+                          quantizers=["RQKMeans"], main_quantizer="PSRQ")
+    runs = {r.name: r for r in plan_runs(spec, ["text"])}
+    assert list(runs) == ["DIN+RQ", "DIN+PSRQ", "MCCA", "DIN+PSRQ+dot", "MCCA+content", "MCCA+content+dot"]
+    assert runs["DIN+PSRQ+dot"].model == "DIN" and runs["DIN+PSRQ+dot"].model_params == {"sid_codebook": "text", "dot": True}
+    assert runs["DIN+PSRQ+dot"].quantizer == "PSRQ"
+    assert runs["MCCA+content+dot"].model_params == {"content": True, "dot": True}
+    assert runs["MCCA"].model_params == {}
+    with pytest.raises(ConfigError, match="MCCA\\+dot"):
+        ExperimentSpec(samples="s", embeddings="e", models=["MCCA+fancy"]).validate()
+
+
+def test_variants_get_their_own_table_beside_the_paper_rows():
+    from psrq.rank.experiment import render_markdown, table_rows
+
+    stat = {"mean": 0.6, "std": 0.01, "n": 2}
+    summary = {s: {m: stat for m in ("auc", "cold_auc", "logloss", "gauc")} for s in ("valid", "test")}
+    results = {"spec": {"main_quantizer": "PSRQ", "samples": "s", "embeddings": "e", "seeds": [0, 1], "preset": "default",
+                        "train_overrides": {}}, "modalities": ["text"], "quantizer_params": {},
+               "runs": [{"name": n, "summary": summary} for n in ["DIN+PSRQ", "MCCA", "MCCA+dot", "DIN+PSRQ+content", "VBPR"]]}
+    tables = {k: [r["name"] for r in rows] for k, rows in table_rows(results).items()}
+    assert tables["main"] == ["VBPR", "DIN+PSRQ", "MCCA"]  # the paper's table keeps only the paper's rows
+    assert tables["variants"] == ["DIN+PSRQ", "DIN+PSRQ+content", "MCCA", "MCCA+dot", "VBPR"]
+    assert "Beyond the paper" in render_markdown(results)
+    results["runs"] = results["runs"][:2]
+    assert table_rows(results)["variants"] == []
