@@ -112,7 +112,7 @@ class QuantizeConfig(_Strict):
 class RankConfig(_Strict):
     """Which rankers to train on which quantizer's IDs."""
 
-    models: list[Literal["mcca", "din", "din_sid", "vbpr", "content"]] = ["mcca", "din"]
+    models: list[Literal["mcca", "din", "din_sid", "vbpr", "content", "simtier_make", "qarm"]] = ["mcca", "din"]
     sid_method: str | None = Field(None, description="quantizer name feeding MCCA (default: the first)")
     seeds: int = Field(1, ge=1)
     max_epochs: int = Field(10, ge=1)

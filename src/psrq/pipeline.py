@@ -28,6 +28,8 @@ RANKERS: dict[str, tuple[str, dict[str, Any], bool, bool]] = {
     "din_sid": ("DIN", {}, True, False),
     "vbpr": ("VBPR", {}, False, True),
     "content": ("ContentConcat", {}, False, True),
+    "simtier_make": ("SimTierMAKE", {}, False, True),
+    "qarm": ("QARM", {}, False, True),
 }
 
 

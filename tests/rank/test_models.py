@@ -17,6 +17,8 @@ MODELS = [
     ("DIN", {"sid_codebook": "text"}),
     ("VBPR", {}),
     ("ContentConcat", {}),
+    ("SimTierMAKE", {}),
+    ("QARM", {}),  # unfitted codes (all 0) here; tests/rank/test_baselines.py checks the fitted model
 ]
 
 
