@@ -307,8 +307,12 @@ class QARM(RankingModel):
 
     def forward(self, target: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         mask = history != PAD
-        e_t = self.item_repr(target)
-        h = self.pooling(self.item_repr(history), e_t, mask)
+        # Each distinct item of the batch is embedded once (a batch repeats popular items many
+        # times, and an item costs vq_k + levels + 1 lookups), then gathered back.
+        items, inverse = torch.unique(torch.cat([target, history.reshape(-1)]), return_inverse=True)
+        reps = self.item_repr(items)
+        e_t = reps[inverse[: len(target)]]
+        h = self.pooling(reps[inverse[len(target) :]].reshape(*history.shape, -1), e_t, mask)
         return self.tower(torch.cat([h, e_t], dim=-1))
 
 
