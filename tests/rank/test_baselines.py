@@ -244,3 +244,18 @@ def test_run_config_and_experiment_accept_both_baselines():
         ("SimTier+MAKE", "SimTierMAKE"),
         ("QARM", "QARM"),
     ]
+
+
+@pytest.mark.parametrize(("name", "params"), BASELINES)
+def test_same_seed_same_model(syn_loaded, name, params):
+    runs = [
+        train_model(
+            syn_loaded,
+            TrainConfig(model=name, model_params=params, epochs=1, seed=3),
+            progress=False,
+        )
+        for _ in range(2)
+    ]
+    for key, value in runs[0].model.state_dict().items():
+        torch.testing.assert_close(value, runs[1].model.state_dict()[key], rtol=0, atol=0, msg=key)
+    assert runs[0].metrics == runs[1].metrics
