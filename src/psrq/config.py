@@ -141,6 +141,7 @@ class RankConfig(_Strict):
     models: list[Literal[
         "mcca", "din", "din_sid", "vbpr", "content",
         "mcca+dot", "mcca+content", "mcca+content+dot", "din_sid+dot", "din_sid+content", "din_sid+content+dot",
+        "simtier_make", "qarm",
     ]] = ["mcca", "din"]
     sid_method: str | None = Field(None, description="quantizer name feeding MCCA (default: the first)")
     seeds: int = Field(1, ge=1)

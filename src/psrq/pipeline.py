@@ -38,6 +38,8 @@ RANKERS: dict[str, tuple[str, dict[str, Any], bool, bool]] = {
     "din_sid+content+dot": ("DIN", {"content": True, "dot": True}, True, True),
     "vbpr": ("VBPR", {}, False, True),
     "content": ("ContentConcat", {}, False, True),
+    "simtier_make": ("SimTierMAKE", {}, False, True),
+    "qarm": ("QARM", {}, False, True),
 }
 
 

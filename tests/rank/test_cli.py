@@ -129,3 +129,22 @@ def test_variants_get_their_own_table_beside_the_paper_rows():
     assert "Beyond the paper" in render_markdown(results)
     results["runs"] = results["runs"][:2]
     assert table_rows(results)["variants"] == []
+@pytest.mark.parametrize(("model", "params"), [("SimTierMAKE", '{"make_epochs": 1, "n_tiers": 5}'), ("QARM", '{"vq_k": 4, "rq_codebook_size": 8}')])
+def test_train_and_score_the_paper_baselines(syn_data, tmp_path, model, params):
+    out = tmp_path / "run"
+    _ok(["train", "--samples", str(syn_data["samples"]), "--embeddings", str(syn_data["embeddings"]), "--model", model,
+         "--model-params", params, "--out", str(out), "--epochs", "1", "--threads", "1"])
+    spec = json.loads((out / "model" / "spec.json").read_text())
+    assert spec["model"] == model and all(spec["model_kwargs"][k] == v for k, v in json.loads(params).items())
+    _ok(["score", "--model", str(out), "--history", "syn_item_1,syn_item_2", "--candidates", "syn_item_3,syn_item_4",
+         "--json", str(tmp_path / "s.json")])
+    assert len(json.loads((tmp_path / "s.json").read_text())["ranked"]) == 2
+
+
+def test_bad_model_params_name_the_option(syn_data, tmp_path):
+    from psrq.errors import ConfigError
+
+    for bad in ("{not json", "[1, 2]"):
+        with pytest.raises(ConfigError, match="--model-params"):
+            runner.invoke(app, ["train", "--samples", str(syn_data["samples"]), "--out", str(tmp_path / "x"),
+                                "--model-params", bad], catch_exceptions=False)

@@ -253,7 +253,7 @@ def test_regularisation_defaults_come_from_the_model_family():
 def test_model_directory_describes_a_single_modality_mcca(tmp_path):
     import pyarrow.parquet as pq
 
-    from psrq.rank.synthetic import make_synthetic_ranking_data
+    from .synthetic_data import make_synthetic_ranking_data
 
     paths = make_synthetic_ranking_data(tmp_path, n_users=30, n_items=60, events_per_user=8, modalities=("text",))
     sids = tmp_path / "text-only.parquet"

@@ -14,7 +14,7 @@ import typer
 from psrq.cli_common import WaitOpt
 from psrq.quantize.registry import KINDS as QUANTIZER_KINDS
 
-TRAIN_HELP = """Train a ranking model (MCCA, DIN, VBPR, ContentConcat) on prepared samples.
+TRAIN_HELP = """Train a ranking model (MCCA, DIN, VBPR, ContentConcat, SimTierMAKE, QARM) on prepared samples.
 
 Examples:
 
@@ -29,6 +29,10 @@ Examples:
   psrq train ... --model MCCA --dot --content --embeddings E   (the "MCCA+content+dot" variant, beyond the paper)
 
   psrq train ... --embedding-l2 0.01 --dropout 0.2   (regularisation; default: the model family's, docs/ranking.md)
+
+  psrq train --samples S --embeddings E --model SimTierMAKE --model-params '{"make_epochs": 3, "n_tiers": 10}' --out runs/simtier
+
+  psrq train --samples S --embeddings E --model QARM --model-params '{"vq_k": 25, "rq_levels": 3}' --out runs/qarm
 
 Writes OUT/model (the model directory), OUT/metrics.json, and OUT/checkpoint after every epoch;
 --resume continues an interrupted run from its checkpoint.
@@ -77,7 +81,7 @@ Examples:
 
 Writes OUT/results.json, OUT/results.md, OUT/results.html; semantic IDs are cached in
 OUT/cache/sids and finished (run, seed) pairs in OUT/runs, so a rerun resumes.
-Models: VBPR, ContentConcat, DIN, DIN+SID (one row per quantizer), MCCA, "MCCA w/o MSC", "MCCA w/o MJC";
+Models: VBPR, SimTier+MAKE, ContentConcat, DIN, QARM, DIN+SID (one row per quantizer), MCCA, "MCCA w/o MSC", "MCCA w/o MJC";
 beyond the paper: DIN+SID+dot, DIN+SID+content, DIN+SID+content+dot, MCCA+dot, MCCA+content,
 MCCA+content+dot (main quantizer only; reported in their own table).
 """
@@ -98,8 +102,9 @@ def train_cmd(
     samples: Annotated[Path, typer.Option(help="Samples directory with train/valid/test.parquet.")],
     out: Annotated[Path, typer.Option(help="Output directory (model/, metrics.json, checkpoint/).")],
     sids: Annotated[Path | None, typer.Option(help="sids.parquet (needed by MCCA and DIN --sid-codebook).")] = None,
-    embeddings: Annotated[Path | None, typer.Option(help="Directory of <modality>.parquet embeddings (VBPR, ContentConcat).")] = None,
-    model: Annotated[str, typer.Option(help="MCCA, DIN, VBPR or ContentConcat.")] = "MCCA",
+    embeddings: Annotated[Path | None, typer.Option(help="Directory of <modality>.parquet embeddings (VBPR, ContentConcat, SimTierMAKE, QARM).")] = None,
+    model: Annotated[str, typer.Option(help="MCCA, DIN, VBPR, ContentConcat, SimTierMAKE or QARM.")] = "MCCA",
+    model_params: Annotated[str | None, typer.Option(help='JSON object of model options, e.g. \'{"make_epochs": 3}\' (docs/ranking.md).')] = None,
     sid_codebook: Annotated[str | None, typer.Option(help="DIN: add this codebook's SID embedding (e.g. text).")] = None,
     no_msc: Annotated[bool, typer.Option("--no-msc", help="MCCA ablation: no modal-specific codebooks.")] = False,
     no_mjc: Annotated[bool, typer.Option("--no-mjc", help="MCCA ablation: no modal-joint codebook.")] = False,
@@ -133,7 +138,7 @@ def train_cmd(
         raise ConfigError(f"--lr must be a positive number, got {lr}")
     outputs = (Output(out, "dir", "--out"), Output(out / "model", "model_dir", "--out", lock=False),
                Output(out / "checkpoint", "model_dir", "--out", lock=False), Output(out / "metrics.json", "file", "--out", lock=False))
-    params: dict = {}
+    params: dict = _json_object(model_params, "--model-params")
     if sid_codebook:
         params["sid_codebook"] = sid_codebook
     if no_msc:
@@ -181,6 +186,20 @@ def label_balance_warning(labels, source: str) -> str | None:
         return None
     kind = "positive" if labels[0] == 1 else "negative"
     return f"{source}: all {len(labels):,} labels are {kind}; AUC and GAUC are undefined (null in JSON)"
+
+
+def _json_object(text: str | None, option: str) -> dict:
+    from psrq.errors import ConfigError
+
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{option} is not valid JSON: {e}") from e
+    if not isinstance(value, dict):
+        raise ConfigError(f"{option} must be a JSON object like '{{\"make_epochs\": 3}}', got {type(value).__name__}")
+    return value
 
 
 def _print_metrics(console, metrics: dict, title: str) -> None:
@@ -386,7 +405,7 @@ def experiment_cmd(
     samples: Annotated[Path, typer.Option(help="Samples directory with train/valid/test.parquet.")],
     embeddings: Annotated[Path, typer.Option(help="Directory of <modality>.parquet embeddings.")],
     out: Annotated[Path, typer.Option(help="Output directory (results.json/.md/.html, caches).")],
-    models: Annotated[str, typer.Option(help="Comma-separated runs.")] = ",".join(["VBPR", "ContentConcat", "DIN", "DIN+SID", "MCCA", "MCCA w/o MSC", "MCCA w/o MJC"]),
+    models: Annotated[str, typer.Option(help="Comma-separated runs.")] = ",".join(["VBPR", "SimTier+MAKE", "ContentConcat", "DIN", "QARM", "DIN+SID", "MCCA", "MCCA w/o MSC", "MCCA w/o MJC"]),
     quantizers: Annotated[str, typer.Option(help="Quantizers for the DIN+SID rows.")] = ",".join(QUANTIZER_KINDS),
     main_quantizer: Annotated[str, typer.Option(help="Quantizer for MCCA and its ablations.")] = "PSRQ",
     modalities: Annotated[str | None, typer.Option(help="Comma-separated modalities (default: all files in --embeddings).")] = None,

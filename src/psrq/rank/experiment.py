@@ -4,7 +4,7 @@
     results = run_experiment(spec, out="runs/exp")     # results.json, results.md, results.html
 
 Runs (the rows of the paper's tables 2-4):
-- main table: VBPR, ContentConcat, DIN, DIN + <main quantizer> SIDs, MCCA (+ any SimTier/QARM: not implemented);
+- main table: VBPR, SimTier+MAKE, ContentConcat, DIN, QARM, DIN + <main quantizer> SIDs, MCCA;
 - quantizer table: DIN, and DIN + SIDs of each quantizer (VQ, PQ, RQKMeans, RQVAE, PSRQ);
 - ablation table: MCCA, MCCA w/o MSC, MCCA w/o MJC (all with the main quantizer's SIDs);
 - beyond the paper (only when asked for): DIN+SID and MCCA with "+dot", "+content" or
@@ -33,7 +33,9 @@ from psrq.quantize.registry import KINDS, LABELS
 from psrq.rank.metrics import METRIC_NAMES
 
 ALL_QUANTIZERS = list(KINDS)
-PAPER_MODELS = ["VBPR", "ContentConcat", "DIN", "DIN+SID", "MCCA", "MCCA w/o MSC", "MCCA w/o MJC"]
+PAPER_MODELS = ["VBPR", "SimTier+MAKE", "ContentConcat", "DIN", "QARM", "DIN+SID", "MCCA", "MCCA w/o MSC", "MCCA w/o MJC"]
+# Experiment row name -> registered model name, where they differ.
+MODEL_OF_RUN = {"SimTier+MAKE": "SimTierMAKE"}
 # Beyond the paper (docs/ranking.md): the SID models with a VBPR-style dot-product head beside
 # the attention tower ("+dot"), with the projected content as an extra item feature
 # ("+content"), or both. Reported beside the paper's rows, never instead of them.
@@ -108,7 +110,7 @@ def plan_runs(spec: ExperimentSpec, modalities: list[str]) -> list[RunSpec]:
         elif m in VARIANT_MODELS:
             runs.append(_variant_run(m, sid_mod, spec.main_quantizer))
         else:
-            runs.append(RunSpec(m, m, {}, None))
+            runs.append(RunSpec(m, MODEL_OF_RUN.get(m, m), {}, None))
     return runs
 
 
@@ -264,7 +266,7 @@ def table_rows(results: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     main_q = QUANTIZER_LABELS[results["spec"]["main_quantizer"]]
     pick = lambda names: [by_name[n] for n in names if n in by_name]  # noqa: E731
     return {
-        "main": pick(["VBPR", "ContentConcat", "DIN", f"DIN+{main_q}", "MCCA"]),
+        "main": pick(["VBPR", "SimTier+MAKE", "ContentConcat", "DIN", "QARM", f"DIN+{main_q}", "MCCA"]),
         "quantizers": pick(["DIN", *[f"DIN+{QUANTIZER_LABELS[q]}" for q in ALL_QUANTIZERS]]),
         "ablation": pick(["MCCA", "MCCA w/o MSC", "MCCA w/o MJC"]),
         "variants": pick([

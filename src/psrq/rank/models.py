@@ -18,16 +18,25 @@ everything needed to score. Padded history positions are masked explicitly (``hi
 | DIN | ID emb. (+ one codebook's SID emb., added) | one (query: target rep.) | [h, e_t] |
 | VBPR | ID emb. and a learned projection of content | masked mean (no attention) | dot products + item bias + content bias |
 | ContentConcat | projection of the concatenated content embeddings, no IDs | one | [h, e_t] |
+| SimTierMAKE (`rank/simtier.py`) | ID emb.; SimTier histogram; MAKE multimodal module | one over IDs + one over projected content | [h, e_t, tiers, m] |
+| QARM (`rank/qarm.py`) | ID emb. ‖ VQ-code emb. ‖ RQ-code emb. (codes fitted on training data) | one | [h, e_t] |
 
 Codebooks whose codes are identical for every item (`TableShapes.sid_aliases`; with one modality
 the joint SID is that modality's) are built once: one table, one pooling. Beyond the paper, MCCA
 and DIN take ``dot`` (a VBPR-style dot-product term beside the tower) and ``content`` (the
 projected content embedding as an extra item feature); both are off by default.
+
+Two hooks let a model do work that needs the training data or a schedule of its own (both are
+no-ops here): `fit_item_features(train, seed)` runs once before training (QARM fits its
+alignment and codes), `pretraining_phases()` lists phases trained before the main loop, each on
+its own sub-module and head (SimTier+MAKE's multi-epoch multimodal module); and
+`item_tables_changed()` runs after the item-table buffers are replaced (QARM codes new items).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
@@ -89,6 +98,15 @@ def identical_codebooks(codes: dict[str, Any], sizes: dict[str, list[int]]) -> d
         else:
             aliases[cb] = same
     return aliases
+@dataclass
+class PretrainPhase:
+    """A phase trained before the main loop: `module`'s parameters only, for `epochs` epochs,
+    on the CTR loss of the logits `forward` returns while the phase is active (see
+    `RankingModel.active_phase`). After the phase, `module` is frozen."""
+
+    name: str
+    module: nn.Module
+    epochs: int
 
 
 class RankingModel(nn.Module):
@@ -122,6 +140,27 @@ class RankingModel(nn.Module):
         self.register_buffer("item_to_id", torch.zeros(shapes.n_items, dtype=torch.int64))
         self.codebooks: list[str] = []
         self.content_modalities: list[str] = []
+        self.phase: str | None = None  # name of the active PretrainPhase; None = the full model
+
+    # ---- training hooks (no-ops unless a model needs them) ---------------------------------------
+    def fit_item_features(self, train: Any, seed: int) -> None:
+        """Fit item-side features from the TRAINING split (an EncodedSplit) before training."""
+
+    def pretraining_phases(self) -> list[PretrainPhase]:
+        """Phases trained, in order, before the main training loop."""
+        return []
+
+    def item_tables_changed(self) -> None:
+        """Called after the item-table buffers were replaced (e.g. rows added for new items)."""
+
+    @contextmanager
+    def active_phase(self, name: str) -> Iterator[None]:
+        """While active, `forward` returns the logits of pre-training phase `name`."""
+        self.phase = name
+        try:
+            yield
+        finally:
+            self.phase = None
 
     # ---- item tables ----------------------------------------------------------------------------
     def canonical(self, codebook: str) -> str:
@@ -452,13 +491,28 @@ class ContentConcat(RankingModel):
 
 MODELS: dict[str, type[RankingModel]] = {cls.name: cls for cls in (MCCA, DIN, VBPR, ContentConcat)}
 
+# The paper's two other baselines live in modules of their own (they bring training hooks and
+# item-code fitting) that import this one, so they add themselves to MODELS when imported;
+# `registered_models` imports them, so every entry point that builds models by name sees them.
+BASELINE_MODULES = ("psrq.rank.simtier", "psrq.rank.qarm")
+
+
+def registered_models() -> dict[str, type[RankingModel]]:
+    """Every model class by name (MODELS after importing the baseline modules)."""
+    import importlib
+
+    for module in BASELINE_MODULES:
+        importlib.import_module(module)
+    return MODELS
+
 
 def build_model(name: str, shapes: TableShapes, **kwargs: Any) -> RankingModel:
     """Instantiate a model by name; unknown names raise ConfigError listing the known ones."""
+    models = registered_models()
     try:
-        cls = MODELS[name]
+        cls = models[name]
     except KeyError:
-        raise ConfigError(f"unknown model {name!r}; known: {sorted(MODELS)}") from None
+        raise ConfigError(f"unknown model {name!r}; known: {sorted(models)}") from None
     try:
         return cls(shapes, **kwargs)
     except TypeError as e:

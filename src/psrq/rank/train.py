@@ -187,6 +187,7 @@ def load_item_tables(model: RankingModel, tables: ItemTables) -> None:
         setattr(model, f"sids_{cb}", torch.from_numpy(tables.sids[cb].astype(np.int64)))
     for m in model.content_modalities:
         setattr(model, f"content_{m}", torch.from_numpy(tables.content[m].astype(np.float32)))
+    model.item_tables_changed()
 
 
 # ---- training ---------------------------------------------------------------------------------
@@ -347,6 +348,29 @@ def train_one_epoch(
     return total / max(count, 1)
 
 
+def prepare_model(model: RankingModel, train: EncodedSplit, config: TrainConfig, *, resuming: bool, progress: bool = True) -> list[dict[str, Any]]:
+    """What a model does before the main loop (both no-ops for most models): fit item features
+    on the training split (QARM's codes), then train each pre-training phase (SimTier+MAKE's
+    multimodal module) on that phase's parameters only, with an optimiser of its own, and freeze
+    them. When resuming, the checkpoint holds all of it: the phases' modules are only frozen.
+    Returns one record per pre-training epoch."""
+    from rich.console import Console
+
+    records: list[dict[str, Any]] = []
+    if not resuming:
+        model.fit_item_features(train, config.seed)
+    for phase in model.pretraining_phases():
+        if not resuming:
+            optimizer = AdamWithSparseEmbeddings(phase.module, config.lr, config.weight_decay)
+            with model.active_phase(phase.name):
+                for epoch in range(phase.epochs):
+                    loss = train_one_epoch(model, optimizer, train, config, epoch, progress=progress)
+                    records.append({"phase": phase.name, "epoch": epoch + 1, "train_loss": loss})
+                    Console(stderr=True, quiet=not progress).print(f"{phase.name} epoch {epoch + 1}: train loss {loss:.4f}")
+        phase.module.requires_grad_(False)  # the main loop's optimiser then never moves it
+    return records
+
+
 def train_model(
     data: RankingData,
     config: TrainConfig,
@@ -367,10 +391,12 @@ def train_model(
         raise InputError("no training samples (samples/train.parquet is empty)")
     valid = data.splits.get("valid")
     model = make_model(config, data.tables)
+    ckpt = Path(out) / "checkpoint" if out is not None else None
+    resuming = resume and ckpt is not None and (ckpt / "manifest.json").is_file()
+    prepare_model(model, data.splits["train"], config, resuming=resuming, progress=progress)
     optimizer = make_optimizer(model, config)
     state = {"epoch": -1, "best_epoch": -1, "best_auc": -math.inf, "bad_epochs": 0, "history": [], "best_state": None}
-    ckpt = Path(out) / "checkpoint" if out is not None else None
-    if resume and ckpt is not None and (ckpt / "manifest.json").is_file():
+    if resuming:
         state = _load_checkpoint(ckpt, model, optimizer, config, data.tables)
         console.print(f"resuming after epoch {state['epoch'] + 1} from {ckpt}")
     for epoch in range(state["epoch"] + 1, config.epochs):
