@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from psrq.errors import ArtifactError, InputError
-from psrq.rank.models import OOV, PAD, TableShapes
+from psrq.rank.models import OOV, PAD, TableShapes, identical_codebooks
 
 SAMPLE_COLUMNS = ("user_id", "item_id", "label", "history")
 RESERVED_ITEM_IDS = ("<pad>", "<oov>")
@@ -166,6 +166,7 @@ class ItemTables:
             n_ids=self.n_ids,
             sid_sizes=dict(self.sid_sizes),
             content_dims={m: int(x.shape[1]) for m, x in self.content.items()},
+            sid_aliases=identical_codebooks(self.sids, self.sid_sizes),
         )
 
     def rows_of(self, item_ids: Any) -> np.ndarray:

@@ -98,14 +98,20 @@ class TargetAttentionPooling(nn.Module):
 
 
 class MLPTower(nn.Module):
-    """Prediction MLP: [B, in_dim] -> logits [B]. Hidden sizes default to [256, 128, 64]."""
+    """Prediction MLP: [B, in_dim] -> logits [B]. Hidden sizes default to [256, 128, 64].
 
-    def __init__(self, in_dim: int, hidden: Sequence[int] = (256, 128, 64)) -> None:
+    ``dropout`` > 0 drops each hidden activation with that probability while training (the
+    module's train mode); in eval mode it is the identity, so scores are deterministic.
+    """
+
+    def __init__(self, in_dim: int, hidden: Sequence[int] = (256, 128, 64), *, dropout: float = 0.0) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         prev = in_dim
         for h in hidden:
             layers += [nn.Linear(prev, int(h)), nn.ReLU()]
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
             prev = int(h)
         layers.append(nn.Linear(prev, 1))
         self.net = nn.Sequential(*layers)
