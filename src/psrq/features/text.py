@@ -226,6 +226,9 @@ def _ort_session(path: Path, threads: int) -> Any:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = max(1, int(threads))
     opts.inter_op_num_threads = 1
+    # Sleep rather than spin between ops (ONNX Runtime spins by default, like libgomp's ACTIVE
+    # policy, which stalls shared cores; see psrq.quantize.kmeans.import_faiss).
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
