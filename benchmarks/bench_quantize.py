@@ -180,14 +180,24 @@ def main() -> None:
 
 
 def print_table(rows: list[dict[str, object]]) -> None:
+    """Markdown table; "vs RQKMeans" compares with the latest RQKMeans row of the same n above it
+    (runs repeated with `--methods RQKMeans PSRQ RQKMeans PSRQ` pair up), in wall and CPU time."""
     print(
-        "| n | method | fit s (CPU s) | encode s (CPU s) | encode items/s | fit+encode s | vs RQKMeans "
+        "| n | method | fit s (CPU s) | encode s (CPU s) | encode items/s | fit+encode s | vs RQKMeans wall / CPU "
         "| peak RSS MB | peak / input |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
-    base = {r["n"]: r["total_s"] for r in rows if r["method"] == "RQKMeans"}
+    base: dict[object, dict[str, object]] = {}
     for r in rows:
-        ratio = f"{r['total_s'] / base[r['n']]:.2f}x" if r["n"] in base else "-"
+        if r["method"] == "RQKMeans":
+            base[r["n"]] = r
+        ratio = "-"
+        b = base.get(r["n"])
+        if b is not None:
+            ratio = f"{r['total_s'] / b['total_s']:.2f}x"
+            if "fit_cpu_s" in r and "fit_cpu_s" in b:
+                cpu = (r["fit_cpu_s"] + r["encode_cpu_s"]) / (b["fit_cpu_s"] + b["encode_cpu_s"])
+                ratio += f" / {cpu:.2f}x"
         name = r["method"] + (f" (beam {r['beam']})" if "beam" in r else "")
         fit_cpu = f" ({r['fit_cpu_s']})" if "fit_cpu_s" in r else ""
         enc_cpu = f" ({r['encode_cpu_s']})" if "encode_cpu_s" in r else ""

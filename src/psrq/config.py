@@ -79,6 +79,9 @@ class FeaturesConfig(_Strict):
                     "have a text column, then audio if audio_model is set",
     )
     text_model: str = Field("minilm", description="'minilm' or a local Hugging Face model directory")
+    text_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
+        "torch", description="how a sentence-transformers text model runs on CPU (docs/encoders.md)"
+    )
     text_column: str = "text"
     audio_model: str | None = Field(
         None, description="None (no audio), 'musicnn-msd', 'musicnn-mtt' or a local MERT directory"

@@ -227,7 +227,10 @@ def _embed_text(config: RunConfig, paths: RunPaths) -> None:
     from psrq.features.embed import embed_text_items
     from psrq.features.text import load_text_encoder
 
-    encoder = load_text_encoder(config.features.text_model)
+    encoder = load_text_encoder(
+        config.features.text_model, backend=config.features.text_backend,
+        onnx_dir=Path(default_cache_dir()).parent / "onnx",
+    )
     embed_text_items(
         paths.data / "items.parquet",
         paths.embedding("text"),

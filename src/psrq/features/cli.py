@@ -61,17 +61,18 @@ def embed_text(
     max_length: Annotated[int, typer.Option("--max-length", min=1, help="Token limit for HF models (longer text is truncated).")] = 512,
     trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Allow a model directory's own code (Baichuan2 needs it).")] = False,
     threads: Annotated[int | None, typer.Option("--threads", min=1, help="Torch CPU threads (default: torch's choice).")] = None,
+    backend: Annotated[str, typer.Option("--backend", help="torch, onnx (ONNX Runtime fp32) or onnx-int8 (dynamic int8); sentence-transformers models only. The ONNX export is made once and cached beside the embedding cache (docs/encoders.md).")] = "torch",
     wait: WaitOpt = False,
 ) -> None:
     from psrq.outputs import Output, claim_outputs
 
     with claim_outputs(Output(out, "file", "--out"), Output(out.with_suffix(".report.json"), "file", "--out", lock=False), wait=wait):
         _embed_text(items, out, model, column, batch_size, cache_dir, no_cache, skip_empty, no_normalize, max_length,
-                    trust_remote_code, threads)
+                    trust_remote_code, threads, backend)
 
 
 def _embed_text(items, out, model, column, batch_size, cache_dir, no_cache, skip_empty, no_normalize, max_length,
-                trust_remote_code, threads) -> None:
+                trust_remote_code, threads, backend) -> None:
     from psrq.features.base import set_torch_threads
     from psrq.features.cache import default_cache_dir
     from psrq.features.embed import embed_text_items, read_items
@@ -79,9 +80,10 @@ def _embed_text(items, out, model, column, batch_size, cache_dir, no_cache, skip
 
     set_torch_threads(threads)
     read_items(items, [column])  # fail on a bad items file before loading a model
+    cache_root = cache_dir or default_cache_dir()
     encoder = load_text_encoder(
         model, normalize=not no_normalize, batch_size=batch_size, max_length=max_length,
-        trust_remote_code=trust_remote_code,
+        trust_remote_code=trust_remote_code, backend=backend, onnx_dir=Path(cache_root).parent / "onnx",
     )
     report = embed_text_items(
         items, out, encoder, column=column, batch_size=max(batch_size, 256),

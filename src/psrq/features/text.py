@@ -96,6 +96,142 @@ class SentenceTransformerEncoder:
         return np.asarray(out, dtype=np.float32)
 
 
+TEXT_BACKENDS = ("torch", "onnx", "onnx-int8")
+# The backend used when none is named; docs/encoders.md gives the measurement behind it.
+DEFAULT_TEXT_BACKEND = "torch"
+
+
+class OnnxTextEncoder:
+    """A sentence-transformers model (BERT-style: Transformer -> mean Pooling -> Normalize) run by
+    ONNX Runtime on CPU. `encode`: list[str] -> float32 [b, dim].
+
+    The transformer is exported once from the local weights (torch.onnx.export; never
+    downloaded) to `onnx_dir/<model fingerprint>/model.onnx`; with ``quantize=True`` ONNX
+    Runtime's dynamic int8 quantization of that export (model-int8.onnx) is used instead. Both
+    files are reused by later runs. Tokenisation, mean pooling and L2 normalisation are the
+    sentence-transformers model's own (its tokenizer and max_seq_length), so the vectors match
+    the torch backend's up to float error (fp32) or int8 rounding (cosine measured in
+    benchmarks/RESULTS.md; tests/features/test_text_onnx.py checks it on real texts).
+    """
+
+    modality = "text"
+
+    def __init__(
+        self,
+        model_dir: str | os.PathLike[str] | None = None,
+        *,
+        quantize: bool = False,
+        onnx_dir: str | os.PathLike[str] | None = None,
+        normalize: bool = True,
+        batch_size: int = 64,
+        threads: int | None = None,
+    ) -> None:
+        import torch
+
+        self.reference = SentenceTransformerEncoder(model_dir, normalize=normalize, batch_size=batch_size)
+        self.model_dir = self.reference.model_dir
+        transformer = self.reference.model[0]
+        self.tokenizer = transformer.tokenizer
+        self.max_length = int(transformer.max_seq_length)
+        self.dim, self.normalize, self.batch_size, self.quantize = self.reference.dim, normalize, batch_size, quantize
+        if onnx_dir is None:
+            from psrq.features.cache import default_cache_dir
+
+            onnx_dir = Path(default_cache_dir()).parent / "onnx"
+        folder = Path(onnx_dir) / fingerprint_model_dir(self.model_dir, extra="onnx-export-v2")[:24]
+        self.onnx_path = export_onnx(transformer, folder, quantize=quantize)
+        self._session = _ort_session(self.onnx_path, threads or torch.get_num_threads())
+        self._inputs = {i.name for i in self._session.get_inputs()}
+        kind = "onnx-int8" if quantize else "onnx"
+        self.name = f"{kind}:{self.reference._model_name()}" + ("" if normalize else " (unnormalised)")
+
+    @cached_property
+    def fingerprint(self) -> str:
+        # Own cache keys: int8 (and, to float error, fp32 ONNX) vectors are not the torch ones.
+        kind = "int8" if self.quantize else "fp32"
+        return fingerprint_model_dir(self.model_dir, extra=f"onnx-v1|{kind}|normalize={self.normalize}")
+
+    def encode(self, batch: Sequence[Any]) -> np.ndarray:
+        texts = _check_texts(batch)
+        out = np.zeros((len(texts), self.dim), np.float32)
+        # Longest first in batches of similar length (as sentence-transformers does): less padding.
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        for start in range(0, len(texts), self.batch_size):
+            rows = order[start : start + self.batch_size]
+            out[rows] = self._encode_chunk([texts[i] for i in rows])
+        return l2_normalize(out) if self.normalize else out
+
+    def _encode_chunk(self, texts: list[str]) -> np.ndarray:
+        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
+        feeds = {k: np.asarray(v, dtype=np.int64) for k, v in enc.items() if k in self._inputs}
+        hidden = self._session.run(None, feeds)[0]  # [b, seq, dim]
+        mask = feeds["attention_mask"][..., None].astype(np.float32)
+        return (hidden * mask).sum(1) / np.maximum(mask.sum(1), 1e-9)  # mean over real tokens
+
+
+def export_onnx(transformer: Any, folder: Path, *, quantize: bool) -> Path:
+    """Path of model.onnx (or model-int8.onnx) in `folder`, exporting it first if it is missing.
+
+    Written to a temporary name and renamed, so a crash never leaves a half file in the cache.
+    """
+    import torch
+
+    folder.mkdir(parents=True, exist_ok=True)
+    fp32 = folder / "model.onnx"
+    if not fp32.is_file():
+        model = _last_hidden(transformer.auto_model).eval()
+        enc = transformer.tokenizer(["an export example", "two"], padding=True, return_tensors="pt")
+        names = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
+        tmp = folder / f".model.{os.getpid()}.onnx"
+        with torch.no_grad():
+            torch.onnx.export(
+                model, tuple(enc[k] for k in names), str(tmp), input_names=names,
+                output_names=["last_hidden_state"], opset_version=17, dynamo=False,
+                dynamic_axes={k: {0: "batch", 1: "seq"} for k in [*names, "last_hidden_state"]},
+            )
+        os.replace(tmp, fp32)
+    if not quantize:
+        return fp32
+    int8 = folder / "model-int8.onnx"
+    if not int8.is_file():
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        tmp = folder / f".model-int8.{os.getpid()}.onnx"
+        # Per-channel weight scales: per-tensor int8 lost too much (cosine to torch min 0.915,
+        # mean 0.957 on Last.fm-2k texts; per-channel: min 0.984, mean 0.993).
+        quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
+        os.replace(tmp, int8)
+    return int8
+
+
+def _last_hidden(model: Any) -> Any:
+    """A torch module returning only last_hidden_state (the one tensor the export needs)."""
+    import torch
+
+    class LastHidden(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *args: Any) -> Any:
+            names = ("input_ids", "attention_mask", "token_type_ids")
+            return self.model(**dict(zip(names, args, strict=False))).last_hidden_state
+
+    return LastHidden()
+
+
+def _ort_session(path: Path, threads: int) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = max(1, int(threads))
+    opts.inter_op_num_threads = 1
+    # Sleep rather than spin between ops (ONNX Runtime spins by default, like libgomp's ACTIVE
+    # policy, which stalls shared cores; see psrq.quantize.kmeans.import_faiss).
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
 class HFTextEncoder:
     """Mean-pooled last hidden layer of a local `transformers` AutoModel directory.
 
@@ -183,18 +319,31 @@ def load_text_encoder(
     batch_size: int = 64,
     max_length: int = 512,
     trust_remote_code: bool = False,
+    backend: str = DEFAULT_TEXT_BACKEND,
+    onnx_dir: str | os.PathLike[str] | None = None,
 ) -> Encoder:
-    """None or 'minilm' -> all-MiniLM-L6-v2; a sentence-transformers dir -> that; any other HF dir -> mean pooling."""
+    """None or 'minilm' -> all-MiniLM-L6-v2; a sentence-transformers dir -> that; any other HF dir -> mean pooling.
+
+    `backend` (sentence-transformers models only): "torch", "onnx" (ONNX Runtime, fp32) or
+    "onnx-int8" (dynamically quantized); see docs/encoders.md for which is the default and why.
+    """
+    if backend not in TEXT_BACKENDS:
+        raise InputError(f"unknown text backend {backend!r}; choose one of {list(TEXT_BACKENDS)}")
     if model is None or str(model) in ("minilm", "all-MiniLM-L6-v2"):
-        return SentenceTransformerEncoder(None, normalize=normalize, batch_size=batch_size)
-    path = Path(model)
-    if not path.is_dir():
-        raise InputError(
-            f"text model {model!r} is not a local directory (models are never downloaded; "
-            "pass a directory holding config.json, or leave --model out for all-MiniLM-L6-v2)"
-        )
-    if (path / "modules.json").is_file():
-        return SentenceTransformerEncoder(path, normalize=normalize, batch_size=batch_size)
+        path = None
+    else:
+        path = Path(model)
+        if not path.is_dir():
+            raise InputError(
+                f"text model {model!r} is not a local directory (models are never downloaded; "
+                "pass a directory holding config.json, or leave --model out for all-MiniLM-L6-v2)"
+            )
+    if path is None or (path / "modules.json").is_file():
+        if backend == "torch":
+            return SentenceTransformerEncoder(path, normalize=normalize, batch_size=batch_size)
+        return OnnxTextEncoder(path, quantize=backend == "onnx-int8", onnx_dir=onnx_dir, normalize=normalize, batch_size=batch_size)
+    if backend != "torch":
+        raise InputError(f"backend {backend!r} needs a sentence-transformers directory (modules.json); {path} has none")
     return HFTextEncoder(
         path, normalize=normalize, max_length=max_length, batch_size=batch_size,
         trust_remote_code=trust_remote_code,

@@ -323,6 +323,17 @@ class ItemTables:
             h.update(json.dumps(self.sid_sizes[cb]).encode())
         return h.hexdigest()[:32]
 
+    def subset(self, rows: np.ndarray) -> ItemTables:
+        """The tables restricted to item rows `rows` (renumbered 0..len(rows)-1, in that order)."""
+        return ItemTables(
+            item_ids=self.item_ids[rows],
+            item_to_id=self.item_to_id[rows],
+            n_ids=self.n_ids,
+            sids={cb: tab[rows] for cb, tab in self.sids.items()},
+            sid_sizes=dict(self.sid_sizes),
+            content={m: x[rows] for m, x in self.content.items()},
+        )
+
     def with_new_items(
         self,
         item_ids: list[str],

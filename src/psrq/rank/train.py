@@ -38,6 +38,7 @@ from psrq.rank.batches import (
 )
 from psrq.rank.metrics import evaluate_predictions
 from psrq.rank.models import OOV, RankingModel, TableShapes, build_model
+from psrq.rank.models import PAD as PAD_ROW
 
 MODEL_KIND = "psrq-ranker"
 CHECKPOINT_KIND = "psrq-ranker-checkpoint"
@@ -587,21 +588,21 @@ class Ranker:
         """
         if not candidates:
             raise InputError("no candidate items to score")
-        tables = self._tables_with(list(history) + list(candidates), new_sids or {}, new_content or {})
-        rows_c = tables.rows_of(list(candidates))
-        rows_h = tables.rows_of(list(history))[-self.max_history :] if history else np.zeros(0, np.int64)
+        new_sids, new_content = new_sids or {}, new_content or {}
+        history = list(history)[-self.max_history :]
+        rows_c = self.tables.rows_of(list(candidates))
+        rows_h = self.tables.rows_of(history) if history else np.zeros(0, np.int64)
+        known = rows_c != OOV
+        model = self.model
+        described_new = [i for i in dict.fromkeys([*history, *candidates]) if (i in new_sids or i in new_content)]
+        described_new = [i for i, r in zip(described_new, self.tables.rows_of(described_new), strict=True) if r == OOV] if described_new else []
+        if described_new:
+            model, rows_c, rows_h = self._request_model(history, candidates, rows_c, rows_h, described_new, new_sids, new_content)
         hist = np.zeros((1, self.max_history), dtype=np.int64)
         hist[0, : len(rows_h)] = rows_h
-        if tables is not self.tables:
-            load_item_tables(self.model, tables)
-        try:
-            with torch.no_grad():
-                logits = self.model(torch.from_numpy(rows_c), torch.from_numpy(hist)).numpy()  # history [1, L], broadcast
-        finally:
-            if tables is not self.tables:
-                load_item_tables(self.model, self.tables)
-        known = rows_c != OOV if tables is self.tables else self.tables.rows_of(list(candidates)) != OOV
-        described = np.array([(c in (new_sids or {})) or (c in (new_content or {})) for c in candidates])
+        with torch.no_grad():
+            logits = model(torch.from_numpy(rows_c), torch.from_numpy(hist)).numpy()  # history [1, L], broadcast
+        described = np.array([(c in new_sids) or (c in new_content) for c in candidates])
         order = np.argsort(-logits, kind="stable")
         return [
             {
@@ -613,23 +614,42 @@ class Ranker:
             for i in order
         ]
 
-    def _tables_with(self, items: list[str], new_sids: dict[str, dict[str, np.ndarray]], new_content: dict[str, dict[str, np.ndarray]]) -> ItemTables:
-        if not new_sids and not new_content:
-            return self.tables
-        uniq = list(dict.fromkeys(items))
-        unseen = self.tables.rows_of(uniq) == OOV
-        unknown = [i for i, u in zip(uniq, unseen, strict=True) if u and (i in new_sids or i in new_content)]
-        if not unknown:
-            return self.tables
+    def _request_model(
+        self,
+        history: list[str],
+        candidates: list[str],
+        rows_c: np.ndarray,
+        rows_h: np.ndarray,
+        unknown: list[str],
+        new_sids: dict[str, dict[str, np.ndarray]],
+        new_content: dict[str, dict[str, np.ndarray]],
+    ) -> tuple[RankingModel, np.ndarray, np.ndarray]:
+        """A per-request view of the model whose item tables hold only this request's items.
+
+        Thread safety: the shared model is never modified (a service scores from many threads).
+        The view shares every parameter with the model but has its own buffer dict, holding
+        small tables: PAD, OOV, the request's known rows, then the described new items (ID row
+        = OOV). Returns (view, candidate rows, history rows) in the small tables' numbering.
+        """
+        known_rows = np.unique(np.concatenate([rows_c, rows_h, [PAD_ROW, OOV]]))  # sorted: PAD, OOV first
+        small = self.tables.subset(known_rows)
         sids = {
             cb: np.stack([np.asarray(new_sids.get(i, {}).get(cb, [-1] * len(sizes)), dtype=np.int64) for i in unknown])
-            for cb, sizes in self.tables.sid_sizes.items()
+            for cb, sizes in small.sid_sizes.items()
         }
         content = {
             m: np.stack([np.asarray(new_content.get(i, {}).get(m, np.zeros(X.shape[1])), dtype=np.float32) for i in unknown])
-            for m, X in self.tables.content.items()
+            for m, X in small.content.items()
         }
-        return self.tables.with_new_items(unknown, sids, content)
+        small = small.with_new_items(unknown, sids, content)
+        local = np.searchsorted(known_rows, np.concatenate([rows_c, rows_h]))
+        new_row = {item: len(known_rows) + j for j, item in enumerate(unknown)}
+        both = [*candidates, *history]
+        local = np.array([new_row.get(item, r) for item, r in zip(both, local.tolist(), strict=True)], dtype=np.int64)
+        view = copy.copy(self.model)
+        view._buffers = dict(self.model._buffers)  # its own buffer dict: the model's stays untouched
+        load_item_tables(view, small)
+        return view, local[: len(candidates)], local[len(candidates) :]
 
 
 def model_sid_fingerprint(model: RankingModel, tables: ItemTables) -> str:
