@@ -74,6 +74,10 @@ def _error(status: int, error: str, details: list[tuple[str, str]]) -> JSONRespo
 def _validation_details(errors: list[dict[str, Any]], drop_first: bool) -> list[tuple[str, str]]:
     out = []
     for e in errors:
+        if e.get("type") == "json_invalid":
+            where = e.get("ctx", {}).get("error") or ""
+            out.append(("body", f"not valid JSON{': ' + str(where) if where else ''} (at {list(e.get('loc', ()))[-1]})"))
+            continue
         loc = list(e.get("loc", ()))
         if drop_first and loc and loc[0] in ("body", "query", "path"):
             loc = loc[1:]
@@ -118,29 +122,33 @@ class BodyLimit:
         if length is not None and length.isdigit() and int(length) > self.limit:
             await self._reject(scope, receive, send)
             return
-        seen = 0
-
-        async def limited_receive() -> dict[str, Any]:
-            nonlocal seen
+        # Chunked (or lying) bodies: read up to the limit here, then replay them to the app.
+        chunks, seen, more = [], 0, True
+        while more:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _TooLarge
-            return message
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            seen += len(chunks[-1])
+            if seen > self.limit:
+                await self._reject(scope, receive, send)
+                return
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        replayed = False
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _TooLarge:
-            await self._reject(scope, receive, send)
+        async def replay() -> dict[str, Any]:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
     async def _reject(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         response = _error(413, "too_large", [("body", f"request body exceeds the limit of {self.limit} bytes")])
         await response(scope, receive, send)
-
-
-class _TooLarge(Exception):
-    pass
 
 
 # ---- the app ----------------------------------------------------------------------------------
