@@ -12,8 +12,6 @@ reload brings a fresh ranker with its own lock.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from psrq.serve.assign import RequestError, assign_sids, check_vector
@@ -23,10 +21,12 @@ from psrq.serve.schemas import ScoredItem, ScoreRequest, ScoreResponse
 _STATUS = {"known": "known", "new (SIDs/content)": "new", "unknown (OOV only)": "unknown"}
 
 
-def check_codes(ranker: Any, codebook: str, codes: list[int], where: str) -> np.ndarray:
-    sizes = ranker.tables.sid_sizes.get(codebook)
-    if sizes is None:
-        raise RequestError(where, f"unknown codebook {codebook!r}; the ranker's codebooks are {sorted(ranker.tables.sid_sizes)}")
+def check_codes(loaded: Loaded, codebook: str, codes: list[int], where: str) -> np.ndarray:
+    """Codes int64 [n_levels] valid for the quantizer's codebook, or RequestError naming `where`."""
+    q = loaded.quantizer.quantizers_.get(codebook)
+    if q is None:
+        raise RequestError(where, f"unknown codebook {codebook!r}; the quantizer's codebooks are {loaded.codebooks}")
+    sizes = [int(k) for k in q.codebook_sizes_]
     arr = np.asarray(codes, dtype=np.int64)
     if arr.shape != (len(sizes),):
         raise RequestError(where, f"has {len(codes)} levels; codebook {codebook!r} has {len(sizes)}")
@@ -50,7 +50,8 @@ def describe_new_items(loaded: Loaded, request: ScoreRequest) -> tuple[dict[str,
         seen.add(item.item_id)
         if not item.sids and not item.embeddings:
             raise RequestError(where, "a new item needs sids or embeddings")
-        new_sids[item.item_id] = {cb: check_codes(ranker, cb, codes, f"{where}.sids.{cb}") for cb, codes in item.sids.items()}
+        checked = {cb: check_codes(loaded, cb, codes, f"{where}.sids.{cb}") for cb, codes in item.sids.items()}
+        new_sids[item.item_id] = {cb: c for cb, c in checked.items() if cb in ranker.tables.sid_sizes}  # codebooks the ranker uses
         vectors = {m: check_vector(loaded, m, v, f"{where}.embeddings.{m}") for m, v in item.embeddings.items()}
         content = {m: x for m, x in vectors.items() if m in ranker.tables.content}
         if content:
@@ -65,6 +66,7 @@ def describe_new_items(loaded: Loaded, request: ScoreRequest) -> tuple[dict[str,
             new_sids[item_id] = {
                 cb: sids.codes[cb][r].astype(np.int64) for cb in sids.codebooks if sids.present[cb][r] and cb in ranker.tables.sid_sizes
             }
+    # An item described only in codebooks this ranker does not use is, for it, unknown (OOV only).
     return {k: v for k, v in new_sids.items() if v}, new_content
 
 
