@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import httpx
@@ -109,3 +110,30 @@ def test_failed_reload_keeps_the_current_models(reload_server: Server, tmp_path:
         r = c.post("/admin/reload", json={"ranker": 3}, headers={"authorization": f"Bearer {ADMIN_TOKEN}"})
         assert r.status_code == 422 and r.json()["detail"][0]["field"] == "ranker"
         assert c.get("/v1/version").json() == before
+
+
+def test_reload_reaches_every_worker(serve_artifacts: dict[str, Any], tmp_path: Any) -> None:
+    from serve_fixtures import start_server, stop_server
+
+    a = serve_artifacts
+    server = start_server(["--quantizer", str(a["quantizer"]), "--ranker", str(a["rankers"]["MCCA"]), "--workers", "2"],
+                          tmp_path / "workers.log", token=ADMIN_TOKEN)
+    try:
+        body = {"history": a["item_ids"][:5], "candidates": a["item_ids"][10:20]}
+        r = httpx.post(f"{server.url}/admin/reload", json={"ranker": str(a["rankers"]["DIN"])}, headers={"authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=60)
+        assert r.status_code == 200 and r.json()["generation"] == 1
+        seen: list[str] = []
+        for _ in range(100):  # bounded: new connections land on either worker
+            resp = httpx.post(f"{server.url}/v1/score", json=body, timeout=30)
+            assert resp.status_code == 200
+            seen.append(resp.json()["model"])
+            if seen[-20:] == ["DIN"] * 20:
+                break
+            time.sleep(0.1)
+        assert seen[-20:] == ["DIN"] * 20, seen
+        versions = [httpx.get(f"{server.url}/v1/version", timeout=30).json() for _ in range(40)]
+        assert len({v["worker_pid"] for v in versions}) == 2  # both workers answered
+        assert {v["generation"] for v in versions} == {1}
+        assert {v["models"]["ranker"]["path"] for v in versions} == {str(a["rankers"]["DIN"])}
+    finally:
+        stop_server(server.process)

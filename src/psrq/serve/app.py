@@ -14,10 +14,13 @@ Every bad request gets a 4xx JSON body {"error": ..., "detail": [{"field", "reas
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
+import logging
 import os
 import tempfile
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -47,6 +50,8 @@ class ServeSettings:
     max_history: int = 1000  # history items accepted (the ranker keeps its newest max_history)
     max_body_bytes: int = 8 << 20  # any request body (uploaded audio included)
     admin_token: str | None = field(default=None, repr=False)
+    # With several workers: a reload done by one worker is recorded here and the others follow.
+    reload_file: str | None = None
 
     def to_json(self) -> str:
         return json.dumps({**self.__dict__, "spec": self.spec.__dict__, "admin_token": None})
@@ -155,10 +160,19 @@ class BodyLimit:
 def create_app(settings: ServeSettings, loaded: Loaded | None = None) -> FastAPI:
     """Load (and verify) the artifacts now, then return the app; loading errors raise here."""
     holder = ModelHolder(loaded if loaded is not None else load_artifacts(settings.spec))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        watcher = asyncio.create_task(_follow_reloads(holder, settings.reload_file)) if settings.reload_file else None
+        yield
+        if watcher is not None:
+            watcher.cancel()
+
     app = FastAPI(
         title="psrq serve",
         description="Semantic IDs for new tracks (PSRQ) and MCCA ranking with frozen artifacts. See docs/serving.md.",
         version=_version(),
+        lifespan=lifespan,
     )
     app.state.holder = holder
     app.state.settings = settings
@@ -334,14 +348,51 @@ def _admin_routes(app: FastAPI, holder: ModelHolder, settings: ServeSettings) ->
         async with holder.reload_lock:
             cur = holder.current
             spec = cur.spec.with_overrides(quantizer=body.quantizer, ranker=body.ranker)
+            recorded = _read_reload_file(settings.reload_file)
+            generation = max(cur.generation, int(recorded.get("generation", 0))) + 1
             try:
-                new = await run_in_threadpool(load_artifacts, spec, generation=cur.generation + 1)
+                new = await run_in_threadpool(load_artifacts, spec, generation=generation)
             except PsrqError as e:
                 field = "ranker" if body.ranker and body.ranker in str(e) else "quantizer" if body.quantizer else "body"
                 raise RequestError(field, f"not loaded, the current models stay: {e}") from None
             holder.current = new
+            if settings.reload_file:
+                _write_reload_file(settings.reload_file, new)
         info = new.version_info()
         return s.ReloadResponse(generation=new.generation, loaded_at=new.loaded_at, load_seconds=info["load_seconds"], models=info["models"])
+
+
+def _read_reload_file(path: str | None) -> dict[str, Any]:
+    if not path or not Path(path).is_file():
+        return {}
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _write_reload_file(path: str, loaded: Loaded) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    Path(tmp).write_text(json.dumps({"generation": loaded.generation, "spec": loaded.spec.__dict__}))
+    os.replace(tmp, path)
+
+
+async def _follow_reloads(holder: ModelHolder, path: str, interval: float = 0.5) -> None:
+    """Worker side of a multi-worker reload: load what another worker recorded, then swap."""
+    while True:
+        await asyncio.sleep(interval)
+        recorded = _read_reload_file(path)
+        generation = int(recorded.get("generation", 0))
+        if generation <= holder.current.generation:
+            continue
+        async with holder.reload_lock:
+            if generation <= holder.current.generation:
+                continue
+            try:
+                holder.current = await run_in_threadpool(load_artifacts, ServeSpec(**recorded["spec"]), generation=generation)
+            except PsrqError as e:  # keep serving the current models; the next change is tried again
+                logging.getLogger("psrq.serve").warning("worker %s could not follow reload %s: %s", os.getpid(), generation, e)
+                await asyncio.sleep(5.0)
 
 
 def _check_admin(request: Request, settings: ServeSettings) -> None:

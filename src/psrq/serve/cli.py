@@ -52,8 +52,22 @@ def _run_paths(run: Path) -> dict[str, str | None]:
         "ranker": str(rankers[0]) if rankers else None,
         "items": str(items) if items.is_file() else None,
         "embeddings": str(run / "embeddings") if (run / "embeddings").is_dir() else None,
-        "text_encoder": "minilm" if (run / "embeddings" / "text.parquet").is_file() else None,
+        "text_encoder": _encoder_of(run / "embeddings" / "text.parquet"),
+        "audio_encoder": _encoder_of(run / "embeddings" / "audio.parquet"),
     }
+
+
+def _encoder_of(path: Path) -> str | None:
+    """The encoder name `psrq serve` loads for embeddings written by `psrq embed` (None: SYNTHETIC or unknown)."""
+    from psrq.serve.loaded import embeddings_metadata
+
+    name = embeddings_metadata(path).get("psrq.encoder", "")
+    if name.startswith("sentence-transformers:all-MiniLM-L6-v2"):
+        return "minilm"
+    for musicnn in ("musicnn-msd", "musicnn-mtt"):
+        if name.startswith(musicnn):
+            return musicnn
+    return None
 
 
 def serve(
@@ -97,6 +111,9 @@ def serve(
         uvicorn.run(app, host=host, port=port, log_level=log_level)
         return
     create_app(settings)  # verify once in this process so a bad directory fails before forking
+    import tempfile
+
+    settings.reload_file = str(Path(tempfile.mkdtemp(prefix="psrq-serve-")) / "reload.json")
     os.environ[SETTINGS_ENV] = settings.to_json()
     typer.echo(f"psrq serve: {workers} workers on http://{host}:{port}", err=True)
     uvicorn.run("psrq.serve.app:create_app_from_env", factory=True, host=host, port=port, workers=workers, log_level=log_level)

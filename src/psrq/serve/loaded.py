@@ -73,6 +73,7 @@ class Loaded:
             "loaded_at": self.loaded_at,
             "load_seconds": round(self.load_seconds, 3),
             "generation": self.generation,
+            "worker_pid": os.getpid(),
             "models": {
                 name: {"path": path, "fingerprint": self.fingerprints[name]}
                 for name, path in self._paths().items()
@@ -106,8 +107,8 @@ def load_artifacts(spec: ServeSpec, *, generation: int = 0) -> Loaded:
     if spec.ranker is not None:
         ranker = _load_ranker(spec.ranker, quantizer)
         fingerprints["ranker"] = manifest_fingerprint(ranker.path)
-    text_encoder = _load_encoder("text", spec.text_encoder, quantizer)
-    audio_encoder = _load_encoder("audio", spec.audio_encoder, quantizer)
+    text_encoder = _load_encoder("text", spec.text_encoder, quantizer, spec.embeddings)
+    audio_encoder = _load_encoder("audio", spec.audio_encoder, quantizer, spec.embeddings)
     for name, enc in (("text_encoder", text_encoder), ("audio_encoder", audio_encoder)):
         if enc is not None:
             fingerprints[name] = str(enc.fingerprint)[:16]
@@ -147,7 +148,17 @@ def _load_ranker(path: str, quantizer: Any) -> Any:
     return ranker
 
 
-def _load_encoder(modality: str, name: str | None, quantizer: Any) -> Any | None:
+def embeddings_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The psrq.* key-value metadata of an embeddings Parquet file ({} when absent)."""
+    import pyarrow.parquet as pq
+
+    if not Path(path).is_file():
+        return {}
+    meta = pq.read_schema(path).metadata or {}
+    return {k.decode(): v.decode() for k, v in meta.items() if k.startswith(b"psrq.")}
+
+
+def _load_encoder(modality: str, name: str | None, quantizer: Any, embeddings: str | None) -> Any | None:
     if name is None:
         return None
     if modality not in quantizer.modalities_:
@@ -163,6 +174,13 @@ def _load_encoder(modality: str, name: str | None, quantizer: Any) -> Any | None
     if int(enc.dim) != int(quantizer.dims_[modality]):
         raise ArtifactError(
             f"{modality} encoder {name!r} produces {enc.dim}-d vectors; the quantizer was fitted on {quantizer.dims_[modality]}-d {modality} embeddings"
+        )
+    # With the embeddings the quantizer was fitted on, the encoder must be the one that wrote them.
+    recorded = embeddings_metadata(Path(embeddings) / f"{modality}.parquet").get("psrq.encoder_fingerprint") if embeddings else None
+    if recorded and recorded != str(enc.fingerprint):
+        raise ArtifactError(
+            f"{modality} encoder {name!r} (fingerprint {str(enc.fingerprint)[:16]}) is not the encoder that wrote "
+            f"{embeddings}/{modality}.parquet (fingerprint {recorded[:16]})"
         )
     return enc
 

@@ -114,6 +114,7 @@ class VersionResponse(BaseModel):
     loaded_at: str
     load_seconds: float
     generation: int
+    worker_pid: int = Field(description="process ID of the worker that answered (with --workers > 1)")
     models: dict[str, ModelInfo]
 
 
