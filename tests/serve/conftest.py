@@ -62,3 +62,14 @@ def reload_server(serve_artifacts: dict[str, Any], tmp_path: Path) -> Iterator[S
     server = start_server([*_base_args(a), "--ranker", str(a["rankers"]["MCCA"])], tmp_path / "reload.log", token=ADMIN_TOKEN)
     yield server
     stop_server(server.process)
+
+
+@pytest.fixture(scope="session")
+def text_only_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, dict[str, Any]]]:
+    """One modality (text), as `psrq run` on Last.fm-2k builds: the ranker's joint SID is the text SID."""
+    from psrq.serve.synthetic import build_service_artifacts
+
+    a = build_service_artifacts(tmp_path_factory.mktemp("text-only"), n_items=200, n_users=80, models=("MCCA",), modalities=("text",))
+    server = start_server(["--quantizer", str(a["quantizer"]), "--ranker", str(a["rankers"]["MCCA"])], tmp_path_factory.mktemp("logs") / "text-only.log")
+    yield server, a
+    stop_server(server.process)

@@ -152,6 +152,29 @@ def test_score_new_items_by_sids_and_by_embeddings_and_unknown_items(full_server
         assert got[w["item_id"]] == pytest.approx(w["logit"], abs=1e-6)
 
 
+def test_single_modality_joint_is_the_modality_sid(text_only_server: tuple[Server, dict[str, Any]]) -> None:
+    from psrq.quantize.multimodal import MultimodalQuantizer
+    from psrq.rank.train import Ranker
+
+    server, a = text_only_server
+    ids = a["item_ids"]
+    vec = new_vector(a, "text", ids[3])
+    request = {"history": ids[:8], "candidates": [*ids[20:30], "n1", "n2"],
+               "new_items": [{"item_id": "n1", "embeddings": {"text": vec}}, {"item_id": "n2", "sids": {"text": [1, 2]}}]}
+    with server.client() as c:
+        r = c.post("/v1/score", json=request)
+        assert c.post("/v1/items/sids", json={"items": [{"item_id": "n1", "embeddings": {"text": vec}}]}).json()["codebooks"] == ["text"]
+    assert r.status_code == 200, r.text
+    status = {x["item_id"]: x["status"] for x in r.json()["results"]}
+    assert status["n1"] == "new" and status["n2"] == "new"
+    text = MultimodalQuantizer.load(a["quantizer"]).transform({"text": (["n1"], np.array([vec], np.float32))}).codes["text"][0]
+    new_sids = {"n1": {"text": text, "joint": text}, "n2": {"text": np.array([1, 2]), "joint": np.array([1, 2])}}
+    want = Ranker.load(a["rankers"]["MCCA"]).score(request["history"], request["candidates"], new_sids=new_sids)
+    got = {x["item_id"]: x["logit"] for x in r.json()["results"]}
+    for w in want:
+        assert got[w["item_id"]] == pytest.approx(w["logit"], abs=1e-6)
+
+
 # ---- bad requests: every class gets a 4xx JSON body naming the field --------------------------
 def _item(i: int, dim: int = 384) -> dict[str, Any]:
     return {"item_id": f"b{i}", "embeddings": {"text": [0.01] * dim}}

@@ -107,6 +107,11 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def _psrq(_: Request, exc: PsrqError) -> JSONResponse:
         return _error(422, "invalid_request", [("body", str(exc))])
 
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> JSONResponse:  # a bug: JSON too, and logged by uvicorn
+        logging.getLogger("psrq.serve").exception("unhandled error on %s", request.url.path)
+        return _error(500, "internal_error", [(request.url.path, f"{type(exc).__name__}: {exc}")])
+
 
 def _reason(status: int) -> str:
     return {401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "unsupported_media_type"}.get(status, "error")

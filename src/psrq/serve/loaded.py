@@ -65,6 +65,9 @@ class Loaded:
     def modalities(self) -> list[str]:
         return list(self.quantizer.modalities_)
 
+    def codebook_quantizer(self, codebook: str) -> Any | None:
+        return codebook_quantizer(self.quantizer, codebook)
+
     def version_info(self) -> dict[str, Any]:
         from psrq import __version__
 
@@ -89,6 +92,23 @@ class Loaded:
         if self.audio_encoder is not None:
             out["audio_encoder"] = str(self.spec.audio_encoder)
         return out
+
+
+def joint_alias(quantizer: Any) -> str | None:
+    """With one modality and no joint codebook, the ranking stage's joint SID *is* that
+    modality's SID (`psrq.rank.train.with_single_modality_joint`): the modality it aliases."""
+    mods = list(quantizer.modalities_)
+    if "joint" not in quantizer.quantizers_ and len(mods) == 1:
+        return mods[0]
+    return None
+
+
+def codebook_quantizer(quantizer: Any, codebook: str) -> Any | None:
+    """The quantizer behind `codebook` (the aliased modality's for a single-modality joint)."""
+    q = quantizer.quantizers_.get(codebook)
+    if q is None and codebook == "joint" and joint_alias(quantizer) is not None:
+        q = quantizer.quantizers_[joint_alias(quantizer)]
+    return q
 
 
 def manifest_fingerprint(model_dir: str | os.PathLike[str]) -> str:
@@ -137,7 +157,7 @@ def _load_ranker(path: str, quantizer: Any) -> Any:
     for cb, sizes in ranker.tables.sid_sizes.items():
         if cb not in ranker.model.codebooks:
             continue
-        q = quantizer.quantizers_.get(cb)
+        q = codebook_quantizer(quantizer, cb)
         if q is None:
             raise ArtifactError(f"ranker {path} uses codebook {cb!r}, which quantizer has only {list(quantizer.quantizers_)}")
         q_sizes = [int(k) for k in q.codebook_sizes_]

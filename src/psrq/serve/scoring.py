@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from psrq.serve.assign import RequestError, assign_sids, check_vector
-from psrq.serve.loaded import Loaded
+from psrq.serve.loaded import Loaded, joint_alias
 from psrq.serve.schemas import ScoredItem, ScoreRequest, ScoreResponse
 
 _STATUS = {"known": "known", "new (SIDs/content)": "new", "unknown (OOV only)": "unknown"}
@@ -23,7 +23,7 @@ _STATUS = {"known": "known", "new (SIDs/content)": "new", "unknown (OOV only)": 
 
 def check_codes(loaded: Loaded, codebook: str, codes: list[int], where: str) -> np.ndarray:
     """Codes int64 [n_levels] valid for the quantizer's codebook, or RequestError naming `where`."""
-    q = loaded.quantizer.quantizers_.get(codebook)
+    q = loaded.codebook_quantizer(codebook)
     if q is None:
         raise RequestError(where, f"unknown codebook {codebook!r}; the quantizer's codebooks are {loaded.codebooks}")
     sizes = [int(k) for k in q.codebook_sizes_]
@@ -51,6 +51,9 @@ def describe_new_items(loaded: Loaded, request: ScoreRequest) -> tuple[dict[str,
         if not item.sids and not item.embeddings:
             raise RequestError(where, "a new item needs sids or embeddings")
         checked = {cb: check_codes(loaded, cb, codes, f"{where}.sids.{cb}") for cb, codes in item.sids.items()}
+        alias = joint_alias(loaded.quantizer)
+        if alias is not None and alias in checked and "joint" not in checked:
+            checked["joint"] = checked[alias]
         new_sids[item.item_id] = {cb: c for cb, c in checked.items() if cb in ranker.tables.sid_sizes}  # codebooks the ranker uses
         vectors = {m: check_vector(loaded, m, v, f"{where}.embeddings.{m}") for m, v in item.embeddings.items()}
         content = {m: x for m, x in vectors.items() if m in ranker.tables.content}
@@ -62,10 +65,12 @@ def describe_new_items(loaded: Loaded, request: ScoreRequest) -> tuple[dict[str,
     if to_assign:
         ids = list(dict.fromkeys(i for per in to_assign.values() for i in per))
         sids = assign_sids(loaded, to_assign, ids)
+        alias = joint_alias(loaded.quantizer)
         for r, item_id in enumerate(ids):
-            new_sids[item_id] = {
-                cb: sids.codes[cb][r].astype(np.int64) for cb in sids.codebooks if sids.present[cb][r] and cb in ranker.tables.sid_sizes
-            }
+            codes = {cb: sids.codes[cb][r].astype(np.int64) for cb in sids.codebooks if sids.present[cb][r]}
+            if alias is not None and alias in codes:
+                codes["joint"] = codes[alias]
+            new_sids[item_id] = {cb: c for cb, c in codes.items() if cb in ranker.tables.sid_sizes}
     # An item described only in codebooks this ranker does not use is, for it, unknown (OOV only).
     return {k: v for k, v in new_sids.items() if v}, new_content
 

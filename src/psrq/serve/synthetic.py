@@ -38,6 +38,7 @@ def build_service_artifacts(
     codebook_size: int = 8,
     n_levels: int = 2,
     models: tuple[str, ...] = ("MCCA", "DIN", "VBPR"),
+    modalities: tuple[str, ...] = ("text", "audio"),
     epochs: int = 1,
     seed: int = 0,
 ) -> dict[str, Any]:
@@ -58,7 +59,7 @@ def build_service_artifacts(
     rng = np.random.default_rng(seed + 1)
     embeddings = root / "embeddings"
     inputs = {}
-    for m, d in DIMS.items():
+    for m, d in ((m, DIMS[m]) for m in modalities):
         centres = rng.normal(size=(cluster.max() + 1, d)).astype(np.float32)
         X = centres[cluster] + 0.6 * rng.normal(size=(len(item_ids), d)).astype(np.float32)
         write_embeddings(embeddings / f"{m}.parquet", item_ids, X)
