@@ -320,7 +320,8 @@ def _decode_upload(data: bytes, filename: str, sample_rate: int) -> Any:
         try:
             return decode_audio(f.name, sample_rate)
         except AudioDecodeError as e:
-            raise RequestError("audio", f"{e.reason} audio" + (f" ({e.detail})" if e.detail else "")) from None
+            detail = e.detail.replace(f.name, filename)  # name the upload, not our temp file
+            raise RequestError("audio", f"{e.reason} audio" + (f" ({detail})" if detail else "")) from None
 
 
 def _score_routes(app: FastAPI, holder: ModelHolder, settings: ServeSettings) -> None:
