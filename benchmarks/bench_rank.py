@@ -15,6 +15,7 @@ Results go to benchmarks/RESULTS.md "## Ranking" by hand, with the machine's loa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import time
@@ -73,19 +74,63 @@ def train_throughput(config: TrainConfig, tables: ItemTables, split: EncodedSpli
     return seen / (time.perf_counter() - start)
 
 
+def _old_unit_forward(self, keys, query):
+    """ActivationUnit.forward before the shared-history fusion (the baseline of the scoring target)."""
+    h = self.key_proj(keys) + self.query_proj(query).unsqueeze(1)
+    if self.product_proj is not None:
+        h = h + self.product_proj(keys * query.unsqueeze(1))
+    return self.rest(h).squeeze(-1)
+
+
+def _old_pooling_forward(self, keys, query, mask):
+    """TargetAttentionPooling.forward before padding was dropped for a shared history."""
+    weights = self.unit(keys, query) * mask.to(keys.dtype)
+    return torch.matmul(weights.unsqueeze(1), keys).squeeze(1)
+
+
+@contextlib.contextmanager
+def old_scoring_layers():
+    from psrq.rank import layers
+
+    saved = layers.ActivationUnit.forward, layers.TargetAttentionPooling.forward
+    layers.ActivationUnit.forward, layers.TargetAttentionPooling.forward = _old_unit_forward, _old_pooling_forward
+    try:
+        yield
+    finally:
+        layers.ActivationUnit.forward, layers.TargetAttentionPooling.forward = saved
+
+
 def scoring_latency(tables: ItemTables, n_candidates: int = 1000, repeats: int = 50) -> dict[str, float]:
+    """Median / p90 of Ranker.score for one user, and of the pre-fusion layers in the same loop.
+
+    The two are interleaved call by call so machine load hits both alike; CPU ms (process time,
+    all threads) are reported too, being far less sensitive to other jobs than wall time.
+    """
     model = make_model(TrainConfig(model="MCCA"), tables)
     ranker = Ranker(model, tables, {"train_config": {"max_history": 20}})
     rng = np.random.default_rng(1)
     history = [str(x) for x in tables.item_ids[rng.integers(2, tables.n_items, 20)]]
     candidates = [str(x) for x in tables.item_ids[rng.integers(2, tables.n_items, n_candidates)]]
     ranker.score(history, candidates)
-    times = []
+    times: dict[str, list[float]] = {"new": [], "old": []}
+    cpu: dict[str, list[float]] = {"new": [], "old": []}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        ranker.score(history, candidates)
-        times.append(time.perf_counter() - t0)
-    return {"median_ms": 1e3 * float(np.median(times)), "p90_ms": 1e3 * float(np.percentile(times, 90))}
+        for which in ("new", "old"):
+            guard = old_scoring_layers() if which == "old" else contextlib.nullcontext()
+            with guard:
+                c0, t0 = time.process_time(), time.perf_counter()
+                ranker.score(history, candidates)
+                times[which].append(time.perf_counter() - t0)
+                cpu[which].append(time.process_time() - c0)
+    out = {}
+    for which in ("new", "old"):
+        prefix = "" if which == "new" else "before_"
+        out[prefix + "median_ms"] = 1e3 * float(np.median(times[which]))
+        out[prefix + "p90_ms"] = 1e3 * float(np.percentile(times[which], 90))
+        out[prefix + "min_ms"] = 1e3 * float(np.min(times[which]))
+        out[prefix + "median_cpu_ms"] = 1e3 * float(np.median(cpu[which]))
+    out["speedup_median"] = out["before_median_ms"] / out["median_ms"]
+    return out
 
 
 def main() -> None:

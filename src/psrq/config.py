@@ -50,6 +50,11 @@ class ProtocolConfig(_Strict):
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     cold_threshold: int = Field(30, ge=1)
     seed: int = 0
+    negative_window: int | None = Field(
+        10_000, ge=1,
+        description="negatives follow the popularity of the newest this-many positives of the same split "
+                    "up to the sample's time (null: the whole split so far)",
+    )
 
     @field_validator("split")
     @classmethod
@@ -112,13 +117,19 @@ class QuantizeConfig(_Strict):
 class RankConfig(_Strict):
     """Which rankers to train on which quantizer's IDs."""
 
-    models: list[Literal["mcca", "din", "din_sid", "vbpr", "content"]] = ["mcca", "din"]
+    # "+dot" / "+content" / "+content+dot": beyond the paper (docs/ranking.md), beside the paper's rows.
+    models: list[Literal[
+        "mcca", "din", "din_sid", "vbpr", "content",
+        "mcca+dot", "mcca+content", "mcca+content+dot", "din_sid+dot", "din_sid+content", "din_sid+content+dot",
+    ]] = ["mcca", "din"]
     sid_method: str | None = Field(None, description="quantizer name feeding MCCA (default: the first)")
     seeds: int = Field(1, ge=1)
     max_epochs: int = Field(10, ge=1)
     batch_size: int = Field(512, ge=1)
     lr: float = Field(1e-3, gt=0)
     dim: int = Field(64, ge=1)
+    embedding_l2: float | None = Field(None, ge=0, description="L2 on looked-up embedding rows; null = the model family's default")
+    dropout: float | None = Field(None, ge=0, lt=1, description="tower dropout; null = the model family's default")
 
 
 class RunConfig(_Strict):

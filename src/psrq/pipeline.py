@@ -19,16 +19,36 @@ from typing import Any
 import numpy as np
 
 from psrq.config import QuantizerSpec, RunConfig
+from psrq.errors import ConfigError
 from psrq.stages import Stage, StageRunner, console
 
 # Ranker names in the config -> (psrq.rank model name, extra params, needs SIDs, needs content).
+# DIN with SIDs gets `sid_codebook` = the first modality at run time (`ranker_params`), as the
+# paper's "DIN + quantizer" rows use text SIDs; "+dot" / "+content" are the variants beyond
+# the paper (the same names as `psrq experiment`'s "MCCA+dot", "DIN+SID+content", ...).
 RANKERS: dict[str, tuple[str, dict[str, Any], bool, bool]] = {
     "mcca": ("MCCA", {}, True, False),
+    "mcca+dot": ("MCCA", {"dot": True}, True, False),
+    "mcca+content": ("MCCA", {"content": True}, True, True),
+    "mcca+content+dot": ("MCCA", {"content": True, "dot": True}, True, True),
     "din": ("DIN", {}, False, False),
     "din_sid": ("DIN", {}, True, False),
+    "din_sid+dot": ("DIN", {"dot": True}, True, False),
+    "din_sid+content": ("DIN", {"content": True}, True, True),
+    "din_sid+content+dot": ("DIN", {"content": True, "dot": True}, True, True),
     "vbpr": ("VBPR", {}, False, True),
     "content": ("ContentConcat", {}, False, True),
 }
+
+
+def ranker_params(ranker: str, modalities: list[str]) -> dict[str, Any]:
+    """Model parameters of a configured ranker; DIN with SIDs reads the first modality's codebook."""
+    model, params, needs_sids, _ = RANKERS[ranker]
+    if model == "DIN" and needs_sids:
+        if not modalities:
+            raise ConfigError(f"ranker {ranker!r} needs a modality's semantic IDs, but there are no embeddings")
+        return {"sid_codebook": modalities[0], **params}
+    return dict(params)
 
 
 @dataclass
@@ -101,6 +121,7 @@ def _prepare_data(config: RunConfig, paths: RunPaths, force: bool) -> dict[str, 
         split=tuple(p.split),
         cold_threshold=p.cold_threshold,
         seed=p.seed,
+        negative_window=p.negative_window,
     )
     console.rule("[bold]1. data")
     result = prepare(spec, protocol, paths.data, force=force)
@@ -239,10 +260,16 @@ def codes_for(sids: Any, codebook: str, ids: np.ndarray) -> np.ndarray:
     return np.asarray(sids.codes[codebook])[rows]
 
 
-def _rank(config: RunConfig, paths: RunPaths, ranker: str, sid_method: str | None, seed: int) -> None:
-    from psrq.rank.train import TrainConfig, load_ranking_data, train_model
+def _rank(config: RunConfig, paths: RunPaths, ranker: str, sid_method: str | None, seed: int, modalities: list[str]) -> None:
+    from psrq.rank.train import (
+        TrainConfig,
+        discard_stale_checkpoint,
+        load_ranking_data,
+        train_model,
+    )
 
-    model, params, needs_sids, needs_content = RANKERS[ranker]
+    model, _, needs_sids, needs_content = RANKERS[ranker]
+    params = ranker_params(ranker, modalities)
     r = config.rank
     data = load_ranking_data(
         paths.samples,
@@ -253,8 +280,13 @@ def _rank(config: RunConfig, paths: RunPaths, ranker: str, sid_method: str | Non
     train_config = TrainConfig(
         model=model, model_params=params, dim=r.dim, max_history=config.protocol.max_history,
         batch_size=r.batch_size, lr=r.lr, epochs=r.max_epochs, seed=seed,
+        embedding_l2=r.embedding_l2, dropout=r.dropout,
     )
-    train_model(data, train_config, out=paths.ranker(ranker_name(ranker, sid_method), seed), resume=True)
+    out = paths.ranker(ranker_name(ranker, sid_method), seed)
+    # The stage reruns because its settings changed: a checkpoint of the old settings cannot resume.
+    if discard_stale_checkpoint(out, train_config, data.tables):
+        console.print(f"{out}: checkpoint of other settings discarded")
+    train_model(data, train_config, out=out, resume=True)
 
 
 def ranker_name(ranker: str, sid_method: str | None) -> str:
@@ -306,13 +338,14 @@ def run_pipeline(config: RunConfig, *, force: bool = False, skip_rank: bool = Fa
                     "sids": quantize_fps.get(method) if method else None,
                     "content": emb if RANKERS[ranker][3] else None,
                     "rank": config.rank.model_dump(exclude={"seeds", "models", "sid_method"}),
+                    "model_params": ranker_params(ranker, state.modalities),
                     "max_history": config.protocol.max_history,
                     "seed": seed,
                 }
                 out = paths.ranker(ranker_name(ranker, method), seed)
                 runner.run(Stage(f"train {ranker_name(ranker, method)} seed {seed}", settings,
                                  [out / "metrics.json", out / "model"],
-                                 lambda r=ranker, m=method, s=seed: _rank(config, paths, r, m, s)))
+                                 lambda r=ranker, m=method, s=seed: _rank(config, paths, r, m, s, state.modalities)))
                 rank_runs.append((ranker, method, seed))
 
     from psrq.report.run_report import write_run_report

@@ -170,3 +170,106 @@ def test_bad_label_rule_and_missing_rule_column():
         LabelRule("stars")
     with pytest.raises(InputError, match="needs column 'rating'"):
         build_samples(synthetic_log(), ProtocolConfig(label_rule=LabelRule("rating")))
+
+
+# ---- protocol 3: negatives from the sample's own window, and the popularity probe ----------------
+
+def _positive_times(samples) -> dict[str, list[tuple[int, str]]]:
+    """item -> [(timestamp, split)] of its positive samples."""
+    out: dict[str, list[tuple[int, str]]] = {}
+    for r in _all_samples(samples):
+        if r["label"] == 1:
+            out.setdefault(r["item_id"], []).append((r["timestamp"], r["split"]))
+    return out
+
+
+@pytest.mark.parametrize("window", [None, 40])
+def test_negatives_come_from_positives_of_the_same_split_never_later(window):
+    data = synthetic_log(n_times=60, n_events=3000)
+    samples = build_samples(data, ProtocolConfig(label_rule=LabelRule("implicit", n_negatives=2),
+                                                 negative_window=window, seed=1))
+    pos = [r for r in _all_samples(samples) if r["label"] == 1]
+    pos_times = _positive_times(samples)
+    negatives = [r for r in _all_samples(samples) if r["label"] == 0]
+    assert negatives
+    for r in negatives:
+        # the negative item was a positive in the same split at or before the sample's time
+        assert any(t <= r["timestamp"] and s == r["split"] for t, s in pos_times[r["item_id"]]), r
+    if window is not None:
+        # ... and among the newest `window` positives of the split up to that time
+        for r in negatives[::5]:
+            pool = [p["item_id"] for p in pos if p["split"] == r["split"] and p["timestamp"] <= r["timestamp"]]
+            assert r["item_id"] in pool[-window:]
+
+
+def test_window_negatives_follow_the_windows_popularity():
+    # SYNTHETIC: every window holds item 0 three times and item 1 once (item 2 never)
+    from psrq.data.protocol import sample_window_negatives
+
+    n = 20_000
+    items = np.array([0, 0, 0, 1] * (n // 4))
+    lo = np.arange(n) // 4 * 4
+    users = np.arange(n) + 10
+    neg, missing = sample_window_negatives(users, items, lo, lo + 4, np.array([10]), np.array([0]),
+                                           n_items=3, n_negatives=1, rng=np.random.default_rng(0))
+    assert missing == 0 and not (neg == 2).any()
+    assert neg[0, 0] == 1  # user 10 has seen item 0: only item 1 is allowed
+    assert abs((neg[1:, 0] == 0).mean() - 0.75) < 0.02
+
+
+def test_whole_log_pool_reproduces_protocol_2_and_records_its_version():
+    data = synthetic_log()
+    old = build_samples(data, ProtocolConfig(negative_pool="whole_log"))
+    new = build_samples(data, ProtocolConfig())
+    assert old.stats["protocol"]["protocol_version"] == 2
+    assert new.stats["protocol"]["protocol_version"] == 3
+    assert not old.tables["train"].equals(new.tables["train"])
+    with pytest.raises(ConfigError, match="negative_pool"):
+        ProtocolConfig(negative_pool="future")
+    with pytest.raises(ConfigError, match="negative_window"):
+        ProtocolConfig(negative_window=0)
+
+
+def test_popularity_probe_scores_the_training_label_rate():
+    from psrq.data.protocol import popularity_probe
+
+    def table(items, labels, cold=None):
+        n = len(items)
+        return pa.table({"item_id": items, "label": pa.array(labels, pa.int8()),
+                         "is_cold": cold if cold is not None else [False] * n})
+
+    # item a: always positive in train, b: always negative; valid repeats that, test reverses it
+    train = table(["a", "a", "b", "b"], [1, 1, 0, 0])
+    probe = popularity_probe({"train": train, "valid": table(["a", "b"], [1, 0]), "test": table(["a", "b"], [0, 1])})
+    assert probe["train"] == 1.0 and probe["valid"] == 1.0 and probe["test"] == 0.0
+    assert not probe["ok"] and probe["valid_cold"] is None  # no cold rows: no AUC, not NaN in JSON
+    # items unseen in training score 0 (a tie): AUC 0.5
+    probe = popularity_probe({"train": train, "valid": table(["c", "d"], [1, 0]), "test": table(["c", "d"], [0, 1])})
+    assert probe["valid"] == 0.5 and probe["test"] == 0.5 and probe["ok"]
+
+
+@pytest.fixture(scope="module")
+def lastfm2k():
+    from psrq.data.lastfm2k import load_lastfm2k
+
+    return load_lastfm2k()
+
+
+def test_popularity_probe_is_near_one_half_on_builtin_lastfm2k(lastfm2k):
+    from psrq.data.protocol import PROBE_TOLERANCE
+
+    probe = build_samples(lastfm2k, ProtocolConfig()).stats["popularity_probe"]
+    assert abs(probe["valid"] - 0.5) <= PROBE_TOLERANCE, probe
+    assert abs(probe["test"] - 0.5) <= PROBE_TOLERANCE, probe
+    assert probe["ok"]
+
+
+def test_protocol_2_sampler_fails_the_popularity_probe_on_builtin_lastfm2k(lastfm2k):
+    """Whole-log popularity (valid/test included) makes training-popular items look negative later."""
+    from psrq.data.protocol import probe_warning
+
+    stats = build_samples(lastfm2k, ProtocolConfig(negative_pool="whole_log")).stats
+    probe = stats["popularity_probe"]
+    assert probe["valid"] < 0.45 and probe["test"] < 0.45, probe
+    assert not probe["ok"]
+    assert "popularity probe outside 0.5" in probe_warning(probe, stats["label_rule"]["kind"])

@@ -54,6 +54,8 @@ def test_report_renders_in_chromium_with_its_plots(run_dir: Path, tmp_path: Path
     html = (run_dir / "report.html").read_text()
     for section in ["Data and split", "Semantic-ID quality", "Ranking", "Provenance", "Cold AUC"]:
         assert section in html
+    # protocol 3: the popularity probe sits beside the split table, within 0.5 +- 0.03 here
+    assert "popularity probe" in html and "WARNING: popularity probe" not in html
     assert "src=\"http" not in html  # self-contained: nothing to fetch
     result = render_html(run_dir / "report.html", tmp_path / "shot.png", height=2000)
     assert result.n_images >= 6  # ID-quality plots, drift PCA, AUC bars, training curves

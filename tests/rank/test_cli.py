@@ -96,3 +96,19 @@ def test_score_new_item_from_sids_file(syn_data, tmp_path):
          "--new-sids", str(tmp_path / "new.parquet"), "--json", str(tmp_path / "s.json")])
     status = {r["item_id"]: r["status"] for r in json.loads((tmp_path / "s.json").read_text())["ranked"]}
     assert status == {"syn_item_3": "known", "brand_new": "new (SIDs/content)"}
+
+
+def test_experiment_plans_the_named_variants_beside_the_paper_rows():
+    from psrq.errors import ConfigError
+    from psrq.rank.experiment import ExperimentSpec, plan_runs
+
+    spec = ExperimentSpec(samples="s", embeddings="e", models=["DIN+SID", "MCCA", "DIN+SID+dot", "MCCA+content", "MCCA+content+dot"],
+                          quantizers=["RQKMeans"], main_quantizer="PSRQ")
+    runs = {r.name: r for r in plan_runs(spec, ["text"])}
+    assert list(runs) == ["DIN+RQ", "DIN+PSRQ", "MCCA", "DIN+PSRQ+dot", "MCCA+content", "MCCA+content+dot"]
+    assert runs["DIN+PSRQ+dot"].model == "DIN" and runs["DIN+PSRQ+dot"].model_params == {"sid_codebook": "text", "dot": True}
+    assert runs["DIN+PSRQ+dot"].quantizer == "PSRQ"
+    assert runs["MCCA+content+dot"].model_params == {"content": True, "dot": True}
+    assert runs["MCCA"].model_params == {}
+    with pytest.raises(ConfigError, match="MCCA\\+dot"):
+        ExperimentSpec(samples="s", embeddings="e", models=["MCCA+fancy"]).validate()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from psrq.errors import ConfigError
-from psrq.rank.models import MCCA, TableShapes, build_model
+from psrq.rank.layers import SIDEmbedding
+from psrq.rank.models import DIN, MCCA, TableShapes, build_model, identical_codebooks
 from psrq.rank.train import TrainConfig, make_model
 
 MODELS = [
@@ -15,6 +17,10 @@ MODELS = [
     ("MCCA", {"use_mjc": False}),
     ("DIN", {}),
     ("DIN", {"sid_codebook": "text"}),
+    ("MCCA", {"dot": True}),
+    ("MCCA", {"content": True, "dot": True}),
+    ("MCCA", {"use_mjc": False, "content": True, "dot": True}),
+    ("DIN", {"sid_codebook": "text", "content": True, "dot": True}),
     ("VBPR", {}),
     ("ContentConcat", {}),
 ]
@@ -130,3 +136,97 @@ def test_any_number_of_modalities():
         with torch.no_grad():
             out = model(torch.tensor([2, 3]), torch.tensor([[4, 5, 0], [0, 0, 0]]))
         assert out.shape == (2,)
+
+
+def _n_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_identical_codebooks_are_detected():
+    rng = np.random.default_rng(0)
+    text = rng.integers(0, 9, size=(30, 3))
+    sizes = {"text": [8, 8, 8], "audio": [8, 8, 8], "joint": [8, 8, 8]}
+    # joint equal to text (one modality): joint is text, whatever the column order
+    assert identical_codebooks({"joint": text.copy(), "text": text}, sizes) == {"joint": "text"}
+    other = text.copy()
+    other[17, 2] = (other[17, 2] + 1) % 8  # one code of one item differs: not identical
+    assert identical_codebooks({"text": text, "joint": other}, sizes) == {}
+    assert identical_codebooks({"text": text, "joint": text}, {**sizes, "joint": [8, 8, 16]}) == {}
+    assert identical_codebooks({"text": text, "audio": text.copy(), "joint": other}, sizes) == {"audio": "text"}
+
+
+def test_single_modality_loads_with_joint_aliased(tmp_path):
+    import pyarrow.parquet as pq
+
+    from psrq.rank.synthetic import make_synthetic_ranking_data
+    from psrq.rank.train import load_ranking_data
+
+    paths = make_synthetic_ranking_data(tmp_path, n_users=20, n_items=60, events_per_user=8, modalities=("text",))
+    # One modality, as MultimodalQuantizer writes it: no sid_joint column (SYNTHETIC data).
+    sids = tmp_path / "text-only-sids.parquet"
+    pq.write_table(pq.read_table(paths["sids"]).drop_columns(["sid_joint"]), sids)
+    data = load_ranking_data(paths["samples"], sids=sids)
+    assert data.tables.shapes().sid_aliases == {"joint": "text"}
+    model = make_model(TrainConfig(model="MCCA"), data.tables)
+    assert model.codebooks == ["text"] and not hasattr(model, "sids_joint")
+    assert "modal-specific and modal-joint are the same codebook" in model.describe()
+
+
+def test_single_modality_mcca_builds_one_table_and_one_pooling():
+    sizes = {"text": [8, 8, 8], "joint": [8, 8, 8]}
+    aliased = TableShapes(n_items=20, n_ids=20, sid_sizes=sizes, sid_aliases={"joint": "text"})
+    distinct = TableShapes(n_items=20, n_ids=20, sid_sizes=sizes)
+    full = MCCA(aliased)
+    d = full.dim
+    assert full.codebooks == ["text"] and full.attended == ["text"] and full.query_codebook == "text"
+    assert list(full.sid_embeddings) == ["text"] and list(full.sid_poolings) == ["text"]
+    assert full.tower.net[0].in_features == d * (1 + 2 + 1)  # [h^t (= h^o), h^r, e^r_t, e^o_t]
+    # With one modality the two ablations are the same network as the full model.
+    assert _n_params(full) == _n_params(MCCA(aliased, use_msc=False)) == _n_params(MCCA(aliased, use_mjc=False))
+    # Built twice (no alias), MCCA pays one more SID table, one more pooling and d more tower inputs.
+    twice = MCCA(distinct)
+    extra = _n_params(SIDEmbedding(sizes["text"], d)) + _n_params(full._pooling()) + d * full.tower_hidden[0]
+    assert _n_params(twice) - _n_params(full) == extra
+    # The query is the target's joint embedding, which is its text embedding.
+    target = torch.tensor([2, 3, 4])
+    torch.testing.assert_close(full.target_query(target), full.sid_embeddings["text"](full.sid_codes("joint", target)))
+    with torch.no_grad():
+        assert full.eval()(target, torch.tensor([[5, 6], [0, 0], [7, 0]])).shape == (3,)
+
+
+def test_din_on_an_aliased_codebook_reads_the_shared_table():
+    sizes = {"text": [8, 8], "joint": [8, 8]}
+    model = DIN(TableShapes(n_items=20, n_ids=20, sid_sizes=sizes, sid_aliases={"joint": "text"}), sid_codebook="joint")
+    assert model.codebooks == ["text"]
+
+
+def test_dot_head_adds_the_vbpr_interactions(syn_loaded):
+    """With the tower silenced (last layer zero), +dot's logit is exactly the sum over branches
+    (item IDs, each SID codebook with the target's own SID, projected content) of
+    <masked mean of the history's embeddings, the target's embedding>."""
+    model = make_model(TrainConfig(model="MCCA", model_params={"dot": True, "content": True}), syn_loaded.tables).eval()
+    last = model.tower.net[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.zero_()
+    target, history = _batch(syn_loaded.tables)
+    mask = (history != 0).unsqueeze(-1).float()
+
+    def mean_dot(h, t):
+        return ((h * mask).sum(1) / mask.sum(1) * t).sum(-1)
+
+    with torch.no_grad():
+        got = model(target, history)
+        ids = model.id_embedding
+        want = mean_dot(ids(model.item_to_id[history]), ids(model.item_to_id[target]))
+        for cb in model.attended:
+            emb = model.sid_embeddings[cb]
+            want = want + mean_dot(emb(model.sid_codes(cb, history)), emb(model.sid_codes(cb, target)))
+        proj = model.content_proj
+        want = want + mean_dot(proj(model.content(history)), proj(model.content(target)))
+    torch.testing.assert_close(got, want)
+    plain = make_model(TrainConfig(model="MCCA"), syn_loaded.tables)
+    with_content = make_model(TrainConfig(model="MCCA", model_params={"content": True}), syn_loaded.tables)
+    d = plain.dim
+    assert with_content.tower.net[0].in_features == plain.tower.net[0].in_features + 2 * d
+    assert sorted(with_content.content_modalities) == ["audio", "text"] and plain.content_modalities == []

@@ -156,3 +156,110 @@ def test_planted_structure_is_learned(tmp_path):
     assert res.metrics["test"]["cold_auc"] > 0.8
     din = train_model(data, TrainConfig(model="DIN", epochs=4, batch_size=128, seed=0), progress=False)
     assert res.metrics["test"]["cold_auc"] > din.metrics["test"]["cold_auc"]
+
+
+# ---- regularisation ---------------------------------------------------------------------------
+def _one_batch(data, n=64):
+    split = data.splits["train"]
+    return split.target[:n], split.history[:n], split.label[:n]
+
+
+def test_embedding_l2_is_the_looked_up_rows_penalty_with_sparse_gradients(syn_loaded):
+    from psrq.rank.train import EmbeddingL2, make_model
+
+    model = make_model(_cfg("DIN", model_params={"sid_codebook": "text"}), syn_loaded.tables).train()
+    target, history, _ = _one_batch(syn_loaded)
+    reg = EmbeddingL2(model, 0.5)
+    model(target, history)
+    penalty = reg.penalty(len(target))
+    # by hand: distinct looked-up ID rows and SID-table rows, padding (row 0) excluded
+    ids = torch.unique(model.item_to_id[torch.cat([target, history.flatten()])])
+    ids = ids[ids != 0]
+    codes = model.sid_codes("text", torch.cat([target, history.flatten()]))
+    sid_rows = torch.unique(torch.where(codes > 0, codes + model.sid_embedding.offsets, 0))
+    sid_rows = sid_rows[sid_rows != 0]
+    want = 0.5 * (model.id_embedding.weight[ids].pow(2).sum() + model.sid_embedding.table.weight[sid_rows].pow(2).sum()) / len(target)
+    torch.testing.assert_close(penalty, want)
+    penalty.backward()
+    grad = model.id_embedding.weight.grad
+    assert grad.is_sparse  # SparseAdam can take it
+    touched = set(grad.coalesce().indices()[0].tolist())
+    assert touched == set(ids.tolist())
+    # evaluation records nothing; after close() training records nothing either
+    model.eval()
+    model(target, history)
+    assert float(reg.penalty(len(target))) == 0.0
+    reg.close()
+    model.train()
+    model(target, history)
+    assert float(reg.penalty(len(target))) == 0.0
+
+
+def test_embedding_l2_shrinks_the_embedding_tables_and_changes_the_result(syn_loaded):
+    plain = train_model(syn_loaded, _cfg("DIN", model_params={"sid_codebook": "text"}, embedding_l2=0.0), progress=False)
+    reg = train_model(syn_loaded, _cfg("DIN", model_params={"sid_codebook": "text"}, embedding_l2=5.0), progress=False)
+    for name in ("id_embedding.weight", "sid_embedding.table.weight"):
+        assert reg.model.state_dict()[name].norm() < 0.9 * plain.model.state_dict()[name].norm(), name
+    assert reg.history[0]["train_loss"] != plain.history[0]["train_loss"]
+    assert reg.metrics["valid"]["auc"] != plain.metrics["valid"]["auc"]
+
+
+def test_dropout_is_in_the_tower_and_off_in_eval(syn_loaded):
+    from psrq.rank.train import make_model
+
+    target, history, _ = _one_batch(syn_loaded)
+    for name, params in (("MCCA", {}), ("DIN", {"sid_codebook": "text"}), ("ContentConcat", {})):
+        model = make_model(_cfg(name, model_params=params, dropout=0.5), syn_loaded.tables)
+        assert any(isinstance(m, torch.nn.Dropout) and m.p == 0.5 for m in model.tower.modules()), name
+        with torch.no_grad():
+            model.eval()
+            torch.testing.assert_close(model(target, history), model(target, history))
+            model.train()
+            assert not torch.allclose(model(target, history), model(target, history)), name
+        none = make_model(_cfg(name, model_params=params, dropout=0.0), syn_loaded.tables)
+        assert not any(isinstance(m, torch.nn.Dropout) for m in none.modules())
+
+
+def test_regularised_resume_equals_an_uninterrupted_run(syn_loaded, tmp_path):
+    """Dropout draws from torch's RNG: its state travels in the checkpoint."""
+    reg = {"embedding_l2": 0.1, "dropout": 0.3}
+    full = train_model(syn_loaded, _cfg(epochs=2, **reg), progress=False)
+    train_model(syn_loaded, _cfg(epochs=1, **reg), out=tmp_path / "p", progress=False)
+    torch.manual_seed(12345)  # whatever happened in between must not matter
+    resumed = train_model(syn_loaded, _cfg(epochs=2, **reg), out=tmp_path / "p", resume=True, progress=False)
+    assert resumed.metrics == full.metrics
+
+
+def test_regularisation_defaults_come_from_the_model_family():
+    from psrq.rank.train import FAMILY_DEFAULTS
+
+    sid = TrainConfig(model="DIN", model_params={"sid_codebook": "text"})
+    assert (sid.embedding_l2, sid.dropout) == (FAMILY_DEFAULTS["DIN+SID"]["embedding_l2"], FAMILY_DEFAULTS["DIN+SID"]["dropout"])
+    mcca = TrainConfig.from_preset("default", model="MCCA", model_params={"use_mjc": False})
+    assert mcca.embedding_l2 == FAMILY_DEFAULTS["MCCA"]["embedding_l2"] and mcca.dropout == FAMILY_DEFAULTS["MCCA"]["dropout"]
+    paper = TrainConfig.from_preset("paper", model="MCCA")
+    assert (paper.embedding_l2, paper.dropout) == (0.0, 0.0)  # the paper has none
+    assert TrainConfig.from_preset("default", model="VBPR", embedding_l2=0.25).embedding_l2 == 0.25
+    with pytest.raises(ConfigError, match="dropout"):
+        TrainConfig(model="DIN", dropout=1.0)
+    with pytest.raises(ConfigError, match="embedding_l2"):
+        TrainConfig(model="DIN", embedding_l2=-1.0)
+
+
+def test_model_directory_describes_a_single_modality_mcca(tmp_path):
+    import pyarrow.parquet as pq
+
+    from psrq.rank.synthetic import make_synthetic_ranking_data
+
+    paths = make_synthetic_ranking_data(tmp_path, n_users=30, n_items=60, events_per_user=8, modalities=("text",))
+    sids = tmp_path / "text-only.parquet"
+    pq.write_table(pq.read_table(paths["sids"]).drop_columns(["sid_joint"]), sids)
+    data = load_ranking_data(paths["samples"], sids=sids)
+    res = train_model(data, _cfg(epochs=1), out=tmp_path / "m", progress=False)
+    spec = json.loads((tmp_path / "m" / "model" / "spec.json").read_text())
+    assert spec["shapes"]["sid_aliases"] == {"joint": "text"}
+    assert "same codebook" in spec["description"]
+    ranker = Ranker.load(tmp_path / "m")
+    assert ranker.model.codebooks == ["text"]
+    assert ranker.evaluate(paths["test"])["auc"] == pytest.approx(res.metrics["test"]["auc"])
+    ranker.check_sids(sids)  # the text-only file is the model's SID artifact

@@ -89,6 +89,7 @@ def prepare_cmd(
     min_year: Annotated[int, typer.Option(help="lastfm2k: drop tag events dated before this year.")] = 2005,
     skip_empty_text: Annotated[bool, typer.Option(help="Drop (and count) items with empty text instead of failing.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the negative sampling.")] = 0,
+    negative_window: Annotated[int, typer.Option(help="implicit rule: negatives follow the popularity of the newest this-many positives of the sample's split up to its time; 0 = the whole split so far.")] = 10_000,
     force: Annotated[bool, typer.Option(help="Rebuild even when the cached result is up to date.")] = False,
 ) -> None:
     from .labels import LabelRule
@@ -98,6 +99,7 @@ def prepare_cmd(
     config = ProtocolConfig(
         label_rule=LabelRule(kind=label_rule.value, rating_threshold=rating_threshold, n_negatives=negatives),
         max_history=max_history, split=_split(split), cold_threshold=cold_threshold, seed=seed,
+        negative_window=negative_window or None,
     )
     from .specs import dataset_spec
 

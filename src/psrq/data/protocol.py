@@ -3,8 +3,12 @@
 Rules (docs/protocol.md states them in full):
 
 * Labels come from a `LabelRule`. Under `implicit`, each positive gets `n_negatives` items drawn
-  with probability proportional to popularity (positive events per item in the whole log),
-  never an item the user interacted with at any time (any label), never twice for one positive.
+  with probability proportional to popularity *in the positive's own time window*: the
+  positives of the same split up to the sample's timestamp (its trailing `negative_window`
+  positives), never a later event and never another split. Never an item the user interacted
+  with at any time (any label), never twice for one positive. Popularity drawn this way matches
+  the positives' own popularity within each split, so an item's popularity carries no label
+  signal (checked by `popularity_probe`, printed with the split statistics).
 * A sampled negative shares its positive's user, timestamp and history.
 * History: the user's positive items with a timestamp *strictly* earlier than the sample's,
   newest `max_history`, listed oldest first (ties among earlier events by item_id). Events on the
@@ -34,7 +38,15 @@ from .schema import DataSet
 
 SPLITS = ("train", "valid", "test")
 # 2: item text derived from interactions (Last.fm tags) counts only the training period.
-PROTOCOL_VERSION = 2
+# 3: negatives drawn by the popularity of the positives of the same split up to the sample's time
+#    (protocol 2 drew them by whole-log popularity, which flipped the per-item label rate between
+#    train and test: docs/protocol.md §3).
+PROTOCOL_VERSION = 3
+# Where sampled negatives come from: "window" (protocol 3) or "whole_log" (protocol 2's flawed
+# sampler, kept only to reproduce old samples and to show that the popularity probe catches it).
+NEGATIVE_POOLS = ("window", "whole_log")
+# The popularity probe must lie within 0.5 +- this on valid and test (docs/protocol.md).
+PROBE_TOLERANCE = 0.03
 
 SAMPLE_SCHEMA = pa.schema([
     ("user_id", pa.string()),
@@ -57,6 +69,10 @@ class ProtocolConfig:
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     cold_threshold: int = 30
     seed: int = 0
+    # implicit rule: negatives of a positive are drawn from the newest `negative_window` positives
+    # of its split with timestamp <= its own (None: all of the split's positives up to then).
+    negative_window: int | None = 10_000
+    negative_pool: str = "window"
 
     def __post_init__(self) -> None:
         if self.max_history < 0:
@@ -67,6 +83,10 @@ class ProtocolConfig:
             raise ConfigError("split: the train fraction must be > 0")
         if self.cold_threshold < 0:
             raise ConfigError(f"cold_threshold must be >= 0, got {self.cold_threshold}")
+        if self.negative_window is not None and self.negative_window < 1:
+            raise ConfigError(f"negative_window must be >= 1 (or None for the whole split so far), got {self.negative_window}")
+        if self.negative_pool not in NEGATIVE_POOLS:
+            raise ConfigError(f"negative_pool must be one of {', '.join(NEGATIVE_POOLS)}, got {self.negative_pool!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -75,7 +95,9 @@ class ProtocolConfig:
             "split": list(self.split),
             "cold_threshold": self.cold_threshold,
             "seed": self.seed,
-            "protocol_version": PROTOCOL_VERSION,
+            "negative_window": self.negative_window,
+            "negative_pool": self.negative_pool,
+            "protocol_version": PROTOCOL_VERSION if self.negative_pool == "window" else 2,
         }
 
 
@@ -130,13 +152,22 @@ def _encode_events(data: DataSet, rule: LabelRule, source: str) -> _Events:
     return _Events(users[order], items[order], ts[order], labels[order], user_vocab, item_vocab)
 
 
-def _with_sampled_negatives(ev: _Events, n_negatives: int, seed: int) -> tuple[dict[str, np.ndarray], int]:
+def _with_sampled_negatives(ev: _Events, n_negatives: int, seed: int, event_split: np.ndarray,
+                            config: ProtocolConfig) -> tuple[dict[str, np.ndarray], int]:
     """Sample rows (user, item, ts, label, event) with each positive followed by its negatives."""
     pos = np.flatnonzero(ev.labels == 1)
-    negatives, n_unsampled = sample_negatives(
-        ev.users[pos], ev.users, ev.items, popularity=np.bincount(ev.items[pos], minlength=len(ev.item_vocab)),
-        n_negatives=n_negatives, rng=np.random.default_rng(seed),
-    )
+    rng = np.random.default_rng(seed)
+    if config.negative_pool == "whole_log":  # protocol 2, bit for bit
+        negatives, n_unsampled = sample_negatives(
+            ev.users[pos], ev.users, ev.items, popularity=np.bincount(ev.items[pos], minlength=len(ev.item_vocab)),
+            n_negatives=n_negatives, rng=rng,
+        )
+    else:
+        lo, hi = negative_windows(ev.ts[pos], event_split[pos], config.negative_window)
+        negatives, n_unsampled = sample_window_negatives(
+            ev.users[pos], ev.items[pos], lo, hi, ev.users, ev.items, n_items=len(ev.item_vocab),
+            n_negatives=n_negatives, rng=rng,
+        )
     keep = (negatives >= 0).ravel()
     neg_event = np.repeat(pos, n_negatives)[keep]
     event = np.concatenate([np.arange(len(ev.ts)), neg_event])
@@ -150,19 +181,84 @@ def _with_sampled_negatives(ev: _Events, n_negatives: int, seed: int) -> tuple[d
     return rows, n_unsampled
 
 
+def negative_windows(pos_ts: np.ndarray, pos_split: np.ndarray, window: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The pool of each positive's negatives, as index ranges [lo, hi) into the positives.
+
+    pos_ts, pos_split: [n_pos] timestamps and split codes of the positives, in time order.
+    The pool of a positive at time t in split s is the positives of split s with timestamp <= t
+    (those sharing t happened at the same time, not later), newest `window` of them
+    (None: all). So a negative never reflects a later event or another split's popularity.
+    """
+    if len(pos_ts) and np.any(np.diff(pos_ts) < 0):
+        raise AssertionError("positives must be in time order")
+    hi = np.searchsorted(pos_ts, pos_ts, side="right")  # end of the sample's timestamp group
+    split_start = np.searchsorted(pos_split, pos_split, side="left")  # splits are contiguous in time
+    lo = split_start if window is None else np.maximum(split_start, hi - window)
+    return lo.astype(np.int64), hi.astype(np.int64)
+
+
+def sample_window_negatives(
+    pos_users: np.ndarray,
+    pos_items: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    all_users: np.ndarray,
+    all_items: np.ndarray,
+    *,
+    n_items: int,
+    n_negatives: int,
+    rng: np.random.Generator,
+    max_rounds: int = 20,
+) -> tuple[np.ndarray, int]:
+    """Negatives drawn by popularity within each positive's window, by vectorised rejection sampling.
+
+    pos_users, pos_items: [n_pos] the positives; lo, hi: [n_pos] the window of each positive as
+    a range of positives (`negative_windows`). Drawing a uniformly random positive of the window
+    and taking its item *is* drawing an item with probability proportional to its popularity in
+    the window. (all_users, all_items): every interaction of the log (any label, any time) -
+    these pairs are never drawn. Returns (int64 [n_pos, n_negatives] item indices, -1 where no
+    item of the window is allowed; the number of such slots).
+    """
+    seen = sorted_unique(all_users.astype(np.int64) * n_items + all_items)
+    out = np.full((len(pos_users), n_negatives), -1, dtype=np.int64)
+    todo = np.ones(out.shape, dtype=bool)
+    size = hi - lo
+    for _ in range(max_rounds):
+        rows, cols = np.nonzero(todo)
+        if len(rows) == 0:
+            break
+        pick = lo[rows] + np.floor(rng.random(len(rows)) * size[rows]).astype(np.int64)
+        draw = pos_items[np.minimum(pick, hi[rows] - 1)]
+        out[rows, cols] = draw
+        keys = pos_users[rows].astype(np.int64) * n_items + draw
+        at = np.searchsorted(seen, keys).clip(0, max(len(seen) - 1, 0))
+        rejected = seen[at] == keys if len(seen) else np.zeros(len(keys), bool)
+        todo[:] = False
+        todo[rows[rejected], cols[rejected]] = True
+        todo |= _duplicates_in_row(out)
+    if todo.any():
+        out[todo] = -1  # rejected draws must not block the items they landed on
+        for row, col in zip(*np.nonzero(todo), strict=True):
+            popularity = np.bincount(pos_items[lo[row]:hi[row]], minlength=n_items)
+            _fill_slot_exactly(out, todo, row, col, pos_users, seen, popularity, rng)
+    out[todo] = -1
+    return out, int(todo.sum())
+
+
 def build_samples(data: DataSet, config: ProtocolConfig) -> Samples:
     """Turn a DataSet into train/valid/test samples under `config`."""
     source = f"{data.name} interactions"
     rule = config.label_rule.resolve(data.interactions, data.default_label_rule)
     ev = _encode_events(data, rule, source)
+    bounds = chronological_split(ev.ts, config.split, source)
     n_unsampled = 0
     if rule.kind == "implicit" and rule.n_negatives > 0:
-        rows, n_unsampled = _with_sampled_negatives(ev, rule.n_negatives, config.seed)
+        event_split = np.searchsorted(bounds, ev.ts, side="left")
+        rows, n_unsampled = _with_sampled_negatives(ev, rule.n_negatives, config.seed, event_split, config)
     else:
         rows = {"user": ev.users, "item": ev.items, "ts": ev.ts, "label": ev.labels, "event": np.arange(len(ev.ts))}
     # histories are computed once per event; sampled negatives point at their positive's event
     hist_offsets, hist_items = history_indices(ev.users, ev.items, ev.ts, ev.labels, config.max_history)
-    bounds = chronological_split(ev.ts, config.split, source)
     split = np.searchsorted(bounds, rows["ts"], side="left")  # 0 train, 1 valid, 2 test
     train_pos = (split == 0) & (rows["label"] == 1)
     train_count = np.bincount(rows["item"][train_pos], minlength=len(ev.item_vocab)).astype(np.int32)
@@ -172,6 +268,7 @@ def build_samples(data: DataSet, config: ProtocolConfig) -> Samples:
         for k, name in enumerate(SPLITS)
     }
     stats = split_statistics(tables, bounds, config, rule)
+    stats["popularity_probe"] = popularity_probe(tables)
     stats["skipped"] = {**data.skipped, "negatives_unsampleable": int(n_unsampled)}
     return Samples(tables=tables, stats=stats, label_rule=rule)
 
@@ -232,18 +329,24 @@ def _sample_remaining_exactly(out: np.ndarray, todo: np.ndarray, pos_users: np.n
 
     Only the rare leftovers of rejection sampling get here, so a Python loop is fine.
     """
-    n_items = len(popularity)
     out[todo] = -1  # rejected draws must not block the items they landed on
     for row, col in zip(*np.nonzero(todo), strict=True):
-        user = int(pos_users[row])
-        lo, hi = np.searchsorted(seen, [user * n_items, (user + 1) * n_items])
-        p = popularity.astype(np.float64)
-        p[seen[lo:hi] - user * n_items] = 0.0
-        others = out[row][np.arange(out.shape[1]) != col]
-        p[others[others >= 0]] = 0.0
-        if p.sum() > 0:
-            out[row, col] = rng.choice(n_items, p=p / p.sum())
-            todo[row, col] = False
+        _fill_slot_exactly(out, todo, row, col, pos_users, seen, popularity, rng)
+
+
+def _fill_slot_exactly(out: np.ndarray, todo: np.ndarray, row: int, col: int, pos_users: np.ndarray,
+                       seen: np.ndarray, popularity: np.ndarray, rng: np.random.Generator) -> None:
+    """Draw out[row, col] from `popularity` without the user's items and the row's other negatives."""
+    n_items = len(popularity)
+    user = int(pos_users[row])
+    lo, hi = np.searchsorted(seen, [user * n_items, (user + 1) * n_items])
+    p = popularity.astype(np.float64)
+    p[seen[lo:hi] - user * n_items] = 0.0
+    others = out[row][np.arange(out.shape[1]) != col]
+    p[others[others >= 0]] = 0.0
+    if p.sum() > 0:
+        out[row, col] = rng.choice(n_items, p=p / p.sum())
+        todo[row, col] = False
 
 
 def _duplicates_in_row(x: np.ndarray) -> np.ndarray:
@@ -379,6 +482,67 @@ def split_statistics(tables: dict[str, pa.Table], bounds: np.ndarray, config: Pr
     }
 
 
+PROBE_SCORE = "log((train positives + 1) / (train negatives + 1)) of the target item"
+
+
+def popularity_probe(tables: dict[str, pa.Table]) -> dict[str, Any]:
+    """AUC per split of a score that knows nothing but the item's training-period label rate.
+
+    score(item) = log((p + 1) / (n + 1)) with p, n its positive and negative training samples
+    (add-one smoothing; items without training samples score 0). A user-blind score like this
+    should be useless (AUC 0.5) on valid and test when negatives are sampled; far from 0.5, the
+    labels leak through the item alone (protocol 2's whole-log sampler gave ~0.38, see
+    docs/protocol.md). `train` is in-sample and only for reference; `*_cold` restrict to cold
+    targets. `ok` is whether valid and test lie within 0.5 +- PROBE_TOLERANCE (NaN counts as ok:
+    a split with one class has no AUC).
+    """
+    from psrq.rank.metrics import auc
+
+    train = tables["train"]
+    vocab = pc.unique(pa.chunked_array([t.column("item_id") for t in tables.values()],
+                                       type=pa.string()).combine_chunks())
+    idx = pc.index_in(train.column("item_id"), value_set=vocab).to_numpy(zero_copy_only=False)
+    label = train.column("label").to_numpy(zero_copy_only=False).astype(np.int64)
+    pos = np.bincount(idx, weights=label, minlength=len(vocab))
+    neg = np.bincount(idx, weights=1 - label, minlength=len(vocab))
+    score = np.log((pos + 1.0) / (neg + 1.0))
+    out: dict[str, Any] = {"score": PROBE_SCORE, "tolerance": PROBE_TOLERANCE}
+    for name, t in tables.items():
+        y = t.column("label").to_numpy(zero_copy_only=False)
+        s = score[pc.index_in(t.column("item_id"), value_set=vocab).to_numpy(zero_copy_only=False)] if t.num_rows else np.zeros(0)
+        out[name] = _finite_or_none(auc(y, s))
+        if name != "train":
+            cold = t.column("is_cold").to_numpy(zero_copy_only=False)
+            out[f"{name}_cold"] = _finite_or_none(auc(y[cold], s[cold]))
+    out["ok"] = probe_ok(out)
+    return out
+
+
+def _finite_or_none(x: float) -> float | None:
+    return None if math.isnan(x) else round(float(x), 4)  # meta.json must stay valid JSON
+
+
+def probe_ok(probe: dict[str, Any]) -> bool:
+    """Whether the probe's valid and test AUC lie within 0.5 +- its tolerance (NaN: no AUC, ok)."""
+    tol = probe.get("tolerance", PROBE_TOLERANCE)
+    return all(abs(probe[s] - 0.5) <= tol for s in ("valid", "test") if probe.get(s) is not None)
+
+
+def probe_warning(probe: dict[str, Any], label_rule: str) -> str | None:
+    """A sentence for users when the probe strays outside 0.5 +- tolerance, else None."""
+    if probe_ok(probe):
+        return None
+    vals = ", ".join(f"{s} {probe[s]:.3f}" for s in ("valid", "test") if probe.get(s) is not None)
+    if label_rule == "implicit":
+        why = ("the sampled negatives follow a different popularity than the positives, so the "
+               "item alone predicts the label and ID/SID tables learn that instead of the user")
+    else:
+        why = ("the data's own labels differ by item; a model can reach this AUC without knowing the "
+               "user, so compare models against it")
+    return (f"popularity probe outside 0.5 +- {probe.get('tolerance', PROBE_TOLERANCE)} ({vals}): {why} "
+            "(docs/protocol.md, \"Popularity probe\")")
+
+
 def print_split_statistics(stats: dict[str, Any], title: str = "samples") -> None:
     """Print the split statistics as a rich table."""
     from rich.console import Console
@@ -404,3 +568,19 @@ def print_split_statistics(stats: dict[str, Any], title: str = "samples") -> Non
     console = Console()
     console.width = max(console.width, 132)  # a table this wide wraps into nonsense at 80 columns
     console.print(table)
+    probe = stats.get("popularity_probe")
+    if probe:
+        console.print(format_probe(probe), highlight=False)
+        warning = probe_warning(probe, stats["label_rule"]["kind"])
+        if warning:
+            console.print(f"[bold red]WARNING[/]: {warning}", highlight=False)
+
+
+def format_probe(probe: dict[str, Any]) -> str:
+    """One line: the popularity probe's AUC per split."""
+    def f(x: float | None) -> str:
+        return "n/a" if x is None else f"{x:.3f}"
+
+    return (f"popularity probe (AUC of the item's training label rate; should be 0.5 +- {probe['tolerance']}): "
+            f"valid {f(probe['valid'])}, test {f(probe['test'])} "
+            f"(cold: valid {f(probe.get('valid_cold'))}, test {f(probe.get('test_cold'))}; train, in-sample: {f(probe['train'])})")

@@ -119,7 +119,7 @@ class PQ(BaseQuantizer):
     def _encode(self, batch: np.ndarray) -> np.ndarray:
         codes = np.empty((batch.shape[0], len(self.codebooks_)), dtype=np.int32)
         for j, codebook in enumerate(self.codebooks_):
-            labels, _ = nearest_centroid(batch[:, self.bounds_[j] : self.bounds_[j + 1]], codebook)
+            labels, _ = nearest_centroid(batch[:, self.bounds_[j] : self.bounds_[j + 1]], codebook, distances=False)
             codes[:, j] = labels
         return codes
 

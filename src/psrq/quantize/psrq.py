@@ -16,9 +16,11 @@ Our reading of the dimension mismatch: the paper clusters 2d-wide Z_l but never 
 only the centroid's residual half (its first d values); the prefix half of a centroid is used
 for assignment only and never reconstructs anything.
 
-Assignment is exact but never materialises Z_l for the items being encoded: the prefix is a
-sum of earlier codewords, so its half of the distance comes from small [k_j, k_l] tables
-(`psrq.quantize.rq_kmeans`). Only the fit sample's Z_l is built, because k-means needs it.
+Z_l is never materialised, neither for the items being encoded nor for the fit sample: the
+prefix is a sum of earlier codewords, so its half of the distance comes from small [k_j, k_l]
+tables, and its half of a k-means centroid from per-cluster counts of earlier codes
+(`psrq.quantize.prefix_kmeans`, the same Lloyd iterations as faiss k-means on Z_l). Fitting
+and encoding therefore cost about what RQ-KMeans costs (benchmarks/RESULTS.md).
 
 `prefix_weight` (w above) scales the prefix half. w = 1 is the paper as written; w = 0 clusters
 the residual alone, which is RQ-KMeans: the same code path runs (`psrq.quantize.rq_kmeans`), so

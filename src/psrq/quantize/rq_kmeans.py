@@ -19,7 +19,6 @@ Seeds: the training sample is drawn with `seed`, level l (0-based) runs k-means 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -37,6 +36,7 @@ from psrq.quantize.kmeans import (
     train_kmeans,
     training_sample,
 )
+from psrq.quantize.prefix_kmeans import prefix_bias, train_prefix_kmeans
 
 # ---- the shared level loop ----------------------------------------------------------------------
 # PSRQ's level l >= 1 assigns in the concatenated space:
@@ -45,28 +45,10 @@ from psrq.quantize.kmeans import (
 #     ||w p - C[c, d:]||^2 = w^2 ||p||^2 - 2 w sum_{j<l} T_j[id_j, c] + ||C[c, d:]||^2,
 # with T_j = C_j[:, :d] @ C[:, d:].T a small [k_j, k_l] table. The first term is the same for
 # every c (it drops out of the argmin), so assignment costs one d-wide matrix product plus
-# table look-ups: encoding never builds a 2d-wide matrix (not of the whole input, not of a
-# chunk), and PSRQ encodes about as fast as RQ-KMeans. Only training materialises
-# Z_l = [residual || w * prefix], for the fit sample (faiss k-means needs the points).
-
-
-def prefix_bias(
-    codes: np.ndarray, codebooks: list[np.ndarray], level: int, prefix_weight: float
-) -> Callable[[slice], np.ndarray]:
-    """row_bias for `nearest_centroid`: ||C[c, d:]||^2 - 2 w sum_{j<level} T_j[id_j, c], float32 [b, k]."""
-    wide = codebooks[level]
-    dim = codebooks[0].shape[1]
-    prefix_half = wide[:, dim:]
-    constant = np.einsum("kd,kd->k", prefix_half, prefix_half)
-    tables = [np.float32(-2.0 * prefix_weight) * (codebooks[j][:, :dim] @ prefix_half.T) for j in range(level)]
-
-    def bias(rows: slice) -> np.ndarray:
-        out = np.broadcast_to(constant, (len(codes[rows]), len(constant))).copy()
-        for j, table in enumerate(tables):
-            out += table[codes[rows, j]]
-        return out
-
-    return bias
+# table look-ups (`prefix_kmeans.prefix_bias`): no 2d-wide matrix is ever built, and PSRQ
+# encodes about as fast as RQ-KMeans. Training uses the same identity (and per-cluster counts
+# of earlier codes for the centroid update), so k-means on Z_l = [residual || w * prefix]
+# runs without Z_l too (`psrq.quantize.prefix_kmeans`).
 
 
 def assign_level(
@@ -76,10 +58,10 @@ def assign_level(
     codebook = codebooks[level]
     dim = residual.shape[1]
     if codebook.shape[1] == dim:  # level 0, or no prefix (RQ-KMeans, PSRQ at weight 0)
-        labels, _ = nearest_centroid(residual, codebook)
+        labels, _ = nearest_centroid(residual, codebook, distances=False)
     else:
         bias = prefix_bias(codes, codebooks, level, prefix_weight)
-        labels, _ = nearest_centroid(residual, codebook[:, :dim], row_bias=bias)
+        labels, _ = nearest_centroid(residual, codebook[:, :dim], row_bias=bias, distances=False)
     return labels
 
 
@@ -99,54 +81,39 @@ def fit_levels(
     Level l uses k-means seed `seed + l`. Returns float32 codebooks: [k_0, d] for level 0, then
     [k_l, 2d] with a prefix (prefix_weight > 0) or [k_l, d] without.
 
-    Memory: with a prefix, levels >= 1 keep one [m, 2d] matrix Z = [residual || w * prefix],
-    which is both the k-means input and the running state (the residual is its left half);
-    without one, the sample itself becomes the residual. Either way no other copy is made.
+    Memory: the sample itself becomes the running residual and nothing else of its size is made.
+    With a prefix, levels >= 1 run k-means on Z = [residual || w * prefix] without building Z
+    (`psrq.quantize.prefix_kmeans`): the prefix is a sum of earlier codewords, so it is known
+    from the earlier codes, and each Lloyd iteration costs one d-wide matrix product, as in
+    RQ-KMeans.
     """
-    dim = sample.shape[1]
     codes = np.empty((len(sample), len(sizes)), dtype=np.int64)
     codebooks: list[np.ndarray] = []
-    residual = sample  # the [m, d] residual, or the left half of `wide` once that exists
-    wide: np.ndarray | None = None
+    residual = sample
+    dim = sample.shape[1]
     for level, k in enumerate(tqdm(sizes, desc=desc, unit="level", disable=None, leave=False)):
-        if level == 1 and prefix_weight != 0:
-            # Z_2 = [X - C_1[id_1] || w * C_1[id_1]]: build it in place of the sample.
-            wide = np.zeros((len(sample), 2 * dim), dtype=np.float32)
-            wide[:, :dim] = residual
-            del sample, residual
-            residual = wide[:, :dim]
-            update_state(residual, wide, codebooks[0], codes[:, 0], prefix_weight)
-        points = residual if wide is None else wide
-        codebooks.append(
-            train_kmeans(
-                points,
-                k,
-                seed=seed + level,
-                niter=niter,
-                max_points_per_centroid=max_points_per_centroid,
-                name=f"{name} (level {level})",
+        knobs = {"seed": seed + level, "niter": niter, "max_points_per_centroid": max_points_per_centroid}
+        if level == 0 or prefix_weight == 0:
+            codebook = train_kmeans(residual, k, name=f"{name} (level {level})", **knobs)
+        else:
+            halves = [c[:, :dim] for c in codebooks]
+            codebook = train_prefix_kmeans(
+                residual, codes, halves, k, prefix_weight=prefix_weight, name=f"{name} (level {level})", **knobs
             )
-        )
+        codebooks.append(codebook)
         # Assign with the same function transform uses, so the sample's codes match transform's.
         codes[:, level] = assign_level(residual, codes, codebooks, level, prefix_weight)
-        if level == 0 and prefix_weight != 0:
-            continue  # the wide state is built from level 0's codes just above
         if level + 1 < len(sizes):
-            update_state(residual, wide, codebooks[level], codes[:, level], prefix_weight)
+            update_residual(residual, codebook, codes[:, level])
     return codebooks
 
 
-def update_state(
-    residual: np.ndarray, wide: np.ndarray | None, codebook: np.ndarray, labels: np.ndarray, prefix_weight: float
-) -> None:
-    """residual -= C[labels, :d]; with a wide state also prefix half += w * C[labels, :d] (chunked)."""
+def update_residual(residual: np.ndarray, codebook: np.ndarray, labels: np.ndarray) -> None:
+    """residual -= C[labels, :d], in place and in chunks (no [n, d] temporary)."""
     dim = residual.shape[1]
     for start in range(0, residual.shape[0], ASSIGN_BATCH):
         rows = slice(start, start + ASSIGN_BATCH)
-        chosen = codebook[labels[rows], :dim]
-        residual[rows] -= chosen
-        if wide is not None:
-            wide[rows, dim:] += np.float32(prefix_weight) * chosen
+        residual[rows] -= codebook[labels[rows], :dim]
 
 
 def encode_levels(batch: np.ndarray, codebooks: list[np.ndarray], prefix_weight: float) -> np.ndarray:
@@ -156,7 +123,7 @@ def encode_levels(batch: np.ndarray, codebooks: list[np.ndarray], prefix_weight:
     for level, codebook in enumerate(codebooks):
         codes[:, level] = assign_level(residual, codes, codebooks, level, prefix_weight)
         if level + 1 < len(codebooks):
-            update_state(residual, None, codebook, codes[:, level], prefix_weight)
+            update_residual(residual, codebook, codes[:, level])
     return codes.astype(np.int32)
 
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from psrq.errors import ArtifactError, InputError
-from psrq.rank.models import OOV, PAD, TableShapes
+from psrq.rank.models import OOV, PAD, TableShapes, identical_codebooks
 
 SAMPLE_COLUMNS = ("user_id", "item_id", "label", "history")
 RESERVED_ITEM_IDS = ("<pad>", "<oov>")
@@ -166,6 +166,7 @@ class ItemTables:
             n_ids=self.n_ids,
             sid_sizes=dict(self.sid_sizes),
             content_dims={m: int(x.shape[1]) for m, x in self.content.items()},
+            sid_aliases=identical_codebooks(self.sids, self.sid_sizes),
         )
 
     def rows_of(self, item_ids: Any) -> np.ndarray:
@@ -196,6 +197,17 @@ class ItemTables:
             h.update(np.ascontiguousarray(self.sids[cb][2:]).tobytes())
             h.update(json.dumps(self.sid_sizes[cb]).encode())
         return h.hexdigest()[:32]
+
+    def subset(self, rows: np.ndarray) -> ItemTables:
+        """The tables restricted to item rows `rows` (renumbered 0..len(rows)-1, in that order)."""
+        return ItemTables(
+            item_ids=self.item_ids[rows],
+            item_to_id=self.item_to_id[rows],
+            n_ids=self.n_ids,
+            sids={cb: tab[rows] for cb, tab in self.sids.items()},
+            sid_sizes=dict(self.sid_sizes),
+            content={m: x[rows] for m, x in self.content.items()},
+        )
 
     def with_new_items(
         self,

@@ -23,6 +23,10 @@ Examples:
 
   psrq train ... --model MCCA --no-mjc        (ablation "w/o MJC"; --no-msc for "w/o MSC")
 
+  psrq train ... --model MCCA --dot --content --embeddings E   (the "MCCA+content+dot" variant, beyond the paper)
+
+  psrq train ... --embedding-l2 0.01 --dropout 0.2   (regularisation; default: the model family's, docs/ranking.md)
+
 Writes OUT/model (the model directory), OUT/metrics.json, and OUT/checkpoint after every epoch;
 --resume continues an interrupted run from its checkpoint.
 """
@@ -63,7 +67,9 @@ Examples:
 
 Writes OUT/results.json, OUT/results.md, OUT/results.html; semantic IDs are cached in
 OUT/cache/sids and finished (run, seed) pairs in OUT/runs, so a rerun resumes.
-Models: VBPR, ContentConcat, DIN, DIN+SID (one row per quantizer), MCCA, "MCCA w/o MSC", "MCCA w/o MJC".
+Models: VBPR, ContentConcat, DIN, DIN+SID (one row per quantizer), MCCA, "MCCA w/o MSC", "MCCA w/o MJC";
+beyond the paper: DIN+SID+dot, DIN+SID+content, DIN+SID+content+dot, MCCA+dot, MCCA+content,
+MCCA+content+dot (main quantizer only; reported in their own table).
 """
 
 
@@ -87,12 +93,16 @@ def train_cmd(
     sid_codebook: Annotated[str | None, typer.Option(help="DIN: add this codebook's SID embedding (e.g. text).")] = None,
     no_msc: Annotated[bool, typer.Option("--no-msc", help="MCCA ablation: no modal-specific codebooks.")] = False,
     no_mjc: Annotated[bool, typer.Option("--no-mjc", help="MCCA ablation: no modal-joint codebook.")] = False,
+    dot: Annotated[bool, typer.Option("--dot", help="MCCA/DIN, beyond the paper: add a VBPR-style dot-product head.")] = False,
+    content: Annotated[bool, typer.Option("--content", help="MCCA/DIN, beyond the paper: projected content as an extra item feature (needs --embeddings).")] = False,
     preset: Annotated[str, typer.Option(help="Hyper-parameter preset: default or paper.")] = "default",
     epochs: Annotated[int | None, typer.Option(help="Override the preset's maximum epochs.")] = None,
     lr: Annotated[float | None, typer.Option(help="Override the learning rate.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Override the batch size.")] = None,
     patience: Annotated[int | None, typer.Option(help="Early-stopping patience in epochs (0 = off).")] = None,
     min_id_count: Annotated[int | None, typer.Option(help="Items seen fewer times in training share the OOV ID row.")] = None,
+    embedding_l2: Annotated[float | None, typer.Option(help="L2 on the embedding rows each batch looks up (default: the model family's).")] = None,
+    dropout: Annotated[float | None, typer.Option(help="Dropout in the tower (default: the model family's).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.")] = False,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
@@ -109,9 +119,14 @@ def train_cmd(
         params["use_msc"] = False
     if no_mjc:
         params["use_mjc"] = False
+    if dot:
+        params["dot"] = True
+    if content:
+        params["content"] = True
     config = TrainConfig.from_preset(
         preset, model=model, model_params=params, seed=seed, epochs=epochs, lr=lr,
         batch_size=batch_size, patience=patience, min_id_count=min_id_count,
+        embedding_l2=embedding_l2, dropout=dropout,
     )
     data = load_ranking_data(samples, sids=sids, embeddings=embeddings, max_history=config.max_history, min_id_count=config.min_id_count)
     result = train_model(data, config, out=out, resume=resume)
@@ -227,6 +242,8 @@ def experiment_cmd(
     preset: Annotated[str, typer.Option(help="Training preset: default or paper.")] = "default",
     epochs: Annotated[int | None, typer.Option(help="Override the preset's maximum epochs.")] = None,
     lr: Annotated[float | None, typer.Option(help="Override the learning rate.")] = None,
+    embedding_l2: Annotated[float | None, typer.Option(help="L2 on the embedding rows each batch looks up (default: the model family's).")] = None,
+    dropout: Annotated[float | None, typer.Option(help="Dropout in the tower (default: the model family's).")] = None,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
     report_only: Annotated[bool, typer.Option("--report-only", help="Train nothing: tables from the finished (run, seed) pairs only.")] = False,
 ) -> None:
@@ -237,7 +254,7 @@ def experiment_cmd(
         qparams = json.loads(quantizer_params) if quantizer_params else {}
     except json.JSONDecodeError as e:
         raise ConfigError(f"--quantizer-params is not valid JSON: {e}") from e
-    overrides = {k: v for k, v in {"epochs": epochs, "lr": lr}.items() if v is not None}
+    overrides = {k: v for k, v in {"epochs": epochs, "lr": lr, "embedding_l2": embedding_l2, "dropout": dropout}.items() if v is not None}
     spec = ExperimentSpec(
         samples=str(samples), embeddings=str(embeddings), modalities=_split_list(modalities) or None,
         models=_split_list(models), quantizers=_split_list(quantizers), main_quantizer=main_quantizer,

@@ -6,7 +6,9 @@
 Runs (the rows of the paper's tables 2-4):
 - main table: VBPR, ContentConcat, DIN, DIN + <main quantizer> SIDs, MCCA (+ any SimTier/QARM: not implemented);
 - quantizer table: DIN, and DIN + SIDs of each quantizer (VQ, PQ, RQKMeans, RQVAE, PSRQ);
-- ablation table: MCCA, MCCA w/o MSC, MCCA w/o MJC (all with the main quantizer's SIDs).
+- ablation table: MCCA, MCCA w/o MSC, MCCA w/o MJC (all with the main quantizer's SIDs);
+- beyond the paper (only when asked for): DIN+SID and MCCA with "+dot", "+content" or
+  "+content+dot" (main quantizer), in their own table beside the paper-faithful rows.
 Semantic IDs are computed with `psrq.quantize.multimodal.MultimodalQuantizer` once per
 (quantizer, params, seed, embedding files) and cached under `<out>/cache/sids/`; every finished
 (run, seed) is stored in `<out>/runs/<run>/seed<k>.json`, so an interrupted grid resumes where it
@@ -30,7 +32,17 @@ from psrq.errors import ConfigError, InputError
 from psrq.rank.metrics import METRIC_NAMES
 
 ALL_QUANTIZERS = ["VQ", "PQ", "RQKMeans", "RQVAE", "PSRQ"]
-ALL_MODELS = ["VBPR", "ContentConcat", "DIN", "DIN+SID", "MCCA", "MCCA w/o MSC", "MCCA w/o MJC"]
+PAPER_MODELS = ["VBPR", "ContentConcat", "DIN", "DIN+SID", "MCCA", "MCCA w/o MSC", "MCCA w/o MJC"]
+# Beyond the paper (docs/ranking.md): the SID models with a VBPR-style dot-product head beside
+# the attention tower ("+dot"), with the projected content as an extra item feature
+# ("+content"), or both. Reported beside the paper's rows, never instead of them.
+VARIANT_SUFFIXES: dict[str, dict[str, Any]] = {
+    "+dot": {"dot": True},
+    "+content": {"content": True},
+    "+content+dot": {"content": True, "dot": True},
+}
+VARIANT_MODELS = [f"{base}{suffix}" for base in ("DIN+SID", "MCCA") for suffix in VARIANT_SUFFIXES]
+ALL_MODELS = PAPER_MODELS + VARIANT_MODELS
 QUANTIZER_LABELS = {"VQ": "VQ", "PQ": "PQ", "RQKMeans": "RQ", "RQVAE": "RQ-VAE", "PSRQ": "PSRQ"}
 
 # Defaults per quantizer: 3 levels of k=64 (the best PSRQ setting of method.md's probe on
@@ -49,7 +61,7 @@ class ExperimentSpec:
     samples: str  # samples directory (train/valid/test.parquet)
     embeddings: str  # directory of embeddings/<modality>.parquet
     modalities: list[str] | None = None  # default: every file in `embeddings`
-    models: list[str] = field(default_factory=lambda: list(ALL_MODELS))
+    models: list[str] = field(default_factory=lambda: list(PAPER_MODELS))
     quantizers: list[str] = field(default_factory=lambda: list(ALL_QUANTIZERS))
     main_quantizer: str = "PSRQ"
     sid_modality: str | None = None  # codebook for the DIN + SID rows; default: first modality
@@ -92,9 +104,20 @@ def plan_runs(spec: ExperimentSpec, modalities: list[str]) -> list[RunSpec]:
             runs.append(RunSpec(m, "MCCA", {"use_msc": False}, spec.main_quantizer))
         elif m == "MCCA w/o MJC":
             runs.append(RunSpec(m, "MCCA", {"use_mjc": False}, spec.main_quantizer))
+        elif m in VARIANT_MODELS:
+            runs.append(_variant_run(m, sid_mod, spec.main_quantizer))
         else:
             runs.append(RunSpec(m, m, {}, None))
     return runs
+
+
+def _variant_run(name: str, sid_modality: str, quantizer: str) -> RunSpec:
+    """"DIN+SID+dot" -> "DIN+PSRQ+dot" (main quantizer's SIDs); "MCCA+content" -> MCCA(content=True)."""
+    base, suffix = ("DIN+SID", name[len("DIN+SID") :]) if name.startswith("DIN+SID") else ("MCCA", name[len("MCCA") :])
+    params = dict(VARIANT_SUFFIXES[suffix])
+    if base == "DIN+SID":
+        return RunSpec(f"DIN+{QUANTIZER_LABELS[quantizer]}{suffix}", "DIN", {"sid_codebook": sid_modality, **params}, quantizer)
+    return RunSpec(name, "MCCA", params, quantizer)
 
 
 # ---- semantic IDs -----------------------------------------------------------------------------
@@ -243,6 +266,9 @@ def table_rows(results: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
         "main": pick(["VBPR", "ContentConcat", "DIN", f"DIN+{main_q}", "MCCA"]),
         "quantizers": pick(["DIN", *[f"DIN+{QUANTIZER_LABELS[q]}" for q in ALL_QUANTIZERS]]),
         "ablation": pick(["MCCA", "MCCA w/o MSC", "MCCA w/o MJC"]),
+        "variants": pick([
+            f"DIN+{main_q}", *[f"DIN+{main_q}{s}" for s in VARIANT_SUFFIXES], "MCCA", *[f"MCCA{s}" for s in VARIANT_SUFFIXES], "VBPR",
+        ]) if any(r["name"].endswith(tuple(VARIANT_SUFFIXES)) for r in results["runs"]) else [],
     }
 
 
@@ -250,6 +276,7 @@ TABLE_TITLES = {
     "main": "Main comparison (paper Table 2)",
     "quantizers": "Quantizers: DIN + one modality's semantic IDs (paper Table 3)",
     "ablation": "MCCA ablations (paper Table 4)",
+    "variants": "Beyond the paper: SID models with a dot-product head (+dot) or projected content (+content)",
 }
 
 

@@ -71,10 +71,30 @@ class ActivationUnit(nn.Module):
         self.rest = nn.Sequential(*layers)
 
     def forward(self, keys: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        if keys.shape[0] == 1 and query.shape[0] > 1 and self.product_proj is not None:
+            return self.shared_history_weights(keys[0], query)
         h = self.key_proj(keys) + self.query_proj(query).unsqueeze(1)  # [B, L, h0]
         if self.product_proj is not None:
             h = h + self.product_proj(keys * query.unsqueeze(1))
         return self.rest(h).squeeze(-1)
+
+    def shared_history_weights(self, keys: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        """forward for ONE history scored against many queries: keys [L, d], query [B, d] -> [B, L].
+
+        Scoring candidates for one user: the first layer  k_j W_k + b + q W_q + (k_j * q) W_p  is,
+        for a fixed history, linear in q: q @ G_j + c_j with G_j = diag(k_j) W_p^T + W_q^T [d, h0]
+        and c_j = k_j W_k + b. All L positions then take ONE [B, d] x [d, L*h0] product plus one
+        broadcast add, instead of a [B, L, d] product tensor, three [B, L, h0] tensors and four
+        kernels. Same function (float reassociation only; tests pin it to `forward` at 1e-6).
+        """
+        n_pos, dim = keys.shape
+        first = self.key_proj.out_features
+        assert self.product_proj is not None
+        g = keys.t().unsqueeze(-1) * self.product_proj.weight.t().unsqueeze(1)  # [d, L, h0]
+        g = g + self.query_proj.weight.t().unsqueeze(1)
+        c = self.key_proj(keys).reshape(1, n_pos * first)  # [1, L*h0]
+        h = torch.addmm(c, query, g.reshape(dim, n_pos * first))  # [B, L*h0]
+        return self.rest(h.view(-1, n_pos, first)).squeeze(-1)
 
 
 class TargetAttentionPooling(nn.Module):
@@ -91,6 +111,13 @@ class TargetAttentionPooling(nn.Module):
         self.unit = ActivationUnit(dim, hidden, use_product=use_product)
 
     def forward(self, keys: torch.Tensor, query: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if keys.shape[0] == 1 and mask.shape[0] == 1 and query.shape[0] > 1:
+            # One history for many targets (scoring): padded positions get weight 0, so they are
+            # dropped before the unit runs instead of being computed and masked.
+            real = keys[:, mask[0]]  # [1, L_real, d]
+            if real.shape[1] == 0:
+                return keys.new_zeros(query.shape[0], keys.shape[-1])
+            return self.unit(real, query) @ real[0]  # [B, L_real] @ [L_real, d]
         weights = self.unit(keys, query) * mask.to(keys.dtype)  # [B, L]
         # matmul (not bmm) so keys/mask may be [1, L, ...]: one user's history scored against B
         # candidates is embedded and key-projected once, then broadcast.
@@ -98,14 +125,20 @@ class TargetAttentionPooling(nn.Module):
 
 
 class MLPTower(nn.Module):
-    """Prediction MLP: [B, in_dim] -> logits [B]. Hidden sizes default to [256, 128, 64]."""
+    """Prediction MLP: [B, in_dim] -> logits [B]. Hidden sizes default to [256, 128, 64].
 
-    def __init__(self, in_dim: int, hidden: Sequence[int] = (256, 128, 64)) -> None:
+    ``dropout`` > 0 drops each hidden activation with that probability while training (the
+    module's train mode); in eval mode it is the identity, so scores are deterministic.
+    """
+
+    def __init__(self, in_dim: int, hidden: Sequence[int] = (256, 128, 64), *, dropout: float = 0.0) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         prev = in_dim
         for h in hidden:
             layers += [nn.Linear(prev, int(h)), nn.ReLU()]
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
             prev = int(h)
         layers.append(nn.Linear(prev, 1))
         self.net = nn.Sequential(*layers)

@@ -18,6 +18,11 @@ everything needed to score. Padded history positions are masked explicitly (``hi
 | DIN | ID emb. (+ one codebook's SID emb., added) | one (query: target rep.) | [h, e_t] |
 | VBPR | ID emb. and a learned projection of content | masked mean (no attention) | dot products + item bias + content bias |
 | ContentConcat | projection of the concatenated content embeddings, no IDs | one | [h, e_t] |
+
+Codebooks whose codes are identical for every item (`TableShapes.sid_aliases`; with one modality
+the joint SID is that modality's) are built once: one table, one pooling. Beyond the paper, MCCA
+and DIN take ``dot`` (a VBPR-style dot-product term beside the tower) and ``content`` (the
+projected content embedding as an extra item feature); both are off by default.
 """
 
 from __future__ import annotations
@@ -45,6 +50,9 @@ class TableShapes:
     n_ids: int  # rows of the item-ID embedding, including PAD and OOV
     sid_sizes: dict[str, list[int]] = field(default_factory=dict)  # codebook -> k per level
     content_dims: dict[str, int] = field(default_factory=dict)  # modality -> embedding width
+    # codebook -> an earlier codebook with identical codes for every item (built once, see
+    # `identical_codebooks`); e.g. {"joint": "text"} when text is the only modality.
+    sid_aliases: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -56,7 +64,31 @@ class TableShapes:
             n_ids=int(d["n_ids"]),
             sid_sizes={k: [int(x) for x in v] for k, v in d.get("sid_sizes", {}).items()},
             content_dims={k: int(v) for k, v in d.get("content_dims", {}).items()},
+            sid_aliases={str(k): str(v) for k, v in d.get("sid_aliases", {}).items()},
         )
+
+
+def identical_codebooks(codes: dict[str, Any], sizes: dict[str, list[int]]) -> dict[str, str]:
+    """{codebook: earlier codebook with the same codes for every item row and the same sizes}.
+
+    `codes`: {codebook: int array [n_items, n_levels]}. Modalities come before `joint`, so with
+    one modality the joint codebook maps to that modality ({"joint": "text"}): its input [X^t]
+    *is* X^t, and a model built from the alias map learns one table and one pooling for it.
+    """
+    import numpy as np
+
+    order = sorted(codes, key=lambda cb: cb == JOINT)  # stable: file order, joint last
+    aliases: dict[str, str] = {}
+    kept: list[str] = []
+    for cb in order:
+        same = next(
+            (k for k in kept if list(sizes[k]) == list(sizes[cb]) and np.array_equal(codes[k], codes[cb])), None
+        )
+        if same is None:
+            kept.append(cb)
+        else:
+            aliases[cb] = same
+    return aliases
 
 
 class RankingModel(nn.Module):
@@ -73,8 +105,12 @@ class RankingModel(nn.Module):
         tower_hidden: Sequence[int] = (256, 128, 64),
         attention_product: bool = True,
         sparse_embeddings: bool = True,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
+        self.dropout = float(dropout)
         # Sparse embedding gradients: an optimiser step then touches only the rows in the batch
         # (dense Adam over a 100k-row table costs more than the whole forward/backward pass).
         self.sparse_embeddings = bool(sparse_embeddings)
@@ -88,13 +124,20 @@ class RankingModel(nn.Module):
         self.content_modalities: list[str] = []
 
     # ---- item tables ----------------------------------------------------------------------------
+    def canonical(self, codebook: str) -> str:
+        """The codebook whose tables serve `codebook` (itself unless its codes equal another's)."""
+        return self.shapes.sid_aliases.get(codebook, codebook)
+
     def _use_codebooks(self, codebooks: Sequence[str]) -> None:
-        for cb in codebooks:
-            if cb not in self.shapes.sid_sizes:
+        for name in codebooks:
+            if name not in self.shapes.sid_sizes:
                 raise ConfigError(
-                    f"{self.name} needs semantic IDs of codebook {cb!r}, but the item tables only "
+                    f"{self.name} needs semantic IDs of codebook {name!r}, but the item tables only "
                     f"have {sorted(self.shapes.sid_sizes) or 'none'} (check the sids.parquet columns sid_<codebook>)"
                 )
+            cb = self.canonical(name)
+            if cb in self.codebooks:
+                continue  # identical codes: one buffer, one table
             n_levels = len(self.shapes.sid_sizes[cb])
             self.register_buffer(f"sids_{cb}", torch.zeros(self.shapes.n_items, n_levels, dtype=torch.int64))
             self.codebooks.append(cb)
@@ -114,7 +157,7 @@ class RankingModel(nn.Module):
 
     def sid_codes(self, codebook: str, items: torch.Tensor) -> torch.Tensor:
         """Shifted codes int64 [..., n_levels] (0 = missing) of item rows `items` [...]."""
-        return getattr(self, f"sids_{codebook}")[items]
+        return getattr(self, f"sids_{self.canonical(codebook)}")[items]
 
     def content(self, items: torch.Tensor) -> torch.Tensor:
         """Concatenated content embeddings float [..., sum of dims] of item rows `items` [...]."""
@@ -129,7 +172,19 @@ class RankingModel(nn.Module):
             "tower_hidden": list(self.tower_hidden),
             "attention_product": self.attention_product,
             "sparse_embeddings": self.sparse_embeddings,
+            "dropout": self.dropout,
         }
+
+    def describe(self) -> str:
+        """One line saying what was built (saved in spec.json)."""
+        return self.name
+
+    def _tower(self, in_dim: int) -> MLPTower:
+        return MLPTower(in_dim, self.tower_hidden, dropout=self.dropout)
+
+    def _content_projection(self) -> nn.Linear:
+        """E: concatenated content embeddings -> d (VBPR's projection), after `_use_content`."""
+        return nn.Linear(sum(self.shapes.content_dims[m] for m in self.content_modalities), self.dim, bias=False)
 
     def _pooling(self) -> TargetAttentionPooling:
         return TargetAttentionPooling(self.dim, self.attention_hidden, use_product=self.attention_product)
@@ -144,6 +199,11 @@ def _id_embedding(n_ids: int, dim: int, sparse: bool = False) -> nn.Embedding:
     return emb
 
 
+def _mean_dot(keys: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """VBPR-style interaction <masked mean of keys, target>: keys [B|1, L, d], target [B, d] -> [B]."""
+    return (masked_mean(keys, mask) * target).sum(-1)
+
+
 class MCCA(RankingModel):
     """Multi-codebook cross-attention (the paper's ranking model), with its two ablations.
 
@@ -153,6 +213,18 @@ class MCCA(RankingModel):
     Full model: both True. "w/o MSC": use_msc=False. "w/o MJC": use_mjc=False, in which case each
     modality's pooling is queried by the target's own SID embedding of that modality.
     The collaborative branch (item-ID sequence queried by the target ID embedding) is always on.
+
+    Codebooks with identical codes (``shapes.sid_aliases``) are built once: with one modality
+    the joint SID is that modality's SID, so the full model has one SID table and one SID
+    pooling, queried by the target's joint (= text) embedding; "w/o MSC" and "w/o MJC" are then
+    the same network as the full model.
+
+    Beyond the paper (off by default; docs/ranking.md):
+    - ``dot``: add VBPR-style dot products <mean of the history, target> per branch (item IDs,
+      each SID codebook with the target's own SID embedding, content) to the tower's logit.
+    - ``content``: an extra branch over the projected content embeddings E f (every modality
+      in the item tables, concatenated), pooled with the target's E f_t as query; h^c and
+      E f_t join the tower input.
 
     forward(target [B], history [B, L]) -> logits [B].
     """
@@ -166,6 +238,8 @@ class MCCA(RankingModel):
         modalities: Sequence[str] | None = None,
         use_msc: bool = True,
         use_mjc: bool = True,
+        dot: bool = False,
+        content: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(shapes, **kwargs)
@@ -176,43 +250,80 @@ class MCCA(RankingModel):
             raise ConfigError("MCCA with modal-specific codebooks needs at least one sid_<modality> column besides sid_joint")
         self.modalities = mods
         self.use_msc, self.use_mjc = bool(use_msc), bool(use_mjc)
-        attended = (mods if use_msc else []) + ([JOINT] if use_mjc else [])
-        self.attended = attended
-        self._use_codebooks(list(dict.fromkeys([*attended, *([JOINT] if use_mjc else [])])))
+        self.dot, self.use_content = bool(dot), bool(content)
+        wanted = (mods if use_msc else []) + ([JOINT] if use_mjc else [])
+        self._use_codebooks(wanted)
+        # One pooling per *distinct* codebook: a joint codebook equal to a modality's is that one.
+        self.attended = list(dict.fromkeys(self.canonical(cb) for cb in wanted))
+        self.query_codebook = self.canonical(JOINT) if use_mjc else None
         d = self.dim
         self.id_embedding = _id_embedding(shapes.n_ids, d, self.sparse_embeddings)
         self.sid_embeddings = nn.ModuleDict({cb: SIDEmbedding(shapes.sid_sizes[cb], d, sparse=self.sparse_embeddings) for cb in self.codebooks})
-        self.sid_poolings = nn.ModuleDict({cb: self._pooling() for cb in attended})
+        self.sid_poolings = nn.ModuleDict({cb: self._pooling() for cb in self.attended})
         self.id_pooling = self._pooling()
-        n_target_sid = 1 if use_mjc else len(attended)
-        self.tower = MLPTower(d * (len(attended) + 2 + n_target_sid), self.tower_hidden)
+        n_target_sid = 1 if use_mjc else len(self.attended)
+        n_content = 0
+        if self.use_content:
+            self._use_content(list(shapes.content_dims))
+            self.content_proj = self._content_projection()
+            self.content_pooling = self._pooling()
+            n_content = 2  # h^c and E f_t
+        self.tower = self._tower(d * (len(self.attended) + 2 + n_target_sid + n_content))
 
     def model_kwargs(self) -> dict[str, Any]:
-        return {**super().model_kwargs(), "modalities": self.modalities, "use_msc": self.use_msc, "use_mjc": self.use_mjc}
+        return {
+            **super().model_kwargs(), "modalities": self.modalities, "use_msc": self.use_msc,
+            "use_mjc": self.use_mjc, "dot": self.dot, "content": self.use_content,
+        }
+
+    def describe(self) -> str:
+        variant = "MCCA" if self.use_msc and self.use_mjc else ("MCCA w/o MSC" if self.use_mjc else "MCCA w/o MJC")
+        extras = "".join(s for s, on in (("+content", self.use_content), ("+dot", self.dot)) if on)
+        tables = ", ".join(self.codebooks)
+        text = f"{variant}{extras}: SID tables [{tables}], poolings over [{', '.join(self.attended)}] + item IDs"
+        if self.query_codebook is not None:
+            text += f", shared query = target's {self.query_codebook} SID embedding"
+        aliased = {a: c for a, c in self.shapes.sid_aliases.items() if c in self.codebooks}
+        if aliased:
+            same = ", ".join(f"{a} = {c}" for a, c in aliased.items())
+            text += f"; identical codebooks built once ({same})"
+            if len(self.attended) == 1 and self.use_msc and self.use_mjc:
+                text += ": one modality, so modal-specific and modal-joint are the same codebook"
+        return text
 
     def target_query(self, target: torch.Tensor) -> torch.Tensor:
         """The shared query e^o_t: the target's joint SID embedding [B, d] (requires use_mjc)."""
-        return self.sid_embeddings[JOINT](self.sid_codes(JOINT, target))
+        cb = self.query_codebook or JOINT
+        return self.sid_embeddings[cb](self.sid_codes(cb, target))
 
     def forward(self, target: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         mask = history != PAD
         id_t = self.id_embedding(self.item_to_id[target])  # [B, d]
         id_h = self.id_embedding(self.item_to_id[history])  # [B, L, d]
         parts = [self.id_pooling(id_h, id_t, mask)]
+        dots = [_mean_dot(id_h, id_t, mask)] if self.dot else []
         target_sid_parts = []
         shared_query = self.target_query(target) if self.use_mjc else None
         for cb in self.attended:
             emb = self.sid_embeddings[cb]
             keys = emb(self.sid_codes(cb, history))  # [B, L, d]
-            if shared_query is not None:
-                query = shared_query
-            else:
-                query = emb(self.sid_codes(cb, target))
-                target_sid_parts.append(query)
-            parts.append(self.sid_poolings[cb](keys, query, mask))
+            own = emb(self.sid_codes(cb, target)) if shared_query is None or self.dot else None
+            if shared_query is None:
+                target_sid_parts.append(own)
+            parts.append(self.sid_poolings[cb](keys, shared_query if shared_query is not None else own, mask))
+            if self.dot:
+                dots.append(_mean_dot(keys, own, mask))
         if shared_query is not None:
             target_sid_parts = [shared_query]
-        return self.tower(torch.cat([*parts, id_t, *target_sid_parts], dim=-1))
+        if self.use_content:
+            c_t = self.content_proj(self.content(target))  # [B, d]
+            c_h = self.content_proj(self.content(history))  # [B, L, d]
+            parts.append(self.content_pooling(c_h, c_t, mask))
+            target_sid_parts.append(c_t)
+            if self.dot:
+                dots.append(_mean_dot(c_h, c_t, mask))
+        logits = self.tower(torch.cat([*parts, id_t, *target_sid_parts], dim=-1))
+        return logits + torch.stack(dots).sum(0) if dots else logits
 
 
 class DIN(RankingModel):
@@ -221,36 +332,53 @@ class DIN(RankingModel):
     With ``sid_codebook`` set (e.g. "text"), the summed level embeddings of that codebook's SID
     are *added* to the item representation (the paper's "DIN + <quantizer>" rows).
 
+    Beyond the paper (off by default): ``content`` adds the projected content E f (every
+    modality, concatenated) to the item representation; ``dot`` adds the VBPR-style
+    <mean of the history's representations, target representation> to the tower's logit.
+
     forward(target [B], history [B, L]) -> logits [B].
     """
 
     name = "DIN"
 
-    def __init__(self, shapes: TableShapes, *, sid_codebook: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, shapes: TableShapes, *, sid_codebook: str | None = None, dot: bool = False,
+                 content: bool = False, **kwargs: Any) -> None:
         super().__init__(shapes, **kwargs)
         self.sid_codebook = sid_codebook
+        self.dot, self.use_content = bool(dot), bool(content)
         self.id_embedding = _id_embedding(shapes.n_ids, self.dim, self.sparse_embeddings)
         if sid_codebook is not None:
             self._use_codebooks([sid_codebook])
-            self.sid_embedding = SIDEmbedding(shapes.sid_sizes[sid_codebook], self.dim, sparse=self.sparse_embeddings)
+            cb = self.canonical(sid_codebook)
+            self.sid_embedding = SIDEmbedding(shapes.sid_sizes[cb], self.dim, sparse=self.sparse_embeddings)
+        if self.use_content:
+            self._use_content(list(shapes.content_dims))
+            self.content_proj = self._content_projection()
         self.pooling = self._pooling()
-        self.tower = MLPTower(2 * self.dim, self.tower_hidden)
+        self.tower = self._tower(2 * self.dim)
 
     def model_kwargs(self) -> dict[str, Any]:
-        return {**super().model_kwargs(), "sid_codebook": self.sid_codebook}
+        return {**super().model_kwargs(), "sid_codebook": self.sid_codebook, "dot": self.dot, "content": self.use_content}
+
+    def describe(self) -> str:
+        base = "DIN" if self.sid_codebook is None else f"DIN + {self.sid_codebook} SIDs"
+        return base + "".join(s for s, on in ((" + content", self.use_content), (" + dot", self.dot)) if on)
 
     def item_repr(self, items: torch.Tensor) -> torch.Tensor:
         """[...] item rows -> [..., d]."""
         e = self.id_embedding(self.item_to_id[items])
         if self.sid_codebook is not None:
             e = e + self.sid_embedding(self.sid_codes(self.sid_codebook, items))
+        if self.use_content:
+            e = e + self.content_proj(self.content(items))
         return e
 
     def forward(self, target: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         mask = history != PAD
         e_t = self.item_repr(target)
-        h = self.pooling(self.item_repr(history), e_t, mask)
-        return self.tower(torch.cat([h, e_t], dim=-1))
+        e_h = self.item_repr(history)
+        logits = self.tower(torch.cat([self.pooling(e_h, e_t, mask), e_t], dim=-1))
+        return logits + _mean_dot(e_h, e_t, mask) if self.dot else logits
 
 
 class VBPR(RankingModel):
@@ -310,7 +438,7 @@ class ContentConcat(RankingModel):
         self._use_content(mods)
         self.content_proj = nn.Linear(sum(shapes.content_dims[m] for m in mods), self.dim)
         self.pooling = self._pooling()
-        self.tower = MLPTower(2 * self.dim, self.tower_hidden)
+        self.tower = self._tower(2 * self.dim)
 
     def model_kwargs(self) -> dict[str, Any]:
         return {**super().model_kwargs(), "modalities": self.content_modalities}

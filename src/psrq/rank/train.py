@@ -37,6 +37,7 @@ from psrq.rank.batches import (
 )
 from psrq.rank.metrics import evaluate_predictions
 from psrq.rank.models import OOV, RankingModel, TableShapes, build_model
+from psrq.rank.models import PAD as PAD_ROW
 
 MODEL_KIND = "psrq-ranker"
 CHECKPOINT_KIND = "psrq-ranker-checkpoint"
@@ -52,7 +53,11 @@ class TrainConfig:
     max_history: int = 20
     batch_size: int = 512
     lr: float = 1e-3
-    weight_decay: float = 0.0
+    weight_decay: float = 0.0  # Adam's L2 on the dense weights (towers, attention units, projections)
+    # L2 on the embedding-table rows looked up in each batch (EmbeddingL2) and dropout in the
+    # tower; None = the model family's default chosen on validation (FAMILY_DEFAULTS).
+    embedding_l2: float | None = None
+    dropout: float | None = None
     epochs: int = 20
     patience: int = 2  # epochs without validation-AUC improvement before stopping; 0 = never stop early
     min_id_count: int = 2  # items seen fewer times in training share the OOV ID row
@@ -70,8 +75,39 @@ class TrainConfig:
             raise ConfigError(f"unknown training option(s) {bad}; known: {sorted(known)}")
         return cls(**values)
 
+    def __post_init__(self) -> None:
+        family = FAMILY_DEFAULTS[model_family(self.model, self.model_params)]
+        if self.embedding_l2 is None:
+            self.embedding_l2 = family["embedding_l2"]
+        if self.dropout is None:
+            self.dropout = family["dropout"]
+        if self.embedding_l2 < 0:
+            raise ConfigError(f"embedding_l2 must be >= 0, got {self.embedding_l2}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def model_family(model: str, model_params: dict[str, Any]) -> str:
+    """The family whose regularisation defaults a model gets: DIN (item IDs only), DIN+SID,
+    MCCA (every ablation and variant), VBPR, ContentConcat."""
+    if model == "DIN" and model_params.get("sid_codebook"):
+        return "DIN+SID"
+    return model if model in FAMILY_DEFAULTS else "other"
+
+
+# Regularisation defaults per model family, chosen on Last.fm-2k *validation* AUC
+# (protocol 3, text SIDs, k = 64; the sweep and its numbers: docs/ranking.md, "Regularisation").
+FAMILY_DEFAULTS: dict[str, dict[str, float]] = {
+    "DIN": {"embedding_l2": 0.0, "dropout": 0.0},
+    "DIN+SID": {"embedding_l2": 0.0, "dropout": 0.0},
+    "MCCA": {"embedding_l2": 0.0, "dropout": 0.0},
+    "VBPR": {"embedding_l2": 0.0, "dropout": 0.0},
+    "ContentConcat": {"embedding_l2": 0.0, "dropout": 0.0},
+    "other": {"embedding_l2": 0.0, "dropout": 0.0},
+}
 
 
 # "paper": the paper's Music4All / industrial setting (d'=64, history 20, Adam, batch 512,
@@ -79,7 +115,9 @@ class TrainConfig:
 # stopping on validation AUC picks the epoch per model (2-3 with SIDs, ~11 for ID-only DIN on
 # Last.fm-2k; docs/ranking.md).
 PRESETS: dict[str, dict[str, Any]] = {
-    "paper": {"dim": 64, "max_history": 20, "batch_size": 512, "lr": 1e-4, "epochs": 1, "patience": 0},
+    # The paper gives no regularisation: "paper" has none.
+    "paper": {"dim": 64, "max_history": 20, "batch_size": 512, "lr": 1e-4, "epochs": 1, "patience": 0,
+              "embedding_l2": 0.0, "dropout": 0.0},
     "default": {"dim": 64, "max_history": 20, "batch_size": 512, "lr": 1e-3, "epochs": 20, "patience": 2},
 }
 
@@ -119,7 +157,8 @@ def load_ranking_data(
 
 def with_single_modality_joint(sid_data: tuple[np.ndarray, dict[str, np.ndarray], dict[str, list[int]]]) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, list[int]]]:
     """With one modality, the modal-joint input [X^t] is X^t itself, so the joint SID *is* the
-    modality's SID: alias it (MCCA still gives it its own embedding tables)."""
+    modality's SID: alias it (the same array, no copy). The item tables then report
+    ``sid_aliases == {"joint": <modality>}`` and the models build that codebook once."""
     ids, codes, sizes = sid_data
     mods = [cb for cb in codes if cb != "joint"]
     if "joint" not in codes and len(mods) == 1:
@@ -132,7 +171,7 @@ def with_single_modality_joint(sid_data: tuple[np.ndarray, dict[str, np.ndarray]
 def make_model(config: TrainConfig, tables: ItemTables) -> RankingModel:
     """Build the configured model (seeded) and copy the item tables into its buffers."""
     torch.manual_seed(config.seed)
-    model = build_model(config.model, tables.shapes(), dim=config.dim, **config.model_params)
+    model = build_model(config.model, tables.shapes(), dim=config.dim, dropout=config.dropout, **config.model_params)
     load_item_tables(model, tables)
     return model
 
@@ -184,6 +223,54 @@ def make_optimizer(model: RankingModel, config: TrainConfig) -> AdamWithSparseEm
     return AdamWithSparseEmbeddings(model, config.lr, config.weight_decay)
 
 
+class EmbeddingL2:
+    """L2 on the embedding rows a training batch looks up:  weight * sum ||w_r||^2 / B  over the
+    *distinct* rows r of every embedding table used by the batch (padding rows excluded).
+
+    Why this and not weight decay: SparseAdam has no weight decay, and decaying every row on
+    every step would make each step dense again (the cost sparse updates exist to avoid). A
+    penalty on the looked-up rows has a gradient on those rows only, so it stays sparse, and it
+    is DIN's "mini-batch aware" regularisation without the frequency weighting: a row is pulled
+    towards 0 in each batch that uses it, never for batches that do not. Rows are collected by
+    forward pre-hooks while the model is in training mode, so the forward signature is unchanged
+    and evaluation records nothing.
+    """
+
+    def __init__(self, model: torch.nn.Module, weight: float) -> None:
+        self.weight = float(weight)
+        self._seen: list[tuple[torch.nn.Module, torch.Tensor]] = []
+        self._handles = []
+        if self.weight > 0:
+            for m in model.modules():
+                if isinstance(m, torch.nn.Embedding | torch.nn.EmbeddingBag):
+                    self._handles.append(m.register_forward_pre_hook(self._record))
+
+    def _record(self, module: torch.nn.Module, args: tuple[Any, ...]) -> None:
+        if module.training:
+            self._seen.append((module, args[0]))
+
+    def penalty(self, batch_size: int) -> torch.Tensor:
+        """The penalty of the rows recorded since the last call (then forgets them); scalar."""
+        by_table: dict[int, tuple[torch.nn.Module, list[torch.Tensor]]] = {}
+        for module, idx in self._seen:
+            by_table.setdefault(id(module), (module, []))[1].append(idx.reshape(-1))
+        self._seen.clear()
+        total = torch.zeros(())
+        for module, parts in by_table.values():
+            rows = torch.unique(torch.cat(parts))
+            if module.padding_idx is not None:
+                rows = rows[rows != module.padding_idx]
+            # F.embedding with the table's own sparsity keeps the gradient sparse for SparseAdam.
+            w = torch.nn.functional.embedding(rows, module.weight, sparse=bool(module.sparse))
+            total = total + (w * w).sum()
+        return self.weight * total / max(int(batch_size), 1)
+
+    def close(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+
 @dataclass
 class TrainResult:
     model: RankingModel
@@ -230,24 +317,29 @@ def train_one_epoch(
 
     model.train()
     loss_fn = torch.nn.BCEWithLogitsLoss()
+    regulariser = EmbeddingL2(model, config.embedding_l2 or 0.0)
     total, count = 0.0, 0
     n_batches = math.ceil(len(split) / config.batch_size)
     batches = iter_batches(split, config.batch_size, generator=_epoch_generator(config.seed, epoch))
-    for b, idx, target, history, label in tqdm(batches, total=n_batches, desc=f"epoch {epoch + 1}", leave=False, disable=None if progress else True):
-        logits = model(target, history)
-        loss = loss_fn(logits, label)
-        if not torch.isfinite(loss):
-            rows = idx[:5].tolist()
-            raise TrainingError(
-                f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, batch {b} of {n_batches} "
-                f"(sample rows {rows}{'...' if len(idx) > 5 else ''} of split {split.name!r}); training stopped. "
-                "Check the inputs of those samples or lower the learning rate."
-            )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        total += loss.item() * len(idx)
-        count += len(idx)
+    try:
+        for b, idx, target, history, label in tqdm(batches, total=n_batches, desc=f"epoch {epoch + 1}", leave=False, disable=None if progress else True):
+            logits = model(target, history)
+            loss = loss_fn(logits, label)
+            if not torch.isfinite(loss):
+                rows = idx[:5].tolist()
+                raise TrainingError(
+                    f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, batch {b} of {n_batches} "
+                    f"(sample rows {rows}{'...' if len(idx) > 5 else ''} of split {split.name!r}); training stopped. "
+                    "Check the inputs of those samples or lower the learning rate."
+                )
+            optimizer.zero_grad(set_to_none=True)
+            # The reported training loss stays plain BCE (comparable across settings).
+            (loss + regulariser.penalty(len(idx)) if regulariser.weight > 0 else loss).backward()
+            optimizer.step()
+            total += loss.item() * len(idx)
+            count += len(idx)
+    finally:
+        regulariser.close()
     return total / max(count, 1)
 
 
@@ -312,9 +404,32 @@ def _config_key(config: TrainConfig, tables: ItemTables) -> str:
     return fingerprint_obj({"config": settings, "sids": tables.sid_fingerprint(), "shapes": tables.shapes().to_dict()})
 
 
+def discard_stale_checkpoint(out: str | os.PathLike[str], config: TrainConfig, tables: ItemTables) -> bool:
+    """Delete `out/checkpoint` when another configuration or other data wrote it (True if so).
+
+    For callers that own `out` and have already decided to retrain (`psrq run`, whose stage
+    fingerprint changed): resuming such a checkpoint is refused, so it is only in the way.
+    """
+    import shutil
+
+    ckpt = Path(out) / "checkpoint"
+    if not (ckpt / "manifest.json").is_file():
+        return False
+    try:
+        fingerprint = json.loads((ckpt / "manifest.json").read_text()).get("input_fingerprint")
+    except (OSError, ValueError):
+        fingerprint = None
+    if fingerprint == _config_key(config, tables):
+        return False
+    shutil.rmtree(ckpt)
+    return True
+
+
 def _write_checkpoint(path: Path, model: RankingModel, optimizer: AdamWithSparseEmbeddings, config: TrainConfig, tables: ItemTables, state: dict[str, Any]) -> None:
     with write_model_dir(path, kind=CHECKPOINT_KIND, params=config.to_dict(), seed=config.seed, input_fingerprint=_config_key(config, tables)) as d:
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": state}, d / "checkpoint.pt")
+        # torch's global RNG feeds dropout: saved so a resumed run draws the same masks.
+        blob = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": state, "rng": torch.get_rng_state()}
+        torch.save(blob, d / "checkpoint.pt")
 
 
 def _load_checkpoint(path: Path, model: RankingModel, optimizer: AdamWithSparseEmbeddings, config: TrainConfig, tables: ItemTables) -> dict[str, Any]:
@@ -324,6 +439,8 @@ def _load_checkpoint(path: Path, model: RankingModel, optimizer: AdamWithSparseE
     blob = torch.load(path / "checkpoint.pt", weights_only=False)
     model.load_state_dict(blob["model"])
     optimizer.load_state_dict(blob["optimizer"])
+    if "rng" in blob:
+        torch.set_rng_state(blob["rng"])
     return blob["state"]
 
 
@@ -333,6 +450,7 @@ def save_model(path: str | os.PathLike[str], result: TrainResult) -> Path:
     spec = {
         "model": result.config.model,
         "model_kwargs": result.model.model_kwargs(),
+        "description": result.model.describe(),
         "shapes": result.tables.shapes().to_dict(),
         "train_config": result.config.to_dict(),
         "sid_fingerprint": model_sid_fingerprint(result.model, result.tables),
@@ -425,21 +543,21 @@ class Ranker:
         """
         if not candidates:
             raise InputError("no candidate items to score")
-        tables = self._tables_with(list(history) + list(candidates), new_sids or {}, new_content or {})
-        rows_c = tables.rows_of(list(candidates))
-        rows_h = tables.rows_of(list(history))[-self.max_history :] if history else np.zeros(0, np.int64)
+        new_sids, new_content = new_sids or {}, new_content or {}
+        history = list(history)[-self.max_history :]
+        rows_c = self.tables.rows_of(list(candidates))
+        rows_h = self.tables.rows_of(history) if history else np.zeros(0, np.int64)
+        known = rows_c != OOV
+        model = self.model
+        described_new = [i for i in dict.fromkeys([*history, *candidates]) if (i in new_sids or i in new_content)]
+        described_new = [i for i, r in zip(described_new, self.tables.rows_of(described_new), strict=True) if r == OOV] if described_new else []
+        if described_new:
+            model, rows_c, rows_h = self._request_model(history, candidates, rows_c, rows_h, described_new, new_sids, new_content)
         hist = np.zeros((1, self.max_history), dtype=np.int64)
         hist[0, : len(rows_h)] = rows_h
-        if tables is not self.tables:
-            load_item_tables(self.model, tables)
-        try:
-            with torch.no_grad():
-                logits = self.model(torch.from_numpy(rows_c), torch.from_numpy(hist)).numpy()  # history [1, L], broadcast
-        finally:
-            if tables is not self.tables:
-                load_item_tables(self.model, self.tables)
-        known = rows_c != OOV if tables is self.tables else self.tables.rows_of(list(candidates)) != OOV
-        described = np.array([(c in (new_sids or {})) or (c in (new_content or {})) for c in candidates])
+        with torch.no_grad():
+            logits = model(torch.from_numpy(rows_c), torch.from_numpy(hist)).numpy()  # history [1, L], broadcast
+        described = np.array([(c in new_sids) or (c in new_content) for c in candidates])
         order = np.argsort(-logits, kind="stable")
         return [
             {
@@ -451,23 +569,42 @@ class Ranker:
             for i in order
         ]
 
-    def _tables_with(self, items: list[str], new_sids: dict[str, dict[str, np.ndarray]], new_content: dict[str, dict[str, np.ndarray]]) -> ItemTables:
-        if not new_sids and not new_content:
-            return self.tables
-        uniq = list(dict.fromkeys(items))
-        unseen = self.tables.rows_of(uniq) == OOV
-        unknown = [i for i, u in zip(uniq, unseen, strict=True) if u and (i in new_sids or i in new_content)]
-        if not unknown:
-            return self.tables
+    def _request_model(
+        self,
+        history: list[str],
+        candidates: list[str],
+        rows_c: np.ndarray,
+        rows_h: np.ndarray,
+        unknown: list[str],
+        new_sids: dict[str, dict[str, np.ndarray]],
+        new_content: dict[str, dict[str, np.ndarray]],
+    ) -> tuple[RankingModel, np.ndarray, np.ndarray]:
+        """A per-request view of the model whose item tables hold only this request's items.
+
+        Thread safety: the shared model is never modified (a service scores from many threads).
+        The view shares every parameter with the model but has its own buffer dict, holding
+        small tables: PAD, OOV, the request's known rows, then the described new items (ID row
+        = OOV). Returns (view, candidate rows, history rows) in the small tables' numbering.
+        """
+        known_rows = np.unique(np.concatenate([rows_c, rows_h, [PAD_ROW, OOV]]))  # sorted: PAD, OOV first
+        small = self.tables.subset(known_rows)
         sids = {
             cb: np.stack([np.asarray(new_sids.get(i, {}).get(cb, [-1] * len(sizes)), dtype=np.int64) for i in unknown])
-            for cb, sizes in self.tables.sid_sizes.items()
+            for cb, sizes in small.sid_sizes.items()
         }
         content = {
             m: np.stack([np.asarray(new_content.get(i, {}).get(m, np.zeros(X.shape[1])), dtype=np.float32) for i in unknown])
-            for m, X in self.tables.content.items()
+            for m, X in small.content.items()
         }
-        return self.tables.with_new_items(unknown, sids, content)
+        small = small.with_new_items(unknown, sids, content)
+        local = np.searchsorted(known_rows, np.concatenate([rows_c, rows_h]))
+        new_row = {item: len(known_rows) + j for j, item in enumerate(unknown)}
+        both = [*candidates, *history]
+        local = np.array([new_row.get(item, r) for item, r in zip(both, local.tolist(), strict=True)], dtype=np.int64)
+        view = copy.copy(self.model)
+        view._buffers = dict(self.model._buffers)  # its own buffer dict: the model's stays untouched
+        load_item_tables(view, small)
+        return view, local[: len(candidates)], local[len(candidates) :]
 
 
 def model_sid_fingerprint(model: RankingModel, tables: ItemTables) -> str:

@@ -47,6 +47,7 @@ figure img { max-width: 100%; height: auto; border: 1px solid var(--line); borde
 code { background: var(--bg-alt); padding: 1px 4px; border-radius: 3px; font-size: 13px; }
 dl.defs dt { font-weight: 600; margin-top: 6px; }
 dl.defs dd { margin-left: 18px; color: var(--muted); font-size: 13px; }
+p.warning { background: #fdecea; border-left: 4px solid #c62828; color: #7f1d1d; padding: 6px 10px; }
 """
 
 

@@ -68,7 +68,20 @@ def data_section(meta: dict[str, Any]) -> str:
         ("cold items", f"fewer than {protocol.get('cold_threshold')} positive training interactions"),
         ("skipped", ", ".join(f"{k} = {v:,}" for k, v in meta.get("skipped", {}).items()) or "nothing"),
     ]
-    return html.definitions(facts) + html.table(rows, caption="Samples per split (docs/protocol.md)")
+    return (html.definitions(facts) + html.table(rows, caption="Samples per split (docs/protocol.md)")
+            + probe_section(meta.get("popularity_probe"), rule.get("kind", "")))
+
+
+def probe_section(probe: dict[str, Any] | None, label_rule: str) -> str:
+    """The popularity probe beside the split table, with a warning when it strays from 0.5."""
+    from psrq.data.protocol import format_probe, probe_warning
+
+    if not probe:
+        return html.paragraph("popularity probe: not recorded (data prepared before protocol 3; "
+                              "rerun `psrq data prepare`)", css_class="warning")
+    text = html.paragraph(format_probe(probe) + f". Score: {probe['score']}.", css_class="note")
+    warning = probe_warning(probe, label_rule)
+    return text + (html.paragraph(f"WARNING: {warning}", css_class="warning") if warning else "")
 
 
 # ---- ID quality ---------------------------------------------------------------------------------
