@@ -54,7 +54,6 @@ class Loaded:
     load_seconds: float
     generation: int = 0
     explorer: Any | None = None  # psrq.serve.explorer.ExplorerIndex, built lazily
-    ranker_lock: threading.Lock = field(default_factory=threading.Lock)
     explorer_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property

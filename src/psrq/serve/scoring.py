@@ -5,9 +5,9 @@ from embeddings by the frozen quantizer; content models also get the embeddings 
 They share the OOV item-ID embedding (the documented new-item path, docs/ranking.md) and are
 flagged "new"; unknown items nobody described are flagged "unknown" (OOV features only).
 
-Concurrency: `Ranker.score` swaps extended item tables into the model while it scores new
-items, so calls on one ranker are serialised by the `Loaded.ranker_lock` of that ranker; each
-reload brings a fresh ranker with its own lock.
+Concurrency: `Ranker.score` is safe for concurrent callers (it never modifies the shared model;
+new items get a per-request view with small tables), so requests score in parallel threads
+with no lock here; tests/serve/test_serve_concurrency.py pins concurrent == sequential.
 """
 
 from __future__ import annotations
@@ -82,8 +82,7 @@ def score(loaded: Loaded, request: ScoreRequest) -> ScoreResponse:
         seen: set[str] = set()
         dupe = next(c for c in request.candidates if c in seen or seen.add(c))
         raise RequestError("candidates", f"item {dupe!r} is listed twice")
-    with loaded.ranker_lock:
-        ranked = ranker.score(request.history, request.candidates, new_sids=new_sids, new_content=new_content)
+    ranked = ranker.score(request.history, request.candidates, new_sids=new_sids, new_content=new_content)
     described = set(new_sids) | set(new_content)
     known_h = ranker.tables.knows(request.history) if request.history else np.zeros(0, bool)
     unknown_history = [h for h, k in zip(request.history, known_h.tolist(), strict=True) if not k and h not in described]
