@@ -8,8 +8,9 @@ a bounded asyncio httpx client (`--concurrency` connections, each sending its ne
 the previous answers) for `--duration` seconds:
 - score: POST /v1/score, 100 known candidates + a 20-item history (distinct random draws);
 - sids:  POST /v1/items/sids, one new item with precomputed embeddings for every modality.
-Prints a Markdown table (req/s, p50/p95/p99 ms, errors). The client shares the machine's cores
-with the server, as it would not in production: its CPU use is reported too.
+Prints a Markdown table (req/s, p50/p95/p99 ms, errors, CPU used by the server's process tree
+and by the client). The client shares the machine's cores with the server, as it would not in
+production; on a shared machine, requests per server CPU-second is the figure to compare.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "serve"))
-from serve_fixtures import start_server, stop_server  # noqa: E402
+from serve_fixtures import start_server, stop_server
 
 
 def artifacts_from_run(run: Path) -> tuple[list[str], dict[str, Any]]:
@@ -37,6 +38,29 @@ def artifacts_from_run(run: Path) -> tuple[list[str], dict[str, Any]]:
     paths = _run_paths(run)
     args = ["--run", str(run)]
     return args, paths
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """user + system CPU seconds of a process and its descendants (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(fields[1])
+        times[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        p = frontier.pop()
+        kids = [c for c, parent in parents.items() if parent == p and c not in tree]
+        tree.update(kids)
+        frontier.extend(kids)
+    return sum(times.get(p, 0.0) for p in tree)
 
 
 def make_payloads(paths: dict[str, Any], n: int, seed: int = 0) -> dict[str, list[dict[str, Any]]]:
@@ -123,19 +147,23 @@ def main() -> None:
                 path = "/v1/score" if scenario == "score" else "/v1/items/sids"
                 asyncio.run(drive(server.url, path, payloads[scenario], 3.0, args.concurrency))  # warm-up
                 cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+                server0 = tree_cpu_seconds(server.process.pid)
                 res = asyncio.run(drive(server.url, path, payloads[scenario], args.duration, args.concurrency))
+                server_cpu = (tree_cpu_seconds(server.process.pid) - server0) / args.duration
                 cpu1 = resource.getrusage(resource.RUSAGE_SELF)
                 client_cpu = (cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime) / args.duration
+                res["server_cpu"] = server_cpu
                 rows.append((workers, scenario, res, client_cpu))
                 print(f"workers={workers} {scenario}: {res} client CPU {client_cpu:.2f} cores", flush=True)
         finally:
             stop_server(server.process)
     print(f"\n{source}; {args.duration:.0f} s per row, {args.concurrency} concurrent connections, loopback\n")
-    print("| workers | endpoint | requests | req/s | p50 ms | p95 ms | p99 ms | errors | client CPU (cores) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| workers | endpoint | requests | req/s | p50 ms | p95 ms | p99 ms | errors | server CPU (cores) | req per server CPU-second | client CPU (cores) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for workers, scenario, r, cpu in rows:
         endpoint = "POST /v1/score (100 candidates, 20 history)" if scenario == "score" else "POST /v1/items/sids (1 item, embeddings)"
-        print(f"| {workers} | {endpoint} | {r['requests']} | {r['rps']:.0f} | {r['p50']:.1f} | {r['p95']:.1f} | {r['p99']:.1f} | {r['errors']} | {cpu:.2f} |")
+        per_cpu = r["rps"] / r["server_cpu"] if r["server_cpu"] > 0 else float("nan")
+        print(f"| {workers} | {endpoint} | {r['requests']} | {r['rps']:.0f} | {r['p50']:.1f} | {r['p95']:.1f} | {r['p99']:.1f} | {r['errors']} | {r['server_cpu']:.2f} | {per_cpu:.0f} | {cpu:.2f} |")
 
 
 if __name__ == "__main__":
