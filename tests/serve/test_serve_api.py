@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from serve_fixtures import ADMIN_TOKEN, MAX_BATCH, MAX_BODY_MB, MAX_CANDIDATES, Server
 
+pytestmark = pytest.mark.slow  # starts real servers / trains or exports models
+
 
 def vectors(artifacts: dict[str, Any], modality: str) -> dict[str, np.ndarray]:
     from psrq.quantize.embeddings_io import read_embedding_parquet
@@ -285,3 +287,38 @@ def test_server_refuses_to_start_on_a_corrupted_model_dir(serve_artifacts: dict[
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "normalization.npz is corrupted (checksum mismatch)" in proc.stderr
+
+
+# ---- explorer JSON routes -----------------------------------------------------------------------
+def test_explorer_routes(full_server: Server, serve_artifacts: dict[str, Any]) -> None:
+    from psrq.quantize.multimodal import MultimodalQuantizer
+
+    train = MultimodalQuantizer.load(serve_artifacts["quantizer"]).train_sids_
+    joint = train.codes["joint"]
+    with full_server.client() as c:
+        summary = c.get("/v1/explorer/summary").json()
+        assert summary == {"codebooks": ["text", "audio", "joint"], "n_levels": {"text": 2, "audio": 2, "joint": 2},
+                           "n_items": 300, "has_titles": True, "has_embeddings": True, "synthetic": True}
+        top = c.get("/v1/explorer/codes", params={"codebook": "joint"}).json()
+        sizes = {ch["code"]: ch["size"] for ch in top["children"]}
+        assert sizes == {int(k): int(v) for k, v in zip(*np.unique(joint[:, 0], return_counts=True), strict=True)}
+        assert [ch["size"] for ch in top["children"]] == sorted(sizes.values(), reverse=True)
+        code = top["children"][0]["code"]
+        below = c.get("/v1/explorer/codes", params={"codebook": "joint", "prefix": str(code)}).json()
+        assert below["level"] == 1 and below["prefix_size"] == sizes[code] == sum(ch["size"] for ch in below["children"])
+        items = c.get("/v1/explorer/items", params={"codebook": "joint", "prefix": str(code), "limit": 5}).json()
+        assert items["total"] == sizes[code] and len(items["items"]) == 5
+        assert all(x["codes"][0] == code and x["title"].startswith("SYNTHETIC track") for x in items["items"])
+        hits = c.get("/v1/explorer/search", params={"q": "syn_item_42"}).json()
+        assert hits[0]["item_id"] == "syn_item_42"
+        detail = c.get("/v1/explorer/items/syn_item_42", params={"codebook": "joint", "k": 5}).json()
+        row = train.item_ids.tolist().index("syn_item_42")
+        assert detail["codes"]["joint"] == joint[row].tolist()
+        shared = [n["shared_levels"] for n in detail["code_neighbours"]]
+        assert len(shared) == 5 and shared == sorted(shared, reverse=True)
+        cos = [n["cosine"] for n in detail["embedding_neighbours"]]
+        assert len(cos) == 5 and cos == sorted(cos, reverse=True) and "syn_item_42" not in [n["item_id"] for n in detail["embedding_neighbours"]]
+        png = c.get("/v1/explorer/cluster-sizes.png")
+        assert png.headers["content-type"] == "image/png" and png.content[:8] == b"\x89PNG\r\n\x1a\n"
+        page = c.get("/")
+        assert page.status_code == 200 and "Semantic-ID explorer" in page.text

@@ -8,7 +8,10 @@ from typing import Any
 
 import httpx
 import numpy as np
+import pytest
 from serve_fixtures import ADMIN_TOKEN, Server
+
+pytestmark = pytest.mark.slow  # starts real servers / trains or exports models
 
 
 def score_requests(artifacts: dict[str, Any], n: int, seed: int = 0) -> list[dict[str, Any]]:

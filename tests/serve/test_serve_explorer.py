@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 from serve_fixtures import Server
 
+pytestmark = pytest.mark.slow  # starts real servers / trains or exports models
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver")
 

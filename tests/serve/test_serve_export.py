@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+pytestmark = pytest.mark.slow  # starts real servers / trains or exports models
+
 
 def samples(n_items: int, max_history: int, n: int = 1000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """1,000 (target, history) pairs: known and OOV rows, histories of every length (0 = padding)."""
