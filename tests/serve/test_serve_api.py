@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +41,11 @@ def test_health_ready_version_docs(full_server: Server, serve_artifacts: dict[st
         assert v["models"]["ranker"]["fingerprint"] == manifest_fingerprint(serve_artifacts["rankers"]["MCCA"])
         assert v["loaded_at"].startswith("20") and v["load_seconds"] > 0
         assert c.get("/docs").status_code == 200
-        paths = c.get("/openapi.json").json()["paths"]
+        spec = c.get("/openapi.json").json()
         for p in ("/v1/items/sids", "/v1/score", "/healthz", "/readyz", "/v1/version", "/admin/reload"):
-            assert p in paths
+            assert p in spec["paths"]
+        refs = set(re.findall(r"#/components/schemas/(\w+)", json.dumps(spec)))
+        assert {"SidsRequest", "ScoreRequest", "ReloadRequest"} <= refs <= set(spec["components"]["schemas"])
 
 
 # ---- SIDs for new items -----------------------------------------------------------------------

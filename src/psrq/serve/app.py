@@ -188,7 +188,26 @@ def create_app(settings: ServeSettings, loaded: Loaded | None = None) -> FastAPI
     _admin_routes(app, holder, settings)
     _explorer_routes(app, holder)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    _document_raw_bodies(app)
     return app
+
+
+def _document_raw_bodies(app: FastAPI) -> None:
+    """Routes that parse their body themselves (JSON or multipart) reference these schemas."""
+    from fastapi.openapi.utils import get_openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for model in (s.SidsRequest, s.ReloadRequest):
+                js = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(js.pop("$defs", {}))
+                components[model.__name__] = js
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_app_from_env() -> FastAPI:
@@ -244,6 +263,11 @@ _SIDS_OPENAPI = {
             },
         },
     }
+}
+
+
+_RELOAD_OPENAPI = {
+    "requestBody": {"required": False, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ReloadRequest"}}}}
 }
 
 
@@ -344,7 +368,7 @@ def _score_routes(app: FastAPI, holder: ModelHolder, settings: ServeSettings) ->
 
 
 def _admin_routes(app: FastAPI, holder: ModelHolder, settings: ServeSettings) -> None:
-    @app.post("/admin/reload", response_model=s.ReloadResponse, tags=["admin"],
+    @app.post("/admin/reload", response_model=s.ReloadResponse, tags=["admin"], openapi_extra=_RELOAD_OPENAPI,
               responses={401: {"model": s.ErrorResponse}, 404: {"model": s.ErrorResponse}, 422: {"model": s.ErrorResponse}})
     async def reload(request: Request) -> s.ReloadResponse:
         """Load new model directories (default: the same paths again), verify them, then swap atomically."""
