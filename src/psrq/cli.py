@@ -39,6 +39,7 @@ STAGE_CLIS = [
     "psrq.quantize.cli",
     "psrq.rank.cli",
     "psrq.pipeline_cli",
+    "psrq.serve.cli",
 ]
 
 
