@@ -23,6 +23,8 @@ Examples:
 
   psrq train ... --model MCCA --no-mjc        (ablation "w/o MJC"; --no-msc for "w/o MSC")
 
+  psrq train --samples data/samples --sids sids.parquet --out runs/mcca --nproc 2   (DDP on 2 local processes via torchrun)
+
 Writes OUT/model (the model directory), OUT/metrics.json, and OUT/checkpoint after every epoch;
 --resume continues an interrupted run from its checkpoint.
 """
@@ -96,11 +98,15 @@ def train_cmd(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.")] = False,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
+    nproc: Annotated[int, typer.Option("--nproc", min=1, help="Data-parallel processes (torchrun + DDP, psrq.rank.ddp); --batch-size stays the global batch.")] = 1,
 ) -> None:
     from rich.console import Console
 
     from psrq.rank.train import TrainConfig, load_ranking_data, train_model
 
+    if nproc > 1:
+        _launch_ddp(nproc, locals())
+        return
     _set_threads(threads)
     params: dict = {}
     if sid_codebook:
@@ -117,6 +123,31 @@ def train_cmd(
     result = train_model(data, config, out=out, resume=resume)
     _print_metrics(Console(), result.metrics, title=f"{model} (best epoch {result.best_epoch})")
     typer.echo(f"wrote {out / 'model'}")
+
+
+def _launch_ddp(nproc: int, options: dict) -> None:
+    """`psrq train --nproc N`: the same options, run by torchrun on N local processes."""
+    from psrq.errors import TrainingError
+    from psrq.rank.ddp import launch
+
+    params = {}
+    if options["sid_codebook"]:
+        params["sid_codebook"] = options["sid_codebook"]
+    if options["no_msc"]:
+        params["use_msc"] = False
+    if options["no_mjc"]:
+        params["use_mjc"] = False
+    argv = ["--samples", str(options["samples"]), "--out", str(options["out"]), "--model", options["model"],
+            "--model-params", json.dumps(params), "--preset", options["preset"], "--seed", str(options["seed"])]
+    for name in ("sids", "embeddings", "epochs", "lr", "batch_size", "patience", "min_id_count", "threads"):
+        if options[name] is not None:
+            argv += [f"--{name.replace('_', '-')}", str(options[name])]
+    if options["resume"]:
+        argv.append("--resume")
+    code = launch(nproc, argv)
+    if code != 0:
+        raise TrainingError(f"distributed training on {nproc} processes failed (exit code {code}); see the messages above")
+    typer.echo(f"wrote {options['out'] / 'model'}")
 
 
 def _print_metrics(console, metrics: dict, title: str) -> None:
