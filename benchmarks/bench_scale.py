@@ -3,8 +3,8 @@
 Commands (what benchmarks/RESULTS.md "## Scale" records):
 
     .venv/bin/python benchmarks/bench_scale.py shards --items 10000000 --out /work/scale-data/items10m
-    .venv/bin/python benchmarks/bench_scale.py quantize --shards /work/scale-data/items10m --limit 1000000 2000000 10000000 --engine local
-    .venv/bin/python benchmarks/bench_scale.py quantize --shards /work/scale-data/items10m --limit 10000000 --engine ray
+    .venv/bin/python benchmarks/bench_scale.py quantize --shards /work/scale-data/items10m --limit 1000000 2000000 10000000 --engine local -- --modalities text
+    .venv/bin/python benchmarks/bench_scale.py quantize --shards /work/scale-data/items10m --limit 1000000 10000000 --engine ray -- --modalities text
 
 `shards` writes one Parquet shard per 100,000-item chunk of psrq.data.synth (SYNTHETIC:
 item_id, emb_text 64-d, emb_audio 48-d float32; row groups of 65,536 rows); the first n items
@@ -12,7 +12,7 @@ are the first n/100,000 shards, so `--limit` runs on a prefix of the same catalo
 
 `quantize` runs `psrq quantize --items <shards> --engine E` (PSRQ, 3 levels x 256 codes per
 codebook: text, audio and joint; fit on a seeded 65,536-row sample; assign in 65,536-row batches)
-in a subprocess and polls the summed RSS of that process and all its descendants (Ray's GCS,
+in a subprocess and polls the summed RSS (from /proc) of that process and all its descendants (Ray's GCS,
 raylet and workers included) every 0.2 s: "peak tree RSS". Ray's object store lives in /dev/shm
 and is counted in the RSS of the processes that map it, so the Ray figure may double count.
 """
@@ -60,20 +60,27 @@ def write_shards(n_items: int, out: Path, text_dim: int, audio_dim: int) -> dict
 
 
 def _tree_rss_mb(pid: int) -> float:
-    import psutil
-
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0.0
-    total = 0
-    for p in procs:
+    """Summed VmRSS of `pid` and all its descendants, from /proc (Linux)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
         try:
-            total += p.memory_info().rss
-        except psutil.NoSuchProcess:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    total_kb, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        todo.extend(children.get(p, []))
+        try:
+            with open(f"/proc/{p}/status") as f:
+                total_kb += next((int(line.split()[1]) for line in f if line.startswith("VmRSS:")), 0)
+        except OSError:
             pass
-    return total / 2**20
+    return total_kb / 1024
 
 
 def run_quantize(shards: Path, n: int, engine: str, work: Path, extra: list[str]) -> dict:

@@ -11,13 +11,34 @@ from typing import Annotated
 
 import typer
 
+from psrq.engines.options import (
+    ActorCpusOpt,
+    ActorsOpt,
+    AddressOpt,
+    BatchRowsOpt,
+    NumCpusOpt,
+    ObjectStoreOpt,
+    engine_config,
+)
+
+EngineOpt = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        help="memory: the whole file at once (cache, per-item skip reasons); local / ray: stream --items "
+        "(a Parquet file or a directory of shards) in --batch-rows batches, in this process or on a Ray Data "
+        "actor pool (one encoder per actor, one GPU each when the cluster has GPUs); --out is then a directory of shards.",
+    ),
+]
+
 embed_app = typer.Typer(
     name="embed",
     help=(
         "Encode item text or audio into embeddings/<modality>.parquet (+ a .report.json of skips).\n\n"
         "Examples:\n\n"
         "  psrq embed text --items data/items.parquet --out embeddings/text.parquet\n\n"
-        "  psrq embed audio --audio-dir data/audio-clips --out embeddings/audio.parquet"
+        "  psrq embed audio --audio-dir data/audio-clips --out embeddings/audio.parquet\n\n"
+        "  psrq embed text --items items_shards/ --out embeddings/text/ --engine ray --actors 1"
     ),
     no_args_is_help=True,
 )
@@ -59,12 +80,27 @@ def embed_text(
     max_length: Annotated[int, typer.Option("--max-length", min=1, help="Token limit for HF models (longer text is truncated).")] = 512,
     trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Allow a model directory's own code (Baichuan2 needs it).")] = False,
     threads: Annotated[int | None, typer.Option("--threads", min=1, help="Torch CPU threads (default: torch's choice).")] = None,
+    engine: EngineOpt = "memory",
+    address: AddressOpt = None,
+    num_cpus: NumCpusOpt = 2,
+    object_store_mb: ObjectStoreOpt = 256,
+    actors: ActorsOpt = 1,
+    actor_cpus: ActorCpusOpt = 0.5,
+    batch_rows: BatchRowsOpt = 4096,
 ) -> None:
     from psrq.features.base import set_torch_threads
     from psrq.features.cache import default_cache_dir
     from psrq.features.embed import embed_text_items, read_items
     from psrq.features.text import load_text_encoder
 
+    if engine != "memory":
+        from psrq.features.stream import TextEmbedMapper, embed_shards
+
+        cfg = engine_config(engine, address=address, num_cpus=num_cpus, object_store_mb=object_store_mb, actors=actors, actor_cpus=actor_cpus, batch_rows=batch_rows)
+        kwargs = {"model": model, "column": column, "normalize": not no_normalize, "batch_size": batch_size,
+                  "max_length": max_length, "trust_remote_code": trust_remote_code, "skip_empty": skip_empty, "threads": threads}
+        _summary(embed_shards(items, out, TextEmbedMapper, kwargs, column=column, engine=cfg), out)
+        return
     set_torch_threads(threads)
     read_items(items, [column])  # fail on a bad items file before loading a model
     encoder = load_text_encoder(
@@ -105,6 +141,13 @@ def embed_audio(
     cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Embedding cache folder, keyed by file content (default: $PSRQ_CACHE_DIR/embeddings or .psrq-cache/embeddings).")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the cache.")] = False,
     threads: Annotated[int | None, typer.Option("--threads", min=1, help="Torch CPU threads (default: torch's choice).")] = None,
+    engine: EngineOpt = "memory",
+    address: AddressOpt = None,
+    num_cpus: NumCpusOpt = 2,
+    object_store_mb: ObjectStoreOpt = 256,
+    actors: ActorsOpt = 1,
+    actor_cpus: ActorCpusOpt = 0.5,
+    batch_rows: BatchRowsOpt = 64,
 ) -> None:
     from psrq.errors import InputError
     from psrq.features.base import set_torch_threads
@@ -118,6 +161,18 @@ def embed_audio(
 
     if (items is None) == (audio_dir is None):
         raise InputError("give exactly one of --items ITEMS.parquet or --audio-dir FOLDER")
+    if engine != "memory":
+        from psrq.features.stream import AudioEmbedMapper, embed_shards
+
+        if items is None:
+            raise InputError("--engine local/ray reads --items (a Parquet file or a directory of shards), not --audio-dir")
+        cfg = engine_config(engine, address=address, num_cpus=num_cpus, object_store_mb=object_store_mb, actors=actors, actor_cpus=actor_cpus, batch_rows=batch_rows)
+        # Relative audio paths resolve against the folder holding the items file (or the shards folder).
+        base = (items if items.is_dir() else items.parent).resolve()
+        kwargs = {"model": model, "column": column, "base_dir": str(base), "layer": layer, "window_seconds": window_seconds,
+                  "trust_remote_code": trust_remote_code, "files_per_batch": files_per_batch, "threads": threads}
+        _summary(embed_shards(items, out, AudioEmbedMapper, kwargs, column=column, engine=cfg), out)
+        return
     set_torch_threads(threads)
     pairs = audio_items_from_table(items, column) if items is not None else audio_items_from_dir(audio_dir)
     encoder = load_audio_encoder(
