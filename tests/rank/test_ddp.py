@@ -64,3 +64,12 @@ def test_local_batches_tile_the_global_batches():
         assert sorted(union.tolist()) == sorted(batch.tolist())
     with pytest.raises(Exception, match="divisible"):
         local_batches(n, 9, rank=0, world=2, seed=0, epoch=0)
+
+
+def test_nccl_gets_dense_tables_and_gloo_keeps_sparse():
+    from psrq.rank.ddp import _ddp_config
+    from psrq.rank.train import TrainConfig
+
+    config = TrainConfig(model="MCCA")
+    assert _ddp_config(config, "nccl").model_params["sparse_embeddings"] is False
+    assert "sparse_embeddings" not in _ddp_config(config, "gloo").model_params

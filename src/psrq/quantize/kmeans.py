@@ -38,6 +38,33 @@ def import_faiss() -> Any:
     return faiss
 
 
+def faiss_gpu_count() -> int:
+    """GPUs faiss can use: 0 with faiss-cpu (the default install), or when PSRQ_FAISS_GPU=0.
+
+    With `pip install 'psrq[gpu]'` (faiss-gpu-cu12) and a visible GPU, `train_kmeans` trains on
+    it. GPU k-means is deterministic for a seed on one GPU model, but its centroids are not
+    bit-identical to the CPU ones (different summation order), so codes may differ in near-ties.
+    """
+    if os.environ.get("PSRQ_FAISS_GPU", "1") == "0":
+        return 0
+    get = getattr(import_faiss(), "get_num_gpus", None)
+    return int(get()) if get is not None else 0
+
+
+def assign_on_cuda() -> bool:
+    """Opt-in CUDA assignment (PSRQ_ASSIGN_DEVICE=cuda and torch sees a GPU).
+
+    Off by default: a GPU matrix product sums in another order than BLAS, so rows whose two
+    nearest centroids are within float32 rounding may get the other code, and the engines promise
+    byte-identical codes. Turn it on when throughput matters more than that promise.
+    """
+    if os.environ.get("PSRQ_ASSIGN_DEVICE", "cpu") != "cuda":
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def check_kmeans_params(*, seed: int, niter: int, max_points_per_centroid: int, owner: str) -> None:
     """Validate the k-means knobs every k-means quantizer shares; `owner` names the estimator."""
     for name, value, low in (("seed", seed, 0), ("niter", niter, 1), ("max_points_per_centroid", max_points_per_centroid, 1)):
@@ -107,6 +134,7 @@ def train_kmeans(
         min_points_per_centroid=1,
         spherical=False,
         verbose=False,
+        gpu=faiss_gpu_count() > 0,
     )
     km.train(x)
     return np.ascontiguousarray(km.centroids, dtype=np.float32)
@@ -133,6 +161,8 @@ def nearest_centroid(
     and deterministic for a fixed thread count). Ties go to the lowest centroid index.
     """
     centroids = np.ascontiguousarray(centroids, dtype=np.float32)
+    if assign_on_cuda():
+        return _nearest_centroid_cuda(x, centroids, batch=batch, transform=transform, row_bias=row_bias)
     centroid_sq = np.einsum("kd,kd->k", centroids, centroids)
     n = x.shape[0]
     labels = np.empty(n, dtype=np.int64)
@@ -152,4 +182,38 @@ def nearest_centroid(
         chunk_sq = np.einsum("bd,bd->b", chunk, chunk)
         best_scores = scores[np.arange(len(best)), best] + chunk_sq
         dists[rows] = best_scores if row_bias is not None else np.maximum(best_scores, 0.0)
+    return labels, dists
+
+
+def _nearest_centroid_cuda(
+    x: np.ndarray,
+    centroids: np.ndarray,
+    *,
+    batch: int,
+    transform: Callable[[np.ndarray], np.ndarray] | None,
+    row_bias: Callable[[slice], np.ndarray] | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`nearest_centroid` with the distance products on the GPU (float32, no TF32)."""
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = False  # TF32 would round x.c to 10 mantissa bits
+    c = torch.from_numpy(centroids).cuda()
+    c_sq = (c * c).sum(dim=1)
+    n = x.shape[0]
+    labels = np.empty(n, dtype=np.int64)
+    dists = np.empty(n, dtype=np.float32)
+    for start in range(0, n, batch):
+        rows = slice(start, min(start + batch, n))
+        chunk = np.asarray(x[rows], dtype=np.float32)
+        if transform is not None:
+            chunk = np.asarray(transform(chunk), dtype=np.float32)
+        xb = torch.from_numpy(np.ascontiguousarray(chunk)).cuda()
+        scores = xb @ c.T * -2.0 + c_sq
+        if row_bias is not None:
+            scores += torch.from_numpy(np.ascontiguousarray(row_bias(rows), dtype=np.float32)).cuda()
+        best_scores, best = scores.min(dim=1)  # ties: lowest index, as argmin on CPU
+        best_scores = best_scores + (xb * xb).sum(dim=1)
+        labels[rows] = best.cpu().numpy()
+        out = best_scores.cpu().numpy()
+        dists[rows] = out if row_bias is not None else np.maximum(out, 0.0)
     return labels, dists
