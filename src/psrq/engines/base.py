@@ -170,6 +170,7 @@ def _local_map_parquet(
     batch_rows: int,
     on_batch: Callable[[int], None] | None,
 ) -> tuple[int, dict[str, Any]]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     fn = mapper(**mapper_kwargs)
@@ -178,8 +179,6 @@ def _local_map_parquet(
         writer: pq.ParquetWriter | None = None
         try:
             for rb in pq.ParquetFile(shard).iter_batches(batch_size=batch_rows, columns=columns):
-                import pyarrow as pa
-
                 table = fn(pa.Table.from_batches([rb]))
                 if writer is None:
                     writer = pq.ParquetWriter(out_dir / f"part-{i:05d}.parquet", table.schema)
@@ -190,4 +189,5 @@ def _local_map_parquet(
         finally:
             if writer is not None:
                 writer.close()
+        pa.default_memory_pool().release_unused()  # keep RSS flat across shards
     return n_rows, {"shards_in": len(shards)}
