@@ -44,8 +44,17 @@ def test_two_processes_match_one_and_resume(ddp_data, tmp_path):
         assert 0.55 < a["auc"] < 0.995, a  # not saturated: the comparison can fail
         assert abs(a["auc"] - b["auc"]) < 0.002
         assert abs(a["logloss"] - b["logloss"]) < 1e-3
-    # Resume: 1 epoch, then --resume to 2 epochs, gives the uninterrupted 2-epoch run.
-    torchrun(2, ddp_data, tmp_path / "r", "--epochs", "1")
+    # Resume: 1 epoch (through `psrq train --nproc 2`), then --resume to 2 epochs, gives the
+    # uninterrupted 2-epoch run.
+    from typer.testing import CliRunner
+
+    from psrq.cli import app
+
+    cli = CliRunner().invoke(app, ["train", "--samples", str(ddp_data["samples"]), "--sids", str(ddp_data["sids"]),
+                                   "--out", str(tmp_path / "r"), "--batch-size", "64", "--lr", "1e-4", "--patience", "0",
+                                   "--threads", "1", "--epochs", "1", "--nproc", "2"])
+    assert cli.exit_code == 0, cli.output
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["distributed"]["processes"] == 2
     resumed = torchrun(2, ddp_data, tmp_path / "r", "--epochs", "2", "--resume")
     assert [h["epoch"] for h in resumed["history"]] == [1, 2]
     assert abs(resumed["metrics"]["test"]["auc"] - two["metrics"]["test"]["auc"]) < 1e-6
