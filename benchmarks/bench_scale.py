@@ -14,7 +14,8 @@ are the first n/100,000 shards, so `--limit` runs on a prefix of the same catalo
 codebook: text, audio and joint; fit on a seeded 65,536-row sample; assign in 65,536-row batches)
 in a subprocess and polls the summed RSS (from /proc) of that process and all its descendants (Ray's GCS,
 raylet and workers included) every 0.2 s: "peak tree RSS". Ray's object store lives in /dev/shm
-and is counted in the RSS of the processes that map it, so the Ray figure may double count.
+and is counted in the RSS of every process that maps it, so the Ray tree figure double counts;
+the largest single process and the process count are reported beside it.
 """
 
 from __future__ import annotations
@@ -60,7 +61,12 @@ def write_shards(n_items: int, out: Path, text_dim: int, audio_dim: int) -> dict
 
 
 def _tree_rss_mb(pid: int) -> float:
-    """Summed VmRSS of `pid` and all its descendants, from /proc (Linux)."""
+    return _tree_rss(pid)[0]
+
+
+def _tree_rss(pid: int) -> tuple[float, float, int]:
+    """(summed VmRSS MB, largest single process MB, process count) of `pid` and all its
+    descendants, from /proc (Linux)."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -71,16 +77,16 @@ def _tree_rss_mb(pid: int) -> float:
         except (OSError, IndexError, ValueError):
             continue
         children.setdefault(ppid, []).append(int(entry))
-    total_kb, todo = 0, [pid]
+    sizes, todo = [], [pid]
     while todo:
         p = todo.pop()
         todo.extend(children.get(p, []))
         try:
             with open(f"/proc/{p}/status") as f:
-                total_kb += next((int(line.split()[1]) for line in f if line.startswith("VmRSS:")), 0)
+                sizes.append(next((int(line.split()[1]) for line in f if line.startswith("VmRSS:")), 0))
         except OSError:
             pass
-    return total_kb / 1024
+    return sum(sizes) / 1024, max(sizes, default=0) / 1024, len(sizes)
 
 
 def run_quantize(shards: Path, n: int, engine: str, work: Path, extra: list[str]) -> dict:
@@ -98,11 +104,12 @@ def run_quantize(shards: Path, n: int, engine: str, work: Path, extra: list[str]
            "--out", str(out), "--model-dir", str(model), *extra]
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    peak = [0.0]
+    peak = [0.0, 0.0, 0]
 
     def poll() -> None:
         while proc.poll() is None:
-            peak[0] = max(peak[0], _tree_rss_mb(proc.pid))
+            total, single, count = _tree_rss(proc.pid)
+            peak[0], peak[1], peak[2] = max(peak[0], total), max(peak[1], single), max(peak[2], count)
             time.sleep(0.2)
 
     t = threading.Thread(target=poll, daemon=True)
@@ -117,7 +124,8 @@ def run_quantize(shards: Path, n: int, engine: str, work: Path, extra: list[str]
     rows = sum(pq.ParquetFile(f).metadata.num_rows for f in out.glob("*.parquet"))
     last = [ln for ln in output.splitlines() if ln.strip()][-3:]
     return {"n": n, "engine": engine, "wall_s": round(wall, 1), "items_per_s": round(n / wall),
-            "peak_tree_rss_mb": round(peak[0]), "rows_written": rows, "cli_tail": last}
+            "peak_tree_rss_mb": round(peak[0]), "peak_single_process_rss_mb": round(peak[1]),
+            "max_processes": peak[2], "rows_written": rows, "cli_tail": last}
 
 
 def main() -> None:
