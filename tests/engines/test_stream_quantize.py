@@ -101,7 +101,7 @@ def test_ray_quantize_equals_local_quantize(ray_local, item_shards, tmp_path):
     assert fp[0] == fp[1]
 
 
-def test_sample_is_seeded_uniform_and_reads_only_drawn_rows(item_shards):
+def test_sample_is_seeded_and_uniform_over_shards(item_shards):
     a = sample_table(item_shards, ["item_id"], 500, seed=1).column("item_id").to_pylist()
     b = sample_table(item_shards, ["item_id"], 500, seed=1).column("item_id").to_pylist()
     c = sample_table(item_shards, ["item_id"], 500, seed=2).column("item_id").to_pylist()

@@ -29,7 +29,7 @@ def torchrun(nproc: int, data, out, *extra: str) -> dict:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "psrq.rank.ddp",
            "--samples", str(data["samples"]), "--sids", str(data["sids"]), "--out", str(out),
            "--batch-size", "64", "--lr", "1e-4", "--patience", "0", "--threads", "1", "--quiet", *extra]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}  # a crash prints its stack
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads((out / "metrics.json").read_text())

@@ -68,7 +68,8 @@ class TextEmbedMapper:
         texts = batch.column(self.column).to_pylist()
         keep = [i for i, t in enumerate(texts) if isinstance(t, str) and t.strip()]
         if len(keep) < len(texts) and not self.skip_empty:
-            empty = [ids[i] for i in range(len(ids)) if i not in set(keep)][:10]
+            kept = set(keep)
+            empty = [ids[i] for i in range(len(ids)) if i not in kept][:10]
             raise InputError(f"column {self.column!r} is null or blank for item(s) {empty} (pass --skip-empty to leave them out)")
         vectors = [self.encoder.encode([texts[i] for i in keep[s : s + self.batch_size]]) for s in range(0, len(keep), self.batch_size)]
         matrix = np.concatenate(vectors) if vectors else np.zeros((0, self.encoder.dim), np.float32)
