@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from .synthetic_data import make_synthetic_ranking_data
+from psrq.rank.synthetic import make_synthetic_ranking_data
 
 
 @pytest.fixture(autouse=True)
