@@ -1,4 +1,4 @@
-"""Fixtures for the ranking tests: SYNTHETIC data sets with planted clusters (tests/rank/synthetic_data.py)."""
+"""Fixtures for the ranking tests: SYNTHETIC data sets with planted clusters (psrq.rank.synthetic)."""
 
 from __future__ import annotations
 
