@@ -79,9 +79,11 @@ def test_quantize_assign_report_examples_run(tmp_path, monkeypatch):
             "emb_audio": _column(audio),
         }
     )
-    pq.write_table(
-        items.replace_schema_metadata({"psrq.synthetic": "true"}), tmp_path / "items.parquet"
-    )
+    items = items.replace_schema_metadata({"psrq.synthetic": "true"})
+    pq.write_table(items, tmp_path / "items.parquet")
+    (tmp_path / "items_shards").mkdir()  # the streamed (--engine ray) examples read shards
+    for i, start in enumerate(range(0, 300, 150)):
+        pq.write_table(items.slice(start, 150), tmp_path / f"items_shards/part-{i}.parquet")
 
     examples = [
         *help_examples(["quantize"]),
@@ -93,6 +95,7 @@ def test_quantize_assign_report_examples_run(tmp_path, monkeypatch):
     assert (tmp_path / "models/sids/manifest.json").is_file() and (
         tmp_path / "new_sids.parquet"
     ).is_file()
+    assert sorted(p.name for p in (tmp_path / "sids").glob("*.parquet"))  # the Ray examples' shards
     assert any((tmp_path / "reports/sids").iterdir())
 
 
@@ -120,6 +123,7 @@ def test_train_evaluate_score_examples_run(tmp_path, monkeypatch):
     new = sids.slice(0, 1).set_column(0, "item_id", pa.array(["new_artist"], pa.string()))
     pq.write_table(new.replace_schema_metadata(sids.schema.metadata), tmp_path / "new_sids.parquet")
     (tmp_path / "hist.txt").write_text("syn_item_1\nsyn_item_2\n")
+    (tmp_path / "candidates.txt").write_text("syn_item_3\nsyn_item_4\nsyn_item_5\n")
 
     examples = [*help_examples(["train"]), *help_examples(["evaluate"]), *help_examples(["score"])]
     assert len(examples) >= 7

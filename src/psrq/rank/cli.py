@@ -30,9 +30,9 @@ Examples:
 
   psrq train ... --embedding-l2 0.01 --dropout 0.2   (regularisation; default: the model family's, docs/ranking.md)
 
-  psrq train --samples S --embeddings E --model SimTierMAKE --model-params '{"make_epochs": 3, "n_tiers": 10}' --out runs/simtier
+  psrq train --samples data/samples --embeddings embeddings --model SimTierMAKE --model-params '{"make_epochs": 3, "n_tiers": 10}' --out runs/simtier
 
-  psrq train --samples S --embeddings E --model QARM --model-params '{"vq_k": 25, "rq_levels": 3}' --out runs/qarm
+  psrq train --samples data/samples --embeddings embeddings --model QARM --model-params '{"vq_k": 25, "rq_levels": 3}' --out runs/qarm
 
   psrq train --samples data/samples --sids sids.parquet --out runs/mcca --nproc 2   (DDP on 2 local processes via torchrun)
 
