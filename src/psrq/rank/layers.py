@@ -151,3 +151,81 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean over real positions: values [B, L, d], mask bool [B, L] -> [B, d] (0 for empty rows)."""
     m = mask.to(values.dtype).unsqueeze(-1)
     return (values * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
+def _stacked_unit(units: Sequence[ActivationUnit]) -> tuple[torch.Tensor, ...]:
+    """The units' weights stacked over a leading pooling axis C (a fresh autograd view each call,
+    so the parameters, and hence state_dict keys, stay those of the per-pooling modules)."""
+    w_k = torch.stack([u.key_proj.weight for u in units]).transpose(1, 2)  # [C, d, h0]
+    b_k = torch.stack([u.key_proj.bias for u in units]).unsqueeze(1)  # [C, 1, h0]
+    w_q = torch.stack([u.query_proj.weight for u in units]).transpose(1, 2)  # [C, d, h0]
+    products = [u.product_proj for u in units]
+    w_p = None if products[0] is None else torch.stack([p.weight for p in products]).transpose(1, 2)  # [C, d, h0]
+    return w_k, b_k, w_q, w_p
+
+
+def _stacked_rest(units: Sequence[ActivationUnit]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(weight [C, in, out], bias [C, 1, out]) of each Linear after the first layer, stacked."""
+    linears = [[m for m in u.rest if isinstance(m, nn.Linear)] for u in units]
+    return [
+        (torch.stack([lin[i].weight for lin in linears]).transpose(1, 2), torch.stack([lin[i].bias for lin in linears]).unsqueeze(1))
+        for i in range(len(linears[0]))
+    ]
+
+
+def _rest_batched(h: torch.Tensor, rest: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """ReLU, then the stacked Linear/ReLU layers: h [C, N, h0] -> [C, N] (batched matmuls)."""
+    h = torch.relu(h)
+    for i, (w, b) in enumerate(rest):
+        h = torch.baddbmm(b, h, w)
+        if i < len(rest) - 1:
+            h = torch.relu(h)
+    return h.squeeze(-1)
+
+
+def pool_stacked(
+    poolings: Sequence[TargetAttentionPooling], keys: torch.Tensor, queries: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """C target-attention poolings run as ONE batched computation (no loop over poolings).
+
+    keys [C, B, L, d] (or [C, 1, L, d]: one history shared by B targets), queries [C, B, d],
+    mask bool [B, L] (or [1, L]) shared by every pooling -> [C, B, d], where slice c equals
+    ``poolings[c](keys[c], queries[c], mask)`` (float reassociation only). The poolings must
+    have the same shapes (same d, hidden sizes and use_product). The units' weights are stacked
+    on the fly, so each pooling keeps its own parameters and the model's state_dict is unchanged;
+    every matmul is a `baddbmm`/`bmm` over the pooling axis and no op is in-place (ONNX export).
+    """
+    units = [p.unit for p in poolings]
+    w_k, b_k, w_q, w_p = _stacked_unit(units)
+    rest = _stacked_rest(units)
+    n_pool, n_keys, n_pos, dim = keys.shape
+    first = w_k.shape[-1]
+    if n_keys == 1 and mask.shape[0] == 1 and queries.shape[1] > 1:
+        # One history, many targets (scoring): padding dropped, and the history folded into the
+        # first layer as in `ActivationUnit.shared_history_weights`, for all poolings at once.
+        real = keys[:, 0][:, mask[0]]  # [C, Lr, d]
+        n_real = real.shape[1]
+        if n_real == 0:
+            return keys.new_zeros(n_pool, queries.shape[1], dim)
+        c = torch.baddbmm(b_k, real, w_k).reshape(n_pool, 1, n_real * first)  # [C, 1, Lr*h0]
+        if w_p is None:
+            h = (torch.bmm(queries, w_q).unsqueeze(2) + c.view(n_pool, 1, n_real, first)).reshape(n_pool, -1, first)
+        else:
+            g = real.transpose(1, 2).unsqueeze(-1) * w_p.unsqueeze(2) + w_q.unsqueeze(2)  # [C, d, Lr, h0]
+            h = torch.baddbmm(c, queries, g.reshape(n_pool, dim, n_real * first))  # [C, B, Lr*h0]
+            h = h.view(n_pool, -1, first)
+        weights = _rest_batched(h, rest).view(n_pool, -1, n_real)  # [C, B, Lr]
+        return torch.bmm(weights, real)  # [C, B, d]
+    if n_keys != queries.shape[1]:
+        keys = keys.expand(-1, queries.shape[1], -1, -1)
+        n_keys = queries.shape[1]
+    flat = keys.reshape(n_pool, n_keys * n_pos, dim)
+    if w_p is None:
+        h = torch.baddbmm(b_k, flat, w_k)
+    else:
+        product = (keys * queries.unsqueeze(2)).reshape(n_pool, n_keys * n_pos, dim)
+        h = torch.baddbmm(b_k, torch.cat([flat, product], dim=-1), torch.cat([w_k, w_p], dim=1))  # [C, N, h0]
+    h = h.view(n_pool, n_keys, n_pos, first) + torch.bmm(queries, w_q).unsqueeze(2)  # query term once per sample
+    weights = _rest_batched(h.view(n_pool, n_keys * n_pos, first), rest).view(n_pool, n_keys, n_pos)
+    weights = weights * mask.to(keys.dtype)  # [C, B, L]
+    return torch.matmul(weights.unsqueeze(2), keys).squeeze(2)  # [C, B, 1, L] @ [C, B, L, d]
