@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# The CPU wheel of torch first: anything unpinned would pull the multi-GB CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev,onnx,serve]'
+	$(PY) -m pip install -q -e '.[dev,onnx,serve,ray]'
 	# musicnn's metadata pins tensorflow/numpy versions impossible on 3.11; we only need its weights.
 	$(PY) -m pip install -q --no-deps musicnn==0.1.0
 	bash scripts/install-chromium.sh

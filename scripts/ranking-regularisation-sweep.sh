@@ -21,3 +21,8 @@ SETTINGS=${SETTINGS:-"0:0 0.1:0.3 1:0.3 0.1:0 0:0.3"}
 ( sweep DIN+SID $SETTINGS ) &
 ( sweep MCCA $SETTINGS ) &
 wait
+# The 5-seed rows of docs/ranking.md: the same command with --seeds 5 in a setting's output
+# directory (seed 0 is reused), e.g. for MCCA at (0, 0):
+#   SEEDS=5 SETTINGS=0:0 ... or: $P --seeds 5 --out $OUT/sweep/MCCA-l20-do0 --models MCCA --embedding-l2 0 --dropout 0
+# (run for DIN+SID at (0, 0) and (0.1, 0.3), MCCA and VBPR at (0, 0); in the doc's session only
+# (0, 0) and (0.1, 0.3), plus (1, 0.3) for DIN+SID, stopped, finished for the SID models.)

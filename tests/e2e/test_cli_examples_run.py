@@ -99,7 +99,7 @@ def test_quantize_assign_report_examples_run(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_train_evaluate_score_examples_run(tmp_path, monkeypatch):
     # tests/ is on sys.path under pytest (rootdir conftest), so the ranking tests' helper imports
-    from rank.synthetic_data import make_synthetic_ranking_data
+    from psrq.rank.synthetic import make_synthetic_ranking_data
 
     monkeypatch.chdir(tmp_path)
     data = make_synthetic_ranking_data(

@@ -1,11 +1,11 @@
-"""Fixtures for the ranking tests: SYNTHETIC data sets with planted clusters (tests/rank/synthetic_data.py)."""
+"""Fixtures for the ranking tests: SYNTHETIC data sets with planted clusters (psrq.rank.synthetic)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from .synthetic_data import make_synthetic_ranking_data
+from psrq.rank.synthetic import make_synthetic_ranking_data
 
 
 @pytest.fixture(autouse=True)

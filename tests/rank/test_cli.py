@@ -43,8 +43,7 @@ def test_train_evaluate_score(syn_data, tmp_path):
 
 def test_evaluate_with_wrong_sids_fails(syn_data, tmp_path):
     from psrq.errors import ArtifactError
-
-    from .synthetic_data import make_synthetic_ranking_data
+    from psrq.rank.synthetic import make_synthetic_ranking_data
 
     out = tmp_path / "run"
     _ok(["train", "--samples", str(syn_data["samples"]), "--sids", str(syn_data["sids"]), "--out", str(out),

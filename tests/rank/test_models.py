@@ -229,9 +229,8 @@ def test_identical_codebooks_are_detected():
 def test_single_modality_loads_with_joint_aliased(tmp_path):
     import pyarrow.parquet as pq
 
+    from psrq.rank.synthetic import make_synthetic_ranking_data
     from psrq.rank.train import load_ranking_data
-
-    from .synthetic_data import make_synthetic_ranking_data
 
     paths = make_synthetic_ranking_data(tmp_path, n_users=20, n_items=60, events_per_user=8, modalities=("text",))
     # One modality, as MultimodalQuantizer writes it: no sid_joint column (SYNTHETIC data).

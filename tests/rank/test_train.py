@@ -71,7 +71,7 @@ def test_corrupted_model_dir_fails_clearly(syn_loaded, tmp_path):
 
 
 def test_wrong_sid_artifacts_fail(syn_loaded, syn_data, tmp_path):
-    from .synthetic_data import make_synthetic_ranking_data
+    from psrq.rank.synthetic import make_synthetic_ranking_data
 
     train_model(syn_loaded, _cfg(epochs=1), out=tmp_path / "m", progress=False)
     ranker = Ranker.load(tmp_path / "m")
@@ -151,7 +151,7 @@ def test_metrics_json_written(syn_loaded, tmp_path):
 @pytest.mark.slow
 def test_planted_structure_is_learned(tmp_path):
     """SYNTHETIC users like one hidden cluster; SIDs reveal clusters: MCCA must rank well, cold items too."""
-    from .synthetic_data import make_synthetic_ranking_data
+    from psrq.rank.synthetic import make_synthetic_ranking_data
 
     p = make_synthetic_ranking_data(tmp_path, n_users=150, n_items=300, events_per_user=16, seed=1)
     data = load_ranking_data(p["samples"], sids=p["sids"])
@@ -253,7 +253,7 @@ def test_regularisation_defaults_come_from_the_model_family():
 def test_model_directory_describes_a_single_modality_mcca(tmp_path):
     import pyarrow.parquet as pq
 
-    from .synthetic_data import make_synthetic_ranking_data
+    from psrq.rank.synthetic import make_synthetic_ranking_data
 
     paths = make_synthetic_ranking_data(tmp_path, n_users=30, n_items=60, events_per_user=8, modalities=("text",))
     sids = tmp_path / "text-only.parquet"

@@ -56,8 +56,8 @@ def emb_files(tmp_path_factory):
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory):
     """SYNTHETIC ranking data + an MCCA trained 1 epoch on it (via the library)."""
+    from psrq.rank.synthetic import make_synthetic_ranking_data
     from psrq.rank.train import TrainConfig, load_ranking_data, train_model
-    from rank.synthetic_data import make_synthetic_ranking_data
 
     root = tmp_path_factory.mktemp("trained")
     paths = make_synthetic_ranking_data(root / "data", n_users=40, n_items=80, events_per_user=10,
@@ -73,8 +73,8 @@ def sid_run(tmp_path_factory):
     trained one epoch on the PSRQ IDs. `new_sids(method, ids, seed=0)` assigns new items."""
     from psrq.quantize.embeddings_io import read_embedding_parquet
     from psrq.quantize.multimodal import MultimodalQuantizer
+    from psrq.rank.synthetic import make_synthetic_ranking_data
     from psrq.rank.train import TrainConfig, load_ranking_data, train_model
-    from rank.synthetic_data import make_synthetic_ranking_data
 
     root = tmp_path_factory.mktemp("sid_run")
     paths = make_synthetic_ranking_data(root / "data", n_users=40, n_items=80, events_per_user=10,

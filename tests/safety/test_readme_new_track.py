@@ -30,7 +30,7 @@ def _new_track_commands() -> list[list[str]]:
 
 @pytest.mark.slow
 def test_readme_new_track_text_only_scores(cli, tmp_path, monkeypatch):
-    from rank.synthetic_data import make_synthetic_ranking_data
+    from psrq.rank.synthetic import make_synthetic_ranking_data
 
     # SYNTHETIC files at the paths the README names.
     paths = make_synthetic_ranking_data(tmp_path / "data", n_users=60, n_items=300, events_per_user=12,

@@ -12,6 +12,25 @@ from typing import Annotated
 import typer
 
 from psrq.cli_common import WaitOpt
+from psrq.engines.options import (
+    ActorCpusOpt,
+    ActorsOpt,
+    AddressOpt,
+    BatchRowsOpt,
+    NumCpusOpt,
+    ObjectStoreOpt,
+    engine_config,
+)
+
+EngineOpt = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        help="memory: the whole file at once (cache, per-item skip reasons); local / ray: stream --items "
+        "(a Parquet file or a directory of shards) in --batch-rows batches, in this process or on a Ray Data "
+        "actor pool (one encoder per actor, one GPU each when the cluster has GPUs); --out is then a directory of shards.",
+    ),
+]
 
 embed_app = typer.Typer(
     name="embed",
@@ -19,10 +38,18 @@ embed_app = typer.Typer(
         "Encode item text or audio into embeddings/<modality>.parquet (+ a .report.json of skips).\n\n"
         "Examples:\n\n"
         "  psrq embed text --items data/items.parquet --out embeddings/text.parquet\n\n"
-        "  psrq embed audio --audio-dir data/audio-clips --out embeddings/audio.parquet"
+        "  psrq embed audio --audio-dir data/audio-clips --out embeddings/audio.parquet\n\n"
+        "  psrq embed text --items items_shards/ --out embeddings/text/ --engine ray --actors 1"
     ),
     no_args_is_help=True,
 )
+
+
+def _shard_outputs(out: Path) -> tuple:
+    """--out of a streamed engine: a directory of Parquet shards (psrq's, replaced whole) + its report."""
+    from psrq.outputs import Output
+
+    return Output(out, "model_dir", "--out"), Output(out.with_suffix(".report.json"), "file", "--out", lock=False)
 
 
 def _summary(report: dict, out: Path) -> None:
@@ -63,9 +90,25 @@ def embed_text(
     threads: Annotated[int | None, typer.Option("--threads", min=1, help="Torch CPU threads (default: torch's choice).")] = None,
     backend: Annotated[str, typer.Option("--backend", help="torch, onnx (ONNX Runtime fp32) or onnx-int8 (dynamic int8); sentence-transformers models only. The ONNX export is made once and cached beside the embedding cache (docs/encoders.md).")] = "torch",
     wait: WaitOpt = False,
+    engine: EngineOpt = "memory",
+    address: AddressOpt = None,
+    num_cpus: NumCpusOpt = 2,
+    object_store_mb: ObjectStoreOpt = 256,
+    actors: ActorsOpt = 1,
+    actor_cpus: ActorCpusOpt = 0.5,
+    batch_rows: BatchRowsOpt = 4096,
 ) -> None:
     from psrq.outputs import Output, claim_outputs
 
+    if engine != "memory":
+        from psrq.features.stream import TextEmbedMapper, embed_shards
+
+        cfg = engine_config(engine, address=address, num_cpus=num_cpus, object_store_mb=object_store_mb, actors=actors, actor_cpus=actor_cpus, batch_rows=batch_rows)
+        kwargs = {"model": model, "column": column, "normalize": not no_normalize, "batch_size": batch_size,
+                  "max_length": max_length, "trust_remote_code": trust_remote_code, "skip_empty": skip_empty, "threads": threads}
+        with claim_outputs(*_shard_outputs(out), wait=wait):
+            _summary(embed_shards(items, out, TextEmbedMapper, kwargs, column=column, engine=cfg), out)
+        return
     with claim_outputs(Output(out, "file", "--out"), Output(out.with_suffix(".report.json"), "file", "--out", lock=False), wait=wait):
         _embed_text(items, out, model, column, batch_size, cache_dir, no_cache, skip_empty, no_normalize, max_length,
                     trust_remote_code, threads, backend)
@@ -120,9 +163,30 @@ def embed_audio(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the cache.")] = False,
     threads: Annotated[int | None, typer.Option("--threads", min=1, help="Torch CPU threads (default: torch's choice).")] = None,
     wait: WaitOpt = False,
+    engine: EngineOpt = "memory",
+    address: AddressOpt = None,
+    num_cpus: NumCpusOpt = 2,
+    object_store_mb: ObjectStoreOpt = 256,
+    actors: ActorsOpt = 1,
+    actor_cpus: ActorCpusOpt = 0.5,
+    batch_rows: BatchRowsOpt = 64,
 ) -> None:
+    from psrq.errors import InputError
     from psrq.outputs import Output, claim_outputs
 
+    if engine != "memory":
+        from psrq.features.stream import AudioEmbedMapper, embed_shards
+
+        if items is None:
+            raise InputError("--engine local/ray reads --items (a Parquet file or a directory of shards), not --audio-dir")
+        cfg = engine_config(engine, address=address, num_cpus=num_cpus, object_store_mb=object_store_mb, actors=actors, actor_cpus=actor_cpus, batch_rows=batch_rows)
+        # Relative audio paths resolve against the folder holding the items file (or the shards folder).
+        base = (items if items.is_dir() else items.parent).resolve()
+        kwargs = {"model": model, "column": column, "base_dir": str(base), "layer": layer, "window_seconds": window_seconds,
+                  "trust_remote_code": trust_remote_code, "files_per_batch": files_per_batch, "threads": threads}
+        with claim_outputs(*_shard_outputs(out), wait=wait):
+            _summary(embed_shards(items, out, AudioEmbedMapper, kwargs, column=column, engine=cfg), out)
+        return
     with claim_outputs(Output(out, "file", "--out"), Output(out.with_suffix(".report.json"), "file", "--out", lock=False), wait=wait):
         _embed_audio(out, items, audio_dir, model, column, layer, window_seconds, trust_remote_code, files_per_batch,
                      cache_dir, no_cache, threads)

@@ -12,6 +12,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from psrq.cli_common import WaitOpt
+from psrq.engines.options import (
+    ActorCpusOpt,
+    ActorsOpt,
+    AddressOpt,
+    BatchRowsOpt,
+    NumCpusOpt,
+    ObjectStoreOpt,
+    engine_config,
+)
 from psrq.quantize.registry import METHOD_NAMES
 
 if TYPE_CHECKING:
@@ -19,6 +28,14 @@ if TYPE_CHECKING:
     from psrq.quantize.multimodal import SemanticIDs
 
 # ---- shared options ---------------------------------------------------------------------------------
+EngineOpt = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        help="memory: whole matrices in RAM (all features); local / ray: stream Parquet shards (a file or a directory) "
+        "in batches, in this process or on Ray Data, and write a directory of sids shards.",
+    ),
+]
 ItemsOpt = Annotated[
     Path | None,
     typer.Option("--items", help="items.parquet with one emb_<modality> list column per modality."),
@@ -48,6 +65,8 @@ Examples:
   psrq quantize -i text=text.npy --ids text=text_ids.txt --prefix-weight 0.5 --disambiguate
 
   psrq quantize --items items.parquet --codebook-size 128 --set joint.codebook_size=256 --set audio.method=rqkmeans
+
+  psrq quantize --items items_shards/ --engine ray --out sids/ --model-dir models/sids     (streamed: fit on a seeded sample, assign on Ray)
 """
 
 ASSIGN_HELP = """Encode new items with a saved model's frozen codebooks (same codes as for training items).
@@ -57,6 +76,8 @@ With --disambiguate, suffixes continue after those of the training items (and of
 Example:
 
   psrq assign --model-dir models/sids -i text=new/text.parquet -i audio=new/audio.parquet --out new_sids.parquet --disambiguate
+
+  psrq assign --model-dir models/sids --items items_shards/ --engine ray --actors 1 --out sids/   (one frozen model per Ray actor)
 """
 
 REPORT_HELP = """Semantic-ID quality of a saved model on embeddings: quality.json + a self-contained report.html.
@@ -217,22 +238,45 @@ def quantize(
     out: Annotated[Path, typer.Option(help="Output sids.parquet.")] = Path("sids.parquet"),
     model_dir: Annotated[Path | None, typer.Option(help="Model directory to write (default: <out>.model next to --out).")] = None,
     wait: WaitOpt = False,
+    engine: EngineOpt = "memory",
+    sample_rows: Annotated[int, typer.Option("--sample-rows", min=1, help="Streamed engines: rows of the seeded sample the codebooks are fitted on.")] = 65_536,
+    address: AddressOpt = None,
+    num_cpus: NumCpusOpt = 2,
+    object_store_mb: ObjectStoreOpt = 256,
+    actors: ActorsOpt = 1,
+    actor_cpus: ActorCpusOpt = 0.5,
+    batch_rows: BatchRowsOpt = 65_536,
 ) -> None:
     from psrq.outputs import Output, claim_outputs
 
-    model_dir = model_dir or out.with_name(out.stem + ".model")
-    with claim_outputs(Output(out, "file", "--out"), Output(model_dir, "model_dir", "--model-dir"), wait=wait):
+    streamed = engine != "memory"  # --out is then a directory of Parquet shards
+    model_dir = model_dir or out.with_name((out.name if streamed else out.stem) + ".model")
+    with claim_outputs(Output(out, "model_dir" if streamed else "file", "--out"), Output(model_dir, "model_dir", "--model-dir"), wait=wait):
+        cfg = engine_config(engine, address=address, num_cpus=num_cpus, object_store_mb=object_store_mb, actors=actors,
+                            actor_cpus=actor_cpus, batch_rows=batch_rows) if streamed else None
         _quantize(items, inputs, ids, modalities, method, levels, codebook_size, prefix_weight, normalize,
-                  weight, joint, set_, seed, disambiguate, out, model_dir)
+                  weight, joint, set_, seed, disambiguate, out, model_dir, cfg, sample_rows)
 
 
 def _quantize(items, inputs, ids, modalities, method, levels, codebook_size, prefix_weight, normalize,
-              weight, joint, set_, seed, disambiguate, out, model_dir) -> None:
+              weight, joint, set_, seed, disambiguate, out, model_dir, cfg, sample_rows) -> None:
     from rich.console import Console
 
     from psrq.quantize.multimodal import MultimodalQuantizer
 
     wanted = [m.strip() for m in modalities.split(",")] if modalities else None
+    if cfg is not None:
+        mq = MultimodalQuantizer(
+            method=method,
+            params=_quantizer_params(method, levels, codebook_size, prefix_weight),
+            codebook_params=_parse_overrides(set_),
+            normalize=_parse_normalize(normalize),
+            weights=_parse_weights(weight),
+            joint=joint,
+            seed=seed,
+        )
+        _quantize_streamed(items, inputs, wanted, mq, out, model_dir, cfg, sample_rows=sample_rows, seed=seed, disambiguate=disambiguate)
+        return
     mods = _gather(items, inputs, ids, modalities=wanted)
     mq = MultimodalQuantizer(
         method=method,
@@ -257,7 +301,14 @@ def assign(
     ids: IdsOpt = None,
     disambiguate: Annotated[bool, typer.Option(help="Add suffixes that do not reuse the training items' suffixes.")] = False,
     taken: Annotated[list[Path] | None, typer.Option("--taken", help="Earlier sids.parquet whose suffixes stay reserved (repeatable).")] = None,
-    out: Annotated[Path, typer.Option(help="Output sids.parquet for the new items.")] = Path("new_sids.parquet"),
+    out: Annotated[Path, typer.Option(help="Output sids.parquet for the new items (a directory of shards with --engine local/ray).")] = Path("new_sids.parquet"),
+    engine: EngineOpt = "memory",
+    address: AddressOpt = None,
+    num_cpus: NumCpusOpt = 2,
+    object_store_mb: ObjectStoreOpt = 256,
+    actors: ActorsOpt = 1,
+    actor_cpus: ActorCpusOpt = 0.5,
+    batch_rows: BatchRowsOpt = 65_536,
     wait: WaitOpt = False,
 ) -> None:
     from rich.console import Console
@@ -265,7 +316,18 @@ def assign(
     from psrq.outputs import Output, claim_outputs
     from psrq.quantize.multimodal import MultimodalQuantizer, SemanticIDs
 
-    with claim_outputs(Output(out, "file", "--out"), wait=wait):
+    streamed = engine != "memory"
+    with claim_outputs(Output(out, "model_dir" if streamed else "file", "--out"), wait=wait):
+        if streamed:
+            from psrq.quantize.stream import assign_shards, stream_layout
+
+            _check_streamable(disambiguate, ids)
+            mq = MultimodalQuantizer.load(model_dir)
+            path, layout = stream_layout(items=items, inputs=inputs, modalities=mq.modalities_)
+            cfg = engine_config(engine, address=address, num_cpus=num_cpus, object_store_mb=object_store_mb, actors=actors, actor_cpus=actor_cpus, batch_rows=batch_rows)
+            res = assign_shards(model_dir, path, layout, out, engine=cfg)
+            Console().print(f"wrote {out}/ ({res.n_rows:,} items in {len(res.files)} shard(s), engine {engine}, {res.seconds:.1f} s)")
+            return
         mq = MultimodalQuantizer.load(model_dir)
         mods = _gather(items, inputs, ids, modalities=mq.modalities_, require_all=False)
         earlier = [SemanticIDs.read(p) for p in taken or []]
@@ -333,6 +395,35 @@ def _print_quality(results: dict[str, dict[str, Any]]) -> None:
         table.add_row(cb, fmt(r.get("n_items")), fmt(last.get("recon_cos")), fmt(ids.get("unique_ratio")),
                       fmt(ids.get("items_per_id_max")), fmt(ids.get("neighbor_recall")))
     Console().print(table)
+
+
+def _check_streamable(disambiguate: bool, ids: list[str] | None) -> None:
+    from psrq.errors import ConfigError
+
+    if disambiguate:
+        raise ConfigError("--disambiguate needs every item at once: use --engine memory (suffixes are not streamed)")
+    if ids:
+        raise ConfigError("--ids (.npy inputs) is for --engine memory; streamed engines read Parquet shards")
+
+
+def _quantize_streamed(
+    items: Path | None, inputs: list[str] | None, wanted: list[str] | None, mq: Any, out: Path,
+    model_dir: Path | None, cfg: Any, *, sample_rows: int, seed: int, disambiguate: bool,
+) -> None:
+    """Fit on a seeded sample of the shards, then assign every row on the chosen engine."""
+    from rich.console import Console
+
+    from psrq.quantize.stream import assign_shards, fit_on_sample, stream_layout
+
+    _check_streamable(disambiguate, None)
+    path, layout = stream_layout(items=items, inputs=inputs, modalities=wanted)
+    model_dir = model_dir or out.with_name(out.name + ".model")
+    fit = fit_on_sample(path, layout, mq, model_dir=model_dir, sample_rows=sample_rows, seed=seed)
+    res = assign_shards(model_dir, path, layout, out, engine=cfg)
+    Console().print(
+        f"fitted on a {fit['sample_rows']:,}-row sample in {fit['fit_seconds']:.1f} s; wrote model {model_dir} and "
+        f"{out}/ ({res.n_rows:,} items in {len(res.files)} shard(s), engine {cfg.kind}, {res.seconds:.1f} s)"
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -45,6 +45,33 @@ def import_faiss() -> Any:
     return faiss
 
 
+def faiss_gpu_count() -> int:
+    """GPUs faiss can use: 0 with faiss-cpu (the default install), or when PSRQ_FAISS_GPU=0.
+
+    With `pip install 'psrq[gpu]'` (faiss-gpu-cu12) and a visible GPU, `train_kmeans` trains on
+    it. GPU k-means is deterministic for a seed on one GPU model, but its centroids are not
+    bit-identical to the CPU ones (different summation order), so codes may differ in near-ties.
+    """
+    if os.environ.get("PSRQ_FAISS_GPU", "1") == "0":
+        return 0
+    get = getattr(import_faiss(), "get_num_gpus", None)
+    return int(get()) if get is not None else 0
+
+
+def assign_on_cuda() -> bool:
+    """Opt-in CUDA assignment (PSRQ_ASSIGN_DEVICE=cuda and torch sees a GPU).
+
+    Off by default: a GPU matrix product sums in another order than BLAS, so rows whose two
+    nearest centroids are within float32 rounding may get the other code, and the engines promise
+    byte-identical codes. Turn it on when throughput matters more than that promise.
+    """
+    if os.environ.get("PSRQ_ASSIGN_DEVICE", "cpu") != "cuda":
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def check_kmeans_params(*, seed: int, niter: int, max_points_per_centroid: int, owner: str) -> None:
     """Validate the k-means knobs every k-means quantizer shares; `owner` names the estimator."""
     for name, value, low in (("seed", seed, 0), ("niter", niter, 1), ("max_points_per_centroid", max_points_per_centroid, 1)):
@@ -114,6 +141,7 @@ def train_kmeans(
         min_points_per_centroid=1,
         spherical=False,
         verbose=False,
+        gpu=faiss_gpu_count() > 0,
     )
     km.train(x)
     return np.ascontiguousarray(km.centroids, dtype=np.float32)
@@ -148,6 +176,8 @@ def nearest_centroid(
     """
     centroids = np.ascontiguousarray(centroids, dtype=np.float32)
     neg2_t = np.ascontiguousarray(np.float32(-2.0) * centroids.T)  # [d, k]: the -2 folded into the product
+    if assign_on_cuda():
+        return _nearest_centroid_cuda(x, centroids, batch=batch, transform=transform, row_bias=row_bias, distances=distances)
     centroid_sq = np.einsum("kd,kd->k", centroids, centroids)
     n, k = x.shape[0], centroids.shape[0]
     labels = np.empty(n, dtype=np.int64)
@@ -216,3 +246,47 @@ def blas_threads() -> int:
     """Threads numpy's BLAS would use now (OPENBLAS_NUM_THREADS / OMP_NUM_THREADS / cores)."""
     blas = _blas_controller().select(user_api="blas").lib_controllers
     return max([int(c.num_threads) for c in blas] or [1])
+
+
+def _nearest_centroid_cuda(
+    x: np.ndarray,
+    centroids: np.ndarray,
+    *,
+    batch: int,
+    transform: Callable[[np.ndarray], np.ndarray] | None,
+    row_bias: RowBias | None,
+    distances: bool,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """`nearest_centroid` with the distance products on the GPU (float32, no TF32).
+
+    With a `row_bias` (PSRQ's prefix tables, a numpy callback) the [b, k] products come back to
+    the host, where the bias and the argmin run exactly as on the CPU path.
+    """
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = False  # TF32 would round x.c to 10 mantissa bits
+    c = torch.from_numpy(centroids).cuda()
+    c_sq = (c * c).sum(dim=1)
+    n = x.shape[0]
+    labels = np.empty(n, dtype=np.int64)
+    dists = np.empty(n, dtype=np.float32) if distances else None
+    for start in range(0, n, batch):
+        rows = slice(start, min(start + batch, n))
+        chunk = np.asarray(x[rows], dtype=np.float32)
+        if transform is not None:
+            chunk = np.asarray(transform(chunk), dtype=np.float32)
+        xb = torch.from_numpy(np.ascontiguousarray(chunk)).cuda()
+        products = xb @ c.T * -2.0
+        if row_bias is not None:
+            scores = products.cpu().numpy()
+            row_bias(rows, scores)
+            best = scores.argmin(axis=1)
+            best_scores = scores[np.arange(len(best)), best] + np.einsum("bd,bd->b", chunk, chunk)
+        else:
+            gpu_best_scores, gpu_best = (products + c_sq).min(dim=1)  # ties: lowest index, as argmin on CPU
+            best = gpu_best.cpu().numpy()
+            best_scores = np.maximum((gpu_best_scores + (xb * xb).sum(dim=1)).cpu().numpy(), 0.0)
+        labels[rows] = best
+        if dists is not None:
+            dists[rows] = best_scores
+    return labels, dists

@@ -34,6 +34,8 @@ Examples:
 
   psrq train --samples S --embeddings E --model QARM --model-params '{"vq_k": 25, "rq_levels": 3}' --out runs/qarm
 
+  psrq train --samples data/samples --sids sids.parquet --out runs/mcca --nproc 2   (DDP on 2 local processes via torchrun)
+
 Writes OUT/model (the model directory), OUT/metrics.json, and OUT/checkpoint after every epoch;
 --resume continues an interrupted run from its checkpoint.
 """
@@ -122,6 +124,7 @@ def train_cmd(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.")] = False,
     threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads.")] = None,
+    nproc: Annotated[int, typer.Option("--nproc", min=1, help="Data-parallel processes (torchrun + DDP, psrq.rank.ddp); --batch-size stays the global batch.")] = 1,
     wait: WaitOpt = False,
 ) -> None:
     import math
@@ -150,6 +153,9 @@ def train_cmd(
     if content:
         params["content"] = True
     with claim_outputs(*outputs, wait=wait):
+        if nproc > 1:
+            _launch_ddp(nproc, locals(), params)
+            return
         _set_threads(threads)
         config = TrainConfig.from_preset(
             preset, model=model, model_params=params, seed=seed, epochs=epochs, lr=lr,
@@ -200,6 +206,24 @@ def _json_object(text: str | None, option: str) -> dict:
     if not isinstance(value, dict):
         raise ConfigError(f"{option} must be a JSON object like '{{\"make_epochs\": 3}}', got {type(value).__name__}")
     return value
+
+
+def _launch_ddp(nproc: int, options: dict, params: dict) -> None:
+    """`psrq train --nproc N`: the same options, run by torchrun on N local processes."""
+    from psrq.errors import TrainingError
+    from psrq.rank.ddp import launch
+
+    argv = ["--samples", str(options["samples"]), "--out", str(options["out"]), "--model", options["model"],
+            "--model-params", json.dumps(params), "--preset", options["preset"], "--seed", str(options["seed"])]
+    for name in ("sids", "embeddings", "epochs", "lr", "batch_size", "patience", "min_id_count", "embedding_l2", "dropout", "threads"):
+        if options[name] is not None:
+            argv += [f"--{name.replace('_', '-')}", str(options[name])]
+    if options["resume"]:
+        argv.append("--resume")
+    code = launch(nproc, argv)
+    if code != 0:
+        raise TrainingError(f"distributed training on {nproc} processes failed (exit code {code}); see the messages above")
+    typer.echo(f"wrote {options['out'] / 'model'}")
 
 
 def _print_metrics(console, metrics: dict, title: str) -> None:

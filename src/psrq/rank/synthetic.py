@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-SYNTHETIC_META = {b"psrq.synthetic": b"true", b"psrq.note": b"SYNTHETIC data with planted clusters (tests/rank/synthetic_data.py)"}
+SYNTHETIC_META = {b"psrq.synthetic": b"true", b"psrq.note": b"SYNTHETIC data with planted clusters (psrq.rank.synthetic)"}
 
 
 def make_synthetic_ranking_data(
