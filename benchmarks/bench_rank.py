@@ -78,11 +78,16 @@ def train_throughput(config: TrainConfig, tables: ItemTables, split: EncodedSpli
 class _Trainer:
     """One model + optimiser + batch stream, stepped in timed rounds (so several models interleave)."""
 
-    def __init__(self, config: TrainConfig, tables: ItemTables, split: EncodedSplit, batched: bool = True) -> None:
+    def __init__(self, config: TrainConfig, tables: ItemTables, split: EncodedSplit, batched: bool = True,
+                 packed_din: bool = False) -> None:
+        from psrq.rank.layers import pool_stacked
         from psrq.rank.models import MCCA
 
         torch.manual_seed(0)
         self.model, self.batched, self.mcca = make_model(config, tables), batched, MCCA
+        if packed_din:  # fairness row: DIN's one pooling through the same packed `pool_stacked` (C = 1)
+            pool = self.model.pooling
+            pool.forward = lambda k, q, m: pool_stacked([pool], k.unsqueeze(0), q.unsqueeze(0), m)[0]
         self.opt = make_optimizer(self.model, config)
         self.loss_fn = torch.nn.BCEWithLogitsLoss()
         self.split, self.batch_size = split, config.batch_size
@@ -125,6 +130,7 @@ def mcca_batched_comparison(n_batches: int, repeats: int, n_items: int = 100_000
     text.sids["joint"] = text.sids["text"].copy()
     runs = {
         "DIN": _Trainer(TrainConfig(model="DIN"), text, split),
+        "DIN (packed pooling)": _Trainer(TrainConfig(model="DIN"), text, split, packed_din=True),
         "MCCA (text) before": _Trainer(TrainConfig(model="MCCA"), text, split, batched=False),
         "MCCA (text) after": _Trainer(TrainConfig(model="MCCA"), text, split),
         "MCCA (text+audio) before": _Trainer(TrainConfig(model="MCCA"), both, split, batched=False),

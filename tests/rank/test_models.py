@@ -158,6 +158,12 @@ def test_batched_poolings_equal_one_call_per_pooling(params, modalities, monkeyp
         torch.testing.assert_close(grads[name], ref_grads[name], rtol=0, atol=1e-6, msg=name)
     torch.testing.assert_close(shared, ref_shared, rtol=0, atol=1e-6)
     torch.testing.assert_close(shared, per_sample, rtol=0, atol=1e-6)
+    # The dense form used while tracing (ONNX / TorchScript export) equals the packed one.
+    monkeypatch.setattr(torch.jit, "is_tracing", lambda: True)
+    dense_out, dense_grads, _, _ = run(True)
+    torch.testing.assert_close(dense_out, ref_out, rtol=0, atol=1e-6)
+    for name in grads:
+        torch.testing.assert_close(dense_grads[name], ref_grads[name], rtol=0, atol=1e-6, msg=name)
 
 
 def test_batched_poolings_keep_the_state_dict_layout(syn_loaded):

@@ -216,16 +216,33 @@ def pool_stacked(
             h = h.view(n_pool, -1, first)
         weights = _rest_batched(h, rest).view(n_pool, -1, n_real)  # [C, B, Lr]
         return torch.bmm(weights, real)  # [C, B, d]
-    if n_keys != queries.shape[1]:
-        keys = keys.expand(-1, queries.shape[1], -1, -1)
-        n_keys = queries.shape[1]
-    flat = keys.reshape(n_pool, n_keys * n_pos, dim)
+    n_targets = queries.shape[1]
+    if n_keys != n_targets:
+        keys = keys.expand(-1, n_targets, -1, -1)
+    if mask.shape[0] != n_targets:
+        mask = mask.expand(n_targets, -1)
+    flat = keys.reshape(n_pool, n_targets * n_pos, dim)
+    if not torch.jit.is_tracing():
+        # Padded positions get weight exactly 0, so the units run on the real positions only
+        # (packed: [C, N_real, ...]); each weighted key is then added into its sample's row.
+        pos = mask.reshape(-1).nonzero().squeeze(1)  # [N_real] flat (sample, position) index
+        row = torch.div(pos, n_pos, rounding_mode="floor")  # the sample of each real position
+        real = flat.index_select(1, pos)  # [C, N_real, d]
+        if w_p is None:
+            h = torch.baddbmm(b_k, real, w_k)
+        else:
+            product = real * queries.index_select(1, row)
+            h = torch.baddbmm(torch.baddbmm(b_k, real, w_k), product, w_p)  # [C, N_real, h0]
+        h = h + torch.bmm(queries, w_q).index_select(1, row)  # query term once per sample
+        weights = _rest_batched(h, rest)  # [C, N_real]
+        return keys.new_zeros(n_pool, n_targets, dim).index_add(1, row, weights.unsqueeze(-1) * real)
+    # Traced (ONNX / TorchScript export): the dense form, no data-dependent shapes.
     if w_p is None:
         h = torch.baddbmm(b_k, flat, w_k)
     else:
-        product = (keys * queries.unsqueeze(2)).reshape(n_pool, n_keys * n_pos, dim)
-        h = torch.baddbmm(b_k, torch.cat([flat, product], dim=-1), torch.cat([w_k, w_p], dim=1))  # [C, N, h0]
-    h = h.view(n_pool, n_keys, n_pos, first) + torch.bmm(queries, w_q).unsqueeze(2)  # query term once per sample
-    weights = _rest_batched(h.view(n_pool, n_keys * n_pos, first), rest).view(n_pool, n_keys, n_pos)
+        product = (keys * queries.unsqueeze(2)).reshape(n_pool, n_targets * n_pos, dim)
+        h = torch.baddbmm(torch.baddbmm(b_k, flat, w_k), product, w_p)  # [C, N, h0]
+    h = h.view(n_pool, n_targets, n_pos, first) + torch.bmm(queries, w_q).unsqueeze(2)
+    weights = _rest_batched(h.view(n_pool, n_targets * n_pos, first), rest).view(n_pool, n_targets, n_pos)
     weights = weights * mask.to(keys.dtype)  # [C, B, L]
     return torch.matmul(weights.unsqueeze(2), keys).squeeze(2)  # [C, B, 1, L] @ [C, B, L, d]
