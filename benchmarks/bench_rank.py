@@ -167,13 +167,15 @@ def _old_pooling_forward(self, keys, query, mask):
 @contextlib.contextmanager
 def old_scoring_layers():
     from psrq.rank import layers
+    from psrq.rank.models import MCCA
 
-    saved = layers.ActivationUnit.forward, layers.TargetAttentionPooling.forward
+    saved = layers.ActivationUnit.forward, layers.TargetAttentionPooling.forward, MCCA.batched_poolings
     layers.ActivationUnit.forward, layers.TargetAttentionPooling.forward = _old_unit_forward, _old_pooling_forward
+    MCCA.batched_poolings = False  # the per-pooling modules (which the patched forwards replace)
     try:
         yield
     finally:
-        layers.ActivationUnit.forward, layers.TargetAttentionPooling.forward = saved
+        layers.ActivationUnit.forward, layers.TargetAttentionPooling.forward, MCCA.batched_poolings = saved
 
 
 def scoring_latency(tables: ItemTables, n_candidates: int = 1000, repeats: int = 50) -> dict[str, float]:
