@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_rank.py                 # full run (threads = 2)
     .venv/bin/python benchmarks/bench_rank.py --quick         # smaller, for a smoke test
     .venv/bin/python benchmarks/bench_rank.py --skip-training # scoring latency + memory only
+    .venv/bin/python benchmarks/bench_rank.py --mcca-batched  # DIN vs MCCA, batched poolings before/after
 
 Measures, in one process so the ratios compare like with like:
 - training throughput (samples/s) of DIN and MCCA at d'=64, history 20, batch 512
@@ -74,6 +75,81 @@ def train_throughput(config: TrainConfig, tables: ItemTables, split: EncodedSpli
     return seen / (time.perf_counter() - start)
 
 
+class _Trainer:
+    """One model + optimiser + batch stream, stepped in timed rounds (so several models interleave)."""
+
+    def __init__(self, config: TrainConfig, tables: ItemTables, split: EncodedSplit, batched: bool = True,
+                 packed_din: bool = False) -> None:
+        from psrq.rank.layers import pool_stacked
+        from psrq.rank.models import MCCA
+
+        torch.manual_seed(0)
+        self.model, self.batched, self.mcca = make_model(config, tables), batched, MCCA
+        if packed_din:  # fairness row: DIN's one pooling through the same packed `pool_stacked` (C = 1)
+            pool = self.model.pooling
+            pool.forward = lambda k, q, m: pool_stacked([pool], k.unsqueeze(0), q.unsqueeze(0), m)[0]
+        self.opt = make_optimizer(self.model, config)
+        self.loss_fn = torch.nn.BCEWithLogitsLoss()
+        self.split, self.batch_size = split, config.batch_size
+        self.batches = iter_batches(split, config.batch_size, generator=torch.Generator().manual_seed(0))
+        self.steps(3)  # warm-up
+
+    def _next(self):
+        try:
+            return next(self.batches)
+        except StopIteration:
+            self.batches = iter_batches(self.split, self.batch_size, generator=torch.Generator().manual_seed(1))
+            return next(self.batches)
+
+    def steps(self, n: int) -> float:
+        """Run n forward+backward+optimiser steps; samples/s."""
+        saved = self.mcca.batched_poolings
+        self.mcca.batched_poolings = self.batched
+        try:
+            start, seen = time.perf_counter(), 0
+            for _ in range(n):
+                _, _, t, h, y = self._next()
+                loss = self.loss_fn(self.model(t, h), y)
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                self.opt.step()
+                seen += len(y)
+            return seen / (time.perf_counter() - start)
+        finally:
+            self.mcca.batched_poolings = saved
+
+
+def mcca_batched_comparison(n_batches: int, repeats: int, n_items: int = 100_000) -> dict[str, object]:
+    """Issue 12 "MCCA at DIN cost": DIN and MCCA (text, text+audio) with the batched poolings
+    ("after") and one call per pooling module ("before", same weights), interleaved round by
+    round; per model the median samples/s over the rounds and the time ratios to DIN."""
+    split = synthetic_split(512 * (n_batches + 5), n_items)
+    text = synthetic_tables(n_items, ("text",))
+    both = synthetic_tables(n_items, ("text", "audio"))
+    # With one modality the joint SID is the modality's SID (aliased: one table, one pooling).
+    text.sids["joint"] = text.sids["text"].copy()
+    runs = {
+        "DIN": _Trainer(TrainConfig(model="DIN"), text, split),
+        "DIN (packed pooling)": _Trainer(TrainConfig(model="DIN"), text, split, packed_din=True),
+        "MCCA (text) before": _Trainer(TrainConfig(model="MCCA"), text, split, batched=False),
+        "MCCA (text) after": _Trainer(TrainConfig(model="MCCA"), text, split),
+        "MCCA (text+audio) before": _Trainer(TrainConfig(model="MCCA"), both, split, batched=False),
+        "MCCA (text+audio) after": _Trainer(TrainConfig(model="MCCA"), both, split),
+    }
+    rates: dict[str, list[float]] = {k: [] for k in runs}
+    for r in range(repeats):
+        for name, trainer in runs.items():
+            rates[name].append(trainer.steps(n_batches))
+        print(f"round {r}: " + ", ".join(f"{k} {v[-1]:.0f}" for k, v in rates.items()), flush=True)
+    med = {k: float(np.median(v)) for k, v in rates.items()}
+    return {
+        "describe": {k: t.model.describe() for k, t in runs.items()},
+        "samples_per_s_median": med,
+        "samples_per_s_all": rates,
+        "time_ratio_to_DIN": {k: med["DIN"] / v for k, v in med.items() if k != "DIN"},
+    }
+
+
 def _old_unit_forward(self, keys, query):
     """ActivationUnit.forward before the shared-history fusion (the baseline of the scoring target)."""
     h = self.key_proj(keys) + self.query_proj(query).unsqueeze(1)
@@ -91,13 +167,15 @@ def _old_pooling_forward(self, keys, query, mask):
 @contextlib.contextmanager
 def old_scoring_layers():
     from psrq.rank import layers
+    from psrq.rank.models import MCCA
 
-    saved = layers.ActivationUnit.forward, layers.TargetAttentionPooling.forward
+    saved = layers.ActivationUnit.forward, layers.TargetAttentionPooling.forward, MCCA.batched_poolings
     layers.ActivationUnit.forward, layers.TargetAttentionPooling.forward = _old_unit_forward, _old_pooling_forward
+    MCCA.batched_poolings = False  # the per-pooling modules (which the patched forwards replace)
     try:
         yield
     finally:
-        layers.ActivationUnit.forward, layers.TargetAttentionPooling.forward = saved
+        layers.ActivationUnit.forward, layers.TargetAttentionPooling.forward, MCCA.batched_poolings = saved
 
 
 def scoring_latency(tables: ItemTables, n_candidates: int = 1000, repeats: int = 50) -> dict[str, float]:
@@ -138,8 +216,14 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-training", action="store_true", help="only scoring latency and memory")
+    ap.add_argument("--mcca-batched", action="store_true", help="only DIN vs MCCA before/after batched poolings (issue 12)")
+    ap.add_argument("--repeats", type=int, default=5, help="rounds of --mcca-batched")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.mcca_batched:
+        out = mcca_batched_comparison(10 if args.quick else 20, args.repeats)
+        print(json.dumps({"threads": args.threads, **out}, indent=2))
+        return
     n_items = 100_000
     n_batches = 10 if args.quick else 40
     split = synthetic_split(512 * (n_batches + 5), n_items)

@@ -86,18 +86,93 @@ def test_mcca_modal_poolings_use_the_shared_joint_query(syn_loaded):
         assert (not torch.allclose(before, after)) == should_change, params
 
 
-def test_mcca_query_hook_sees_the_joint_embedding(syn_loaded):
+def test_mcca_query_hook_sees_the_joint_embedding(syn_loaded, monkeypatch):
+    import psrq.rank.models as models
+
     model = make_model(TrainConfig(model="MCCA"), syn_loaded.tables).eval()
     target, history = _batch(syn_loaded.tables)
     seen = {}
-    for cb, pooling in model.sid_poolings.items():
-        pooling.register_forward_hook(lambda mod, args, out, cb=cb: seen.__setitem__(cb, args[1].clone()))
+    real = models.pool_stacked
+
+    def spy(poolings, keys, queries, mask):
+        names = {id(p): cb for cb, p in model.sid_poolings.items()}
+        for p, q in zip(poolings, queries, strict=True):
+            if id(p) in names:
+                seen[names[id(p)]] = q.clone()
+        return real(poolings, keys, queries, mask)
+
+    monkeypatch.setattr(models, "pool_stacked", spy)
     with torch.no_grad():
         model(target, history)
         joint_query = model.target_query(target)
     assert set(seen) == {"text", "audio", "joint"}
     for q in seen.values():
         torch.testing.assert_close(q, joint_query)
+
+
+BATCHED_VARIANTS = [
+    {}, {"use_msc": False}, {"use_mjc": False}, {"dot": True}, {"content": True, "dot": True},
+    {"use_mjc": False, "content": True}, {"attention_product": False},
+]
+
+
+@pytest.mark.parametrize("modalities", [("text",), ("text", "audio")])
+@pytest.mark.parametrize("params", BATCHED_VARIANTS)
+def test_batched_poolings_equal_one_call_per_pooling(params, modalities, monkeypatch):
+    """MCCA runs all its poolings as one batched op (`pool_stacked`); with the same weights the
+    logits and every parameter's gradient equal the reference path (one call per pooling module)
+    to 1e-6, in training (per-sample histories) and in scoring (one history, many targets)."""
+    torch.manual_seed(0)
+    mods = list(modalities)
+    sizes = {m: [8, 8, 8] for m in [*mods, "joint"]}
+    aliases = {"joint": "text"} if len(mods) == 1 else {}
+    shapes = TableShapes(n_items=50, n_ids=50, sid_sizes=sizes, content_dims={m: 12 for m in mods}, sid_aliases=aliases)
+    model = MCCA(shapes, dim=16, attention_hidden=(24, 8), sparse_embeddings=False, **params)
+    with torch.no_grad():
+        for cb in model.codebooks:
+            getattr(model, f"sids_{cb}").copy_(torch.randint(0, 9, (50, 3)))  # 0 = missing code
+        for m in model.content_modalities:
+            getattr(model, f"content_{m}").normal_()
+        model.item_to_id.copy_(torch.arange(50))
+    target, history = torch.randint(2, 50, (16,)), torch.randint(0, 50, (16, 7))
+    history[:, 5:] = 0
+    history[3] = 0  # an empty history
+
+    def run(batched: bool):
+        monkeypatch.setattr(MCCA, "batched_poolings", batched)
+        model.zero_grad()
+        out = model(target, history)
+        (out * torch.linspace(-1, 1, len(out))).sum().backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        with torch.no_grad():
+            shared = model.eval()(target, history[:1])  # scoring: one history broadcast
+            per_sample = model(target, history[:1].expand(len(target), -1))
+        model.train()
+        return out.detach(), grads, shared, per_sample
+
+    out, grads, shared, per_sample = run(True)
+    ref_out, ref_grads, ref_shared, _ = run(False)
+    torch.testing.assert_close(out, ref_out, rtol=0, atol=1e-6)
+    assert grads.keys() == ref_grads.keys() and len(grads) == len(list(model.parameters()))
+    for name in grads:
+        torch.testing.assert_close(grads[name], ref_grads[name], rtol=0, atol=1e-6, msg=name)
+    torch.testing.assert_close(shared, ref_shared, rtol=0, atol=1e-6)
+    torch.testing.assert_close(shared, per_sample, rtol=0, atol=1e-6)
+    # The dense form used while tracing (ONNX / TorchScript export) equals the packed one.
+    monkeypatch.setattr(torch.jit, "is_tracing", lambda: True)
+    dense_out, dense_grads, _, _ = run(True)
+    torch.testing.assert_close(dense_out, ref_out, rtol=0, atol=1e-6)
+    for name in grads:
+        torch.testing.assert_close(dense_grads[name], ref_grads[name], rtol=0, atol=1e-6, msg=name)
+
+
+def test_batched_poolings_keep_the_state_dict_layout(syn_loaded):
+    """The stacked weights are built on the fly: the parameters (and so saved weights.pt files)
+    stay per pooling module, as before batching."""
+    model = make_model(TrainConfig(model="MCCA", model_params={"content": True}), syn_loaded.tables)
+    keys = set(model.state_dict())
+    for prefix in ("id_pooling", "sid_poolings.text", "sid_poolings.audio", "sid_poolings.joint", "content_pooling"):
+        assert {f"{prefix}.unit.key_proj.weight", f"{prefix}.unit.query_proj.weight", f"{prefix}.unit.product_proj.weight"} <= keys
 
 
 def test_ablation_switches_select_codebooks(syn_loaded):

@@ -151,3 +151,90 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean over real positions: values [B, L, d], mask bool [B, L] -> [B, d] (0 for empty rows)."""
     m = mask.to(values.dtype).unsqueeze(-1)
     return (values * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
+def _stacked_unit(units: Sequence[ActivationUnit]) -> tuple[torch.Tensor, ...]:
+    """The units' weights stacked over a leading pooling axis C (a fresh autograd view each call,
+    so the parameters, and hence state_dict keys, stay those of the per-pooling modules)."""
+    w_k = torch.stack([u.key_proj.weight for u in units]).transpose(1, 2)  # [C, d, h0]
+    b_k = torch.stack([u.key_proj.bias for u in units]).unsqueeze(1)  # [C, 1, h0]
+    w_q = torch.stack([u.query_proj.weight for u in units]).transpose(1, 2)  # [C, d, h0]
+    products = [u.product_proj for u in units]
+    w_p = None if products[0] is None else torch.stack([p.weight for p in products]).transpose(1, 2)  # [C, d, h0]
+    return w_k, b_k, w_q, w_p
+
+
+def _stacked_rest(units: Sequence[ActivationUnit]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(weight [C, in, out], bias [C, 1, out]) of each Linear after the first layer, stacked."""
+    linears = [[m for m in u.rest if isinstance(m, nn.Linear)] for u in units]
+    return [
+        (torch.stack([lin[i].weight for lin in linears]).transpose(1, 2), torch.stack([lin[i].bias for lin in linears]).unsqueeze(1))
+        for i in range(len(linears[0]))
+    ]
+
+
+def _rest_batched(h: torch.Tensor, rest: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """ReLU, then the stacked Linear/ReLU layers: h [C, N, h0] -> [C, N] (batched matmuls)."""
+    h = torch.relu(h)
+    for i, (w, b) in enumerate(rest):
+        h = torch.baddbmm(b, h, w)
+        if i < len(rest) - 1:
+            h = torch.relu(h)
+    return h.squeeze(-1)
+
+
+def pool_stacked(
+    poolings: Sequence[TargetAttentionPooling], keys: torch.Tensor, queries: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """C target-attention poolings run as ONE batched computation (no loop over poolings in training).
+
+    keys [C, B, L, d] (or [C, 1, L, d]: one history shared by B targets), queries [C, B, d],
+    mask bool [B, L] (or [1, L]) shared by every pooling -> [C, B, d], where slice c equals
+    ``poolings[c](keys[c], queries[c], mask)`` (float reassociation only). The poolings must
+    have the same shapes (same d, hidden sizes and use_product). The units' weights are stacked
+    on the fly, so each pooling keeps its own parameters and the model's state_dict is unchanged;
+    every matmul is a `baddbmm`/`bmm` over the pooling axis and no op is in-place (ONNX export).
+    The exception is one history scored against many targets (`Ranker.score`): there each
+    pooling runs its own folded-history fast path (measured faster, see below).
+    """
+    n_pool, n_keys, n_pos, dim = keys.shape
+    if n_keys == 1 and mask.shape[0] == 1 and queries.shape[1] > 1:
+        # One history, many targets (scoring): each pooling's own folded-history fast path
+        # (`ActivationUnit.shared_history_weights`, padding dropped). Measured: stacking that path
+        # over C made `Ranker.score` slower (1,000 candidates, 4 poolings: median 68 vs 43 ms),
+        # its [C, B, L*h0] intermediates being C times larger than the cache-sized per-pooling ones.
+        return torch.stack([pool(keys[c], queries[c], mask) for c, pool in enumerate(poolings)])
+    units = [p.unit for p in poolings]
+    w_k, b_k, w_q, w_p = _stacked_unit(units)
+    rest = _stacked_rest(units)
+    first = w_k.shape[-1]
+    n_targets = queries.shape[1]
+    if n_keys != n_targets:
+        keys = keys.expand(-1, n_targets, -1, -1)
+    if mask.shape[0] != n_targets:
+        mask = mask.expand(n_targets, -1)
+    flat = keys.reshape(n_pool, n_targets * n_pos, dim)
+    if not torch.jit.is_tracing():
+        # Padded positions get weight exactly 0, so the units run on the real positions only
+        # (packed: [C, N_real, ...]); each weighted key is then added into its sample's row.
+        pos = mask.reshape(-1).nonzero().squeeze(1)  # [N_real] flat (sample, position) index
+        row = torch.div(pos, n_pos, rounding_mode="floor")  # the sample of each real position
+        real = flat.index_select(1, pos)  # [C, N_real, d]
+        if w_p is None:
+            h = torch.baddbmm(b_k, real, w_k)
+        else:
+            product = real * queries.index_select(1, row)
+            h = torch.baddbmm(torch.baddbmm(b_k, real, w_k), product, w_p)  # [C, N_real, h0]
+        h = h + torch.bmm(queries, w_q).index_select(1, row)  # query term once per sample
+        weights = _rest_batched(h, rest)  # [C, N_real]
+        return keys.new_zeros(n_pool, n_targets, dim).index_add(1, row, weights.unsqueeze(-1) * real)
+    # Traced (ONNX / TorchScript export): the dense form, no data-dependent shapes.
+    if w_p is None:
+        h = torch.baddbmm(b_k, flat, w_k)
+    else:
+        product = (keys * queries.unsqueeze(2)).reshape(n_pool, n_targets * n_pos, dim)
+        h = torch.baddbmm(torch.baddbmm(b_k, flat, w_k), product, w_p)  # [C, N, h0]
+    h = h.view(n_pool, n_targets, n_pos, first) + torch.bmm(queries, w_q).unsqueeze(2)
+    weights = _rest_batched(h.view(n_pool, n_targets * n_pos, first), rest).view(n_pool, n_targets, n_pos)
+    weights = weights * mask.to(keys.dtype)  # [C, B, L]
+    return torch.matmul(weights.unsqueeze(2), keys).squeeze(2)  # [C, B, 1, L] @ [C, B, L, d]

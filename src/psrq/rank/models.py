@@ -44,7 +44,13 @@ import torch
 from torch import nn
 
 from psrq.errors import ConfigError
-from psrq.rank.layers import MLPTower, SIDEmbedding, TargetAttentionPooling, masked_mean
+from psrq.rank.layers import (
+    MLPTower,
+    SIDEmbedding,
+    TargetAttentionPooling,
+    masked_mean,
+    pool_stacked,
+)
 
 PAD = 0  # item row / ID index reserved for padding
 OOV = 1  # item row / ID index reserved for unknown items (shared out-of-vocabulary embedding)
@@ -269,6 +275,9 @@ class MCCA(RankingModel):
     """
 
     name = "MCCA"
+    # True: all poolings in one batched op; False: one call per pooling module (the reference
+    # path, same weights and same state_dict; tests and benchmarks compare the two).
+    batched_poolings: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -339,28 +348,38 @@ class MCCA(RankingModel):
         mask = history != PAD
         id_t = self.id_embedding(self.item_to_id[target])  # [B, d]
         id_h = self.id_embedding(self.item_to_id[history])  # [B, L, d]
-        parts = [self.id_pooling(id_h, id_t, mask)]
+        # Every pooling (item IDs, each attended codebook, content) as (module, keys, query), in
+        # tower order; they run as one batched op (`pool_stacked`).
+        poolings, keys, queries = [self.id_pooling], [id_h], [id_t]
         dots = [_mean_dot(id_h, id_t, mask)] if self.dot else []
         target_sid_parts = []
         shared_query = self.target_query(target) if self.use_mjc else None
         for cb in self.attended:
             emb = self.sid_embeddings[cb]
-            keys = emb(self.sid_codes(cb, history))  # [B, L, d]
+            sid_h = emb(self.sid_codes(cb, history))  # [B, L, d]
             own = emb(self.sid_codes(cb, target)) if shared_query is None or self.dot else None
             if shared_query is None:
                 target_sid_parts.append(own)
-            parts.append(self.sid_poolings[cb](keys, shared_query if shared_query is not None else own, mask))
+            poolings.append(self.sid_poolings[cb])
+            keys.append(sid_h)
+            queries.append(shared_query if shared_query is not None else own)
             if self.dot:
-                dots.append(_mean_dot(keys, own, mask))
+                dots.append(_mean_dot(sid_h, own, mask))
         if shared_query is not None:
             target_sid_parts = [shared_query]
         if self.use_content:
             c_t = self.content_proj(self.content(target))  # [B, d]
             c_h = self.content_proj(self.content(history))  # [B, L, d]
-            parts.append(self.content_pooling(c_h, c_t, mask))
+            poolings.append(self.content_pooling)
+            keys.append(c_h)
+            queries.append(c_t)
             target_sid_parts.append(c_t)
             if self.dot:
                 dots.append(_mean_dot(c_h, c_t, mask))
+        if self.batched_poolings:
+            parts = pool_stacked(poolings, torch.stack(keys), torch.stack(queries), mask).unbind(0)
+        else:  # the reference: one call per pooling module
+            parts = [p(k, q, mask) for p, k, q in zip(poolings, keys, queries, strict=True)]
         logits = self.tower(torch.cat([*parts, id_t, *target_sid_parts], dim=-1))
         return logits + torch.stack(dots).sum(0) if dots else logits
 
