@@ -101,8 +101,11 @@ def embed_text(
     from psrq.outputs import claim_outputs
 
     if engine != "memory":
+        from psrq.errors import ConfigError
         from psrq.features.stream import TextEmbedMapper, embed_shards
 
+        if backend != "torch":
+            raise ConfigError(f"--backend {backend} is for --engine memory; the streamed engines run the torch backend")
         cfg = engine_config(engine, address=address, num_cpus=num_cpus, object_store_mb=object_store_mb, actors=actors, actor_cpus=actor_cpus, batch_rows=batch_rows)
         kwargs = {"model": model, "column": column, "normalize": not no_normalize, "batch_size": batch_size,
                   "max_length": max_length, "trust_remote_code": trust_remote_code, "skip_empty": skip_empty, "threads": threads}
