@@ -239,10 +239,22 @@ def build_samples(data: DataSet, config: ProtocolConfig) -> Samples:
         event_split = np.searchsorted(bounds, ev.ts, side="left")
         rows, n_unsampled = _with_sampled_negatives(ev, rule.n_negatives, config.seed, event_split, config)
     else:
-        rows = {"user": ev.users, "item": ev.items, "ts": ev.ts, "label": ev.labels, "event": np.arange(len(ev.ts))}
+        rows = _event_rows(ev)
     # histories are computed once per event; sampled negatives point at their positive's event
     hist_offsets, hist_items = history_indices(ev.users, ev.items, ev.ts, ev.labels, config.max_history)
     split = np.searchsorted(bounds, rows["ts"], side="left")  # 0 train, 1 valid, 2 test
+    return _samples(data, ev, rows, split, hist_offsets, hist_items, config, rule, bounds, n_unsampled)
+
+
+def _event_rows(ev: _Events) -> dict[str, np.ndarray]:
+    """Sample rows when no negatives are sampled: one per event."""
+    return {"user": ev.users, "item": ev.items, "ts": ev.ts, "label": ev.labels, "event": np.arange(len(ev.ts))}
+
+
+def _samples(data: DataSet, ev: _Events, rows: dict[str, np.ndarray], split: np.ndarray, hist_offsets: np.ndarray,
+             hist_items: np.ndarray, config: ProtocolConfig, rule: LabelRule, bounds: np.ndarray | None,
+             n_unsampled: int) -> Samples:
+    """The split tables (cold by training count), their statistics and the popularity probe."""
     train_pos = (split == 0) & (rows["label"] == 1)
     train_count = np.bincount(rows["item"][train_pos], minlength=len(ev.item_vocab)).astype(np.int32)
     tables = {
@@ -303,25 +315,16 @@ def build_given_split_samples(data: DataSet, config: ProtocolConfig) -> Samples:
             n_negatives=rule.n_negatives, rng=rng)
         rows = _interleave_negatives(ev, pos, negatives, rule.n_negatives)
     else:
-        rows = {"user": ev.users, "item": ev.items, "ts": ev.ts, "label": ev.labels, "event": np.arange(len(ev.ts))}
+        rows = _event_rows(ev)
     hist_offsets, hist_items = given_split_histories(ev.users, ev.items, split_of == 0, ev.labels,
                                                      config.max_history, rng)
-    split = split_of[rows["event"]]
-    train_pos = (split == 0) & (rows["label"] == 1)
-    train_count = np.bincount(rows["item"][train_pos], minlength=len(item_vocab)).astype(np.int32)
-    tables = {
-        name: _samples_table(np.flatnonzero(split == k), rows, hist_offsets, hist_items, ev, train_count,
-                             config.cold_threshold, name)
-        for k, name in enumerate(SPLITS)
-    }
-    stats = split_statistics(tables, None, config, rule)
-    stats["protocol"]["split"] = "given"
-    stats["protocol"]["history"] = GIVEN_SPLIT_HISTORY
+    samples = _samples(data, ev, rows, split_of[rows["event"]], hist_offsets, hist_items, config, rule, None, n_unsampled)
+    protocol = samples.stats["protocol"]
+    protocol["split"] = "given"
+    protocol["history"] = GIVEN_SPLIT_HISTORY
     if config.negative_pool == "window":
-        stats["protocol"]["negative_window"] = "the whole split (no timestamps)"
-    stats["popularity_probe"] = popularity_probe(tables)
-    stats["skipped"] = {**data.skipped, "negatives_unsampleable": int(n_unsampled)}
-    return Samples(tables=tables, stats=stats, label_rule=rule)
+        protocol["negative_window"] = "the whole split (no timestamps)"
+    return samples
 
 
 def _interleave_negatives(ev: _Events, pos: np.ndarray, negatives: np.ndarray, n_negatives: int) -> dict[str, np.ndarray]:
