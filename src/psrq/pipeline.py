@@ -154,8 +154,6 @@ def plan_modalities(config: RunConfig, precomputed: list[str], item_columns: lis
     columns, Amazon image features, the SYNTHETIC catalogue's vectors) is used as it is and never
     re-encoded. `features.modalities` picks and orders; null infers (FeaturesConfig.modalities).
     """
-    from psrq.errors import ConfigError
-
     f = config.features
     encodable = {}
     if f.text_column in item_columns:
@@ -203,7 +201,10 @@ def _embedding_stages(config: RunConfig, paths: RunPaths, state: RunState, runne
             stage = Stage(f"embed {modality} (precomputed)", {"data": data_fp}, [target],
                           lambda s=src, t=target: _copy(s, t))
         elif how == "text":
-            stage = Stage("embed text", {"data": data_fp, "model": f.text_model, "column": f.text_column},
+            # The backend changes the vectors (int8, float error); torch, the default, stays out of the
+            # settings so runs made before backends existed keep their fingerprints.
+            backend = {} if f.text_backend == "torch" else {"backend": f.text_backend}
+            stage = Stage("embed text", {"data": data_fp, "model": f.text_model, "column": f.text_column, **backend},
                           [target], lambda: _embed_text(config, paths))
         else:
             stage = Stage("embed audio", {"data": data_fp, "model": f.audio_model}, [target],

@@ -93,3 +93,28 @@ def test_modalities_can_be_chosen_and_unknown_ones_are_named(tmp_path: Path) -> 
         plan_modalities(load_config(overrides={"features": {"modalities": ["text"]}}), ["audio", "image"], ["item_id"])
     with pytest.raises(ConfigError, match="already carry precomputed audio"):
         plan_modalities(load_config(overrides={"features": {"audio_model": "musicnn-msd"}}), ["audio"], ["item_id"])
+
+
+def test_text_backend_is_part_of_the_embed_text_fingerprint(tmp_path: Path) -> None:
+    """Switching features.text_backend re-embeds (int8 vectors are not torch's); torch keeps the
+    fingerprint runs had before backends existed."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from psrq.config import load_config
+    from psrq.pipeline import RunPaths, RunState, _embedding_stages
+
+    paths = RunPaths(tmp_path)
+    paths.data.mkdir(parents=True)
+    pq.write_table(pa.table({"item_id": ["a"], "text": ["x"]}), paths.data / "items.parquet")
+
+    def embed_text_settings(backend: str) -> dict:
+        stages: list = []
+        runner = type("Runner", (), {"run": lambda self, stage: stages.append(stage)})()
+        config = load_config(overrides={"features": {"text_backend": backend}})
+        _embedding_stages(config, paths, RunState(data_meta={"fingerprint": "fp"}), runner)
+        (stage,) = stages
+        return stage.settings
+
+    assert embed_text_settings("torch") == {"data": "fp", "model": "minilm", "column": "text"}
+    assert embed_text_settings("onnx-int8")["backend"] == "onnx-int8"

@@ -58,3 +58,13 @@ def test_streamed_text_embedding_matches_memory(engine, text_items, tmp_path, re
     assert report["skipped"] == [{"item_id": "synthetic-005"}]
     meta = pq.read_schema(sorted(out.glob("*.parquet"))[0]).metadata
     assert meta[b"psrq.modality"] == b"text" and meta[b"psrq.dim"] == b"384"
+
+
+def test_streamed_text_refuses_a_backend_it_would_not_use(text_items, tmp_path):
+    """The streamed mappers run torch: --backend onnx* with --engine local is an error, not ignored."""
+    from psrq.errors import ConfigError
+
+    result = runner.invoke(app, ["embed", "text", "--items", str(text_items / "shards"), "--out", str(tmp_path / "e"),
+                                 "--engine", "local", "--backend", "onnx-int8"])
+    assert isinstance(result.exception, ConfigError) and "--engine memory" in str(result.exception)
+    assert not (tmp_path / "e").exists()

@@ -125,3 +125,10 @@ def test_actor_pool_may_not_take_every_cpu():
     with pytest.raises(ConfigError, match="read tasks"):
         EngineConfig(kind="ray", num_cpus=2, actors=2, actor_cpus=1.0)
     EngineConfig(kind="ray", num_cpus=2, actors=2, actor_cpus=0.5)
+
+
+def test_streamed_quantize_refuses_ids_like_assign(item_shards, tmp_path):
+    """--ids pairs .npy inputs with IDs; the streamed engines read Parquet and would ignore it."""
+    result = runner.invoke(make_app(), ["quantize", "--items", str(item_shards), "--engine", "local",
+                                        "--ids", "text=ids.txt", "--out", str(tmp_path / "x")])
+    assert isinstance(result.exception, ConfigError) and "--ids" in str(result.exception)

@@ -25,6 +25,7 @@ Rules (docs/protocol.md states them in full):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -212,30 +213,17 @@ def sample_window_negatives(
     these pairs are never drawn. Returns (int64 [n_pos, n_negatives] item indices, -1 where no
     item of the window is allowed; the number of such slots).
     """
-    seen = sorted_unique(all_users.astype(np.int64) * n_items + all_items)
-    out = np.full((len(pos_users), n_negatives), -1, dtype=np.int64)
-    todo = np.ones(out.shape, dtype=bool)
     size = hi - lo
-    for _ in range(max_rounds):
-        rows, cols = np.nonzero(todo)
-        if len(rows) == 0:
-            break
+
+    def draw(rows: np.ndarray) -> np.ndarray:
         pick = lo[rows] + np.floor(rng.random(len(rows)) * size[rows]).astype(np.int64)
-        draw = pos_items[np.minimum(pick, hi[rows] - 1)]
-        out[rows, cols] = draw
-        keys = pos_users[rows].astype(np.int64) * n_items + draw
-        at = np.searchsorted(seen, keys).clip(0, max(len(seen) - 1, 0))
-        rejected = seen[at] == keys if len(seen) else np.zeros(len(keys), bool)
-        todo[:] = False
-        todo[rows[rejected], cols[rejected]] = True
-        todo |= _duplicates_in_row(out)
-    if todo.any():
-        out[todo] = -1  # rejected draws must not block the items they landed on
-        for row, col in zip(*np.nonzero(todo), strict=True):
-            popularity = np.bincount(pos_items[lo[row]:hi[row]], minlength=n_items)
-            _fill_slot_exactly(out, todo, row, col, pos_users, seen, popularity, rng)
-    out[todo] = -1
-    return out, int(todo.sum())
+        return pos_items[np.minimum(pick, hi[rows] - 1)]
+
+    def popularity_of(row: int) -> np.ndarray:
+        return np.bincount(pos_items[lo[row]:hi[row]], minlength=n_items)
+
+    return _rejection_sample(draw, popularity_of, pos_users, all_users, all_items, n_items=n_items,
+                             n_negatives=n_negatives, rng=rng, max_rounds=max_rounds)
 
 
 def build_samples(data: DataSet, config: ProtocolConfig) -> Samples:
@@ -251,10 +239,22 @@ def build_samples(data: DataSet, config: ProtocolConfig) -> Samples:
         event_split = np.searchsorted(bounds, ev.ts, side="left")
         rows, n_unsampled = _with_sampled_negatives(ev, rule.n_negatives, config.seed, event_split, config)
     else:
-        rows = {"user": ev.users, "item": ev.items, "ts": ev.ts, "label": ev.labels, "event": np.arange(len(ev.ts))}
+        rows = _event_rows(ev)
     # histories are computed once per event; sampled negatives point at their positive's event
     hist_offsets, hist_items = history_indices(ev.users, ev.items, ev.ts, ev.labels, config.max_history)
     split = np.searchsorted(bounds, rows["ts"], side="left")  # 0 train, 1 valid, 2 test
+    return _samples(data, ev, rows, split, hist_offsets, hist_items, config, rule, bounds, n_unsampled)
+
+
+def _event_rows(ev: _Events) -> dict[str, np.ndarray]:
+    """Sample rows when no negatives are sampled: one per event."""
+    return {"user": ev.users, "item": ev.items, "ts": ev.ts, "label": ev.labels, "event": np.arange(len(ev.ts))}
+
+
+def _samples(data: DataSet, ev: _Events, rows: dict[str, np.ndarray], split: np.ndarray, hist_offsets: np.ndarray,
+             hist_items: np.ndarray, config: ProtocolConfig, rule: LabelRule, bounds: np.ndarray | None,
+             n_unsampled: int) -> Samples:
+    """The split tables (cold by training count), their statistics and the popularity probe."""
     train_pos = (split == 0) & (rows["label"] == 1)
     train_count = np.bincount(rows["item"][train_pos], minlength=len(ev.item_vocab)).astype(np.int32)
     tables = {
@@ -315,25 +315,16 @@ def build_given_split_samples(data: DataSet, config: ProtocolConfig) -> Samples:
             n_negatives=rule.n_negatives, rng=rng)
         rows = _interleave_negatives(ev, pos, negatives, rule.n_negatives)
     else:
-        rows = {"user": ev.users, "item": ev.items, "ts": ev.ts, "label": ev.labels, "event": np.arange(len(ev.ts))}
+        rows = _event_rows(ev)
     hist_offsets, hist_items = given_split_histories(ev.users, ev.items, split_of == 0, ev.labels,
                                                      config.max_history, rng)
-    split = split_of[rows["event"]]
-    train_pos = (split == 0) & (rows["label"] == 1)
-    train_count = np.bincount(rows["item"][train_pos], minlength=len(item_vocab)).astype(np.int32)
-    tables = {
-        name: _samples_table(np.flatnonzero(split == k), rows, hist_offsets, hist_items, ev, train_count,
-                             config.cold_threshold, name)
-        for k, name in enumerate(SPLITS)
-    }
-    stats = split_statistics(tables, None, config, rule)
-    stats["protocol"]["split"] = "given"
-    stats["protocol"]["history"] = GIVEN_SPLIT_HISTORY
+    samples = _samples(data, ev, rows, split_of[rows["event"]], hist_offsets, hist_items, config, rule, None, n_unsampled)
+    protocol = samples.stats["protocol"]
+    protocol["split"] = "given"
+    protocol["history"] = GIVEN_SPLIT_HISTORY
     if config.negative_pool == "window":
-        stats["protocol"]["negative_window"] = "the whole split (no timestamps)"
-    stats["popularity_probe"] = popularity_probe(tables)
-    stats["skipped"] = {**data.skipped, "negatives_unsampleable": int(n_unsampled)}
-    return Samples(tables=tables, stats=stats, label_rule=rule)
+        protocol["negative_window"] = "the whole split (no timestamps)"
+    return samples
 
 
 def _interleave_negatives(ev: _Events, pos: np.ndarray, negatives: np.ndarray, n_negatives: int) -> dict[str, np.ndarray]:
@@ -415,6 +406,34 @@ def sample_negatives(
         raise InputError("no item has a positive interaction to sample negatives from")
     cdf = np.cumsum(popularity, dtype=np.float64)
     cdf /= cdf[-1]
+
+    def draw(rows: np.ndarray) -> np.ndarray:
+        return np.searchsorted(cdf, rng.random(len(rows)), side="right").clip(0, n_items - 1)
+
+    return _rejection_sample(draw, lambda row: popularity, pos_users, all_users, all_items, n_items=n_items,
+                             n_negatives=n_negatives, rng=rng, max_rounds=max_rounds)
+
+
+def _rejection_sample(
+    draw: Callable[[np.ndarray], np.ndarray],
+    popularity_of: Callable[[int], np.ndarray],
+    pos_users: np.ndarray,
+    all_users: np.ndarray,
+    all_items: np.ndarray,
+    *,
+    n_items: int,
+    n_negatives: int,
+    rng: np.random.Generator,
+    max_rounds: int,
+) -> tuple[np.ndarray, int]:
+    """The rejection loop of both samplers: `draw(rows)` gives one item per open slot of those rows.
+
+    A draw is rejected when the user has interacted with the item or the row already holds it.
+    After `max_rounds` the few slots left are filled one at a time, exactly, from
+    `popularity_of(row)` restricted to the allowed items (a Python loop: only rare leftovers get
+    here). Returns (int64 [n_pos, n_negatives] item indices, -1 where no item is allowed; the
+    number of such slots).
+    """
     seen = sorted_unique(all_users.astype(np.int64) * n_items + all_items)
     out = np.full((len(pos_users), n_negatives), -1, dtype=np.int64)
     todo = np.ones(out.shape, dtype=bool)
@@ -422,29 +441,20 @@ def sample_negatives(
         rows, cols = np.nonzero(todo)
         if len(rows) == 0:
             break
-        draw = np.searchsorted(cdf, rng.random(len(rows)), side="right").clip(0, n_items - 1)
-        out[rows, cols] = draw
-        keys = pos_users[rows].astype(np.int64) * n_items + draw
+        items = draw(rows)
+        out[rows, cols] = items
+        keys = pos_users[rows].astype(np.int64) * n_items + items
         at = np.searchsorted(seen, keys).clip(0, max(len(seen) - 1, 0))
         rejected = seen[at] == keys if len(seen) else np.zeros(len(keys), bool)
         todo[:] = False
         todo[rows[rejected], cols[rejected]] = True
         todo |= _duplicates_in_row(out)
     if todo.any():
-        _sample_remaining_exactly(out, todo, pos_users, seen, popularity, rng)
+        out[todo] = -1  # rejected draws must not block the items they landed on
+        for row, col in zip(*np.nonzero(todo), strict=True):
+            _fill_slot_exactly(out, todo, row, col, pos_users, seen, popularity_of(row), rng)
     out[todo] = -1
     return out, int(todo.sum())
-
-
-def _sample_remaining_exactly(out: np.ndarray, todo: np.ndarray, pos_users: np.ndarray, seen: np.ndarray,
-                              popularity: np.ndarray, rng: np.random.Generator) -> None:
-    """Fill the slots `todo` marks, one slot at a time, from popularity restricted to allowed items.
-
-    Only the rare leftovers of rejection sampling get here, so a Python loop is fine.
-    """
-    out[todo] = -1  # rejected draws must not block the items they landed on
-    for row, col in zip(*np.nonzero(todo), strict=True):
-        _fill_slot_exactly(out, todo, row, col, pos_users, seen, popularity, rng)
 
 
 def _fill_slot_exactly(out: np.ndarray, todo: np.ndarray, row: int, col: int, pos_users: np.ndarray,

@@ -206,14 +206,7 @@ def validate_interactions(
     t = _as_string(interactions, "user_id", source)
     t = _as_string(t, "item_id", source)
     t = _check_timestamps(t, source)
-    catalogue = item_ids.combine_chunks() if isinstance(item_ids, pa.ChunkedArray) else item_ids
-    known = pc.is_in(t.column("item_id"), value_set=pc.cast(catalogue, pa.string()))
-    unknown = np.flatnonzero(~known.to_numpy(zero_copy_only=False))
-    if len(unknown):
-        raise InputError(
-            f"{source}: {describe_item_rows(t.column('item_id'), unknown, noun='item_id')} "
-            f"{'is' if len(unknown) == 1 else 'are'} not in the items table ({len(unknown)} interaction(s) name unknown items)"
-        )
+    _check_known_items(t, item_ids, source)
     if "label" in t.column_names:
         t = _check_labels(t, source)
     if "rating" in t.column_names:
@@ -224,6 +217,18 @@ def validate_interactions(
         if len(bad):
             raise InputError(f"{source}: column play_count must be >= 1, bad at {describe_rows(bad)}")
     return t
+
+
+def _check_known_items(t: pa.Table, item_ids: pa.Array | pa.ChunkedArray, source: str) -> None:
+    """InputError naming the interactions whose item_id is not in the catalogue `item_ids`."""
+    catalogue = item_ids.combine_chunks() if isinstance(item_ids, pa.ChunkedArray) else item_ids
+    known = pc.is_in(t.column("item_id"), value_set=pc.cast(catalogue, pa.string()))
+    unknown = np.flatnonzero(~known.to_numpy(zero_copy_only=False))
+    if len(unknown):
+        raise InputError(
+            f"{source}: {describe_item_rows(t.column('item_id'), unknown, noun='item_id')} "
+            f"{'is' if len(unknown) == 1 else 'are'} not in the items table ({len(unknown)} interaction(s) name unknown items)"
+        )
 
 
 def validate_given_split_interactions(
@@ -243,11 +248,7 @@ def validate_given_split_interactions(
     if len(bad):
         raise InputError(f"{source}: column split must be one of {', '.join(SPLIT_NAMES)}, got "
                          f"{t.column('split')[int(bad[0])].as_py()!r} at {describe_rows(bad)}")
-    catalogue = item_ids.combine_chunks() if isinstance(item_ids, pa.ChunkedArray) else item_ids
-    unknown = np.flatnonzero(~pc.is_in(t.column("item_id"), value_set=pc.cast(catalogue, pa.string())).to_numpy(zero_copy_only=False))
-    if len(unknown):
-        raise InputError(f"{source}: item_id {t.column('item_id')[int(unknown[0])].as_py()!r} at {describe_rows(unknown)} "
-                         f"is not in the items table ({len(unknown)} interaction(s) name unknown items)")
+    _check_known_items(t, item_ids, source)
     pairs = pc.binary_join_element_wise(t.column("user_id"), t.column("item_id"), "\x1f")
     if len(pc.unique(pairs)) != t.num_rows:
         counts = pc.value_counts(pairs).flatten()

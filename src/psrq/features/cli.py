@@ -45,11 +45,11 @@ embed_app = typer.Typer(
 )
 
 
-def _shard_outputs(out: Path) -> tuple:
-    """--out of a streamed engine: a directory of Parquet shards (psrq's, replaced whole) + its report."""
+def _outputs(out: Path, *, streamed: bool) -> tuple:
+    """--out (a file, or with a streamed engine a directory of Parquet shards, psrq's, replaced whole) + its report."""
     from psrq.outputs import Output
 
-    return Output(out, "model_dir", "--out"), Output(out.with_suffix(".report.json"), "file", "--out", lock=False)
+    return Output(out, "model_dir" if streamed else "file", "--out"), Output(out.with_suffix(".report.json"), "file", "--out", lock=False)
 
 
 def _summary(report: dict, out: Path) -> None:
@@ -98,18 +98,21 @@ def embed_text(
     actor_cpus: ActorCpusOpt = 0.5,
     batch_rows: BatchRowsOpt = 4096,
 ) -> None:
-    from psrq.outputs import Output, claim_outputs
+    from psrq.outputs import claim_outputs
 
     if engine != "memory":
+        from psrq.errors import ConfigError
         from psrq.features.stream import TextEmbedMapper, embed_shards
 
+        if backend != "torch":
+            raise ConfigError(f"--backend {backend} is for --engine memory; the streamed engines run the torch backend")
         cfg = engine_config(engine, address=address, num_cpus=num_cpus, object_store_mb=object_store_mb, actors=actors, actor_cpus=actor_cpus, batch_rows=batch_rows)
         kwargs = {"model": model, "column": column, "normalize": not no_normalize, "batch_size": batch_size,
                   "max_length": max_length, "trust_remote_code": trust_remote_code, "skip_empty": skip_empty, "threads": threads}
-        with claim_outputs(*_shard_outputs(out), wait=wait):
+        with claim_outputs(*_outputs(out, streamed=True), wait=wait):
             _summary(embed_shards(items, out, TextEmbedMapper, kwargs, column=column, engine=cfg), out)
         return
-    with claim_outputs(Output(out, "file", "--out"), Output(out.with_suffix(".report.json"), "file", "--out", lock=False), wait=wait):
+    with claim_outputs(*_outputs(out, streamed=False), wait=wait):
         _embed_text(items, out, model, column, batch_size, cache_dir, no_cache, skip_empty, no_normalize, max_length,
                     trust_remote_code, threads, backend)
 
@@ -172,7 +175,7 @@ def embed_audio(
     batch_rows: BatchRowsOpt = 64,
 ) -> None:
     from psrq.errors import InputError
-    from psrq.outputs import Output, claim_outputs
+    from psrq.outputs import claim_outputs
 
     if engine != "memory":
         from psrq.features.stream import AudioEmbedMapper, embed_shards
@@ -184,10 +187,10 @@ def embed_audio(
         base = (items if items.is_dir() else items.parent).resolve()
         kwargs = {"model": model, "column": column, "base_dir": str(base), "layer": layer, "window_seconds": window_seconds,
                   "trust_remote_code": trust_remote_code, "files_per_batch": files_per_batch, "threads": threads}
-        with claim_outputs(*_shard_outputs(out), wait=wait):
+        with claim_outputs(*_outputs(out, streamed=True), wait=wait):
             _summary(embed_shards(items, out, AudioEmbedMapper, kwargs, column=column, engine=cfg), out)
         return
-    with claim_outputs(Output(out, "file", "--out"), Output(out.with_suffix(".report.json"), "file", "--out", lock=False), wait=wait):
+    with claim_outputs(*_outputs(out, streamed=False), wait=wait):
         _embed_audio(out, items, audio_dir, model, column, layer, window_seconds, trust_remote_code, files_per_batch,
                      cache_dir, no_cache, threads)
 

@@ -266,18 +266,9 @@ def _quantize(items, inputs, ids, modalities, method, levels, codebook_size, pre
 
     wanted = [m.strip() for m in modalities.split(",")] if modalities else None
     if cfg is not None:
-        mq = MultimodalQuantizer(
-            method=method,
-            params=_quantizer_params(method, levels, codebook_size, prefix_weight),
-            codebook_params=_parse_overrides(set_),
-            normalize=_parse_normalize(normalize),
-            weights=_parse_weights(weight),
-            joint=joint,
-            seed=seed,
-        )
-        _quantize_streamed(items, inputs, wanted, mq, out, model_dir, cfg, sample_rows=sample_rows, seed=seed, disambiguate=disambiguate)
-        return
-    mods = _gather(items, inputs, ids, modalities=wanted)
+        _check_streamable(disambiguate, ids)
+    else:
+        mods = _gather(items, inputs, ids, modalities=wanted)  # input errors before option errors
     mq = MultimodalQuantizer(
         method=method,
         params=_quantizer_params(method, levels, codebook_size, prefix_weight),
@@ -287,6 +278,9 @@ def _quantize(items, inputs, ids, modalities, method, levels, codebook_size, pre
         joint=joint,
         seed=seed,
     )
+    if cfg is not None:
+        _quantize_streamed(items, inputs, wanted, mq, out, model_dir, cfg, sample_rows=sample_rows, seed=seed)
+        return
     sids = mq.fit_transform(mods, disambiguate=disambiguate)
     mq.save(model_dir)
     sids.write(out)
@@ -408,16 +402,14 @@ def _check_streamable(disambiguate: bool, ids: list[str] | None) -> None:
 
 def _quantize_streamed(
     items: Path | None, inputs: list[str] | None, wanted: list[str] | None, mq: Any, out: Path,
-    model_dir: Path | None, cfg: Any, *, sample_rows: int, seed: int, disambiguate: bool,
+    model_dir: Path, cfg: Any, *, sample_rows: int, seed: int,
 ) -> None:
     """Fit on a seeded sample of the shards, then assign every row on the chosen engine."""
     from rich.console import Console
 
     from psrq.quantize.stream import assign_shards, fit_on_sample, stream_layout
 
-    _check_streamable(disambiguate, None)
     path, layout = stream_layout(items=items, inputs=inputs, modalities=wanted)
-    model_dir = model_dir or out.with_name(out.name + ".model")
     fit = fit_on_sample(path, layout, mq, model_dir=model_dir, sample_rows=sample_rows, seed=seed)
     res = assign_shards(model_dir, path, layout, out, engine=cfg)
     Console().print(

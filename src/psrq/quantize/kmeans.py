@@ -175,9 +175,9 @@ def nearest_centroid(
     32,768-row chunks). Ties go to the lowest centroid index.
     """
     centroids = np.ascontiguousarray(centroids, dtype=np.float32)
-    neg2_t = np.ascontiguousarray(np.float32(-2.0) * centroids.T)  # [d, k]: the -2 folded into the product
     if assign_on_cuda():
         return _nearest_centroid_cuda(x, centroids, batch=batch, transform=transform, row_bias=row_bias, distances=distances)
+    neg2_t = np.ascontiguousarray(np.float32(-2.0) * centroids.T)  # [d, k]: the -2 folded into the product
     centroid_sq = np.einsum("kd,kd->k", centroids, centroids)
     n, k = x.shape[0], centroids.shape[0]
     labels = np.empty(n, dtype=np.int64)

@@ -59,20 +59,23 @@ def check_samples_schema(table: Any, source: Any) -> None:
     import pyarrow as pa
 
     _require_columns(table, SAMPLE_COLUMNS, source)
-
-    def is_id(t: Any) -> bool:
-        return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_integer(t) or pa.types.is_null(t)
-
     for name in ("user_id", "item_id"):
         t = table.schema.field(name).type
-        if not is_id(t):
+        if not _is_id_type(t):
             raise InputError(f"{source}: column {name!r} must hold string or integer IDs, got {t}")
     t = table.schema.field("history").type
-    if not ((pa.types.is_list(t) or pa.types.is_large_list(t)) and is_id(t.value_type)) and not pa.types.is_null(t):
+    if not ((pa.types.is_list(t) or pa.types.is_large_list(t)) and _is_id_type(t.value_type)) and not pa.types.is_null(t):
         raise InputError(f"{source}: column 'history' must be a list of item IDs, got {t}")
     t = table.schema.field("label").type
     if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_null(t)):
         raise InputError(f"{source}: column 'label' must be 0/1 numbers, got {t}")
+
+
+def _is_id_type(t: Any) -> bool:
+    """An Arrow type item and user IDs may have: string or integer (null: an empty column)."""
+    import pyarrow as pa
+
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_integer(t) or pa.types.is_null(t)
 
 
 def read_sids(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, list[int]]]:
@@ -138,11 +141,9 @@ def read_sids(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, np.nd
 
 def _item_id_column(table: Any, path: Any) -> np.ndarray:
     """item_id as object [n] of str; InputError for a null ID or a non-ID column type."""
-    import pyarrow as pa
-
     col = table.column("item_id")
     t = col.type
-    if not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_integer(t) or pa.types.is_null(t)):
+    if not _is_id_type(t):
         raise InputError(f"{path}: column 'item_id' must hold string or integer IDs, got {t}")
     if col.null_count:
         row = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])

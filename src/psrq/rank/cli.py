@@ -194,7 +194,7 @@ def label_balance_warning(labels, source: str) -> str | None:
     return f"{source}: all {len(labels):,} labels are {kind}; AUC and GAUC are undefined (null in JSON)"
 
 
-def _json_object(text: str | None, option: str) -> dict:
+def _json_object(text: str | None, option: str, example: str = '{"make_epochs": 3}') -> dict:
     from psrq.errors import ConfigError
 
     if not text:
@@ -204,7 +204,7 @@ def _json_object(text: str | None, option: str) -> dict:
     except json.JSONDecodeError as e:
         raise ConfigError(f"{option} is not valid JSON: {e}") from e
     if not isinstance(value, dict):
-        raise ConfigError(f"{option} must be a JSON object like '{{\"make_epochs\": 3}}', got {type(value).__name__}")
+        raise ConfigError(f"{option} must be a JSON object like '{example}', got {type(value).__name__}")
     return value
 
 
@@ -400,8 +400,8 @@ def _score(model, candidates, candidates_file, history, history_file, new_sids, 
     unknown = [r["item_id"] for r in ranked if r["status"] == "unknown (OOV only)"]
     if unknown and not rank_unknown:
         # Known by nothing, such items all get the same OOV-only score: listing them first would
-        # be an artefact of that score, so they go last unless --rank-unknown.
-        ranked = [r for r in ranked if r["status"] != "unknown (OOV only)"] + [r for r in ranked if r["status"] == "unknown (OOV only)"]
+        # be an artefact of that score, so they go last unless --rank-unknown (a stable sort).
+        ranked = sorted(ranked, key=lambda r: r["status"] == "unknown (OOV only)")
     if unknown:
         where = "ranked among the others (--rank-unknown)" if rank_unknown else "listed last, after every ranked item"
         console.print(
@@ -454,13 +454,9 @@ def experiment_cmd(
 
 def _experiment(samples, embeddings, out, models, quantizers, main_quantizer, modalities, quantizer_params,
                 seeds, preset, epochs, lr, embedding_l2, dropout, threads, report_only) -> None:
-    from psrq.errors import ConfigError
     from psrq.rank.experiment import ExperimentSpec, run_experiment
 
-    try:
-        qparams = json.loads(quantizer_params) if quantizer_params else {}
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"--quantizer-params is not valid JSON: {e}") from e
+    qparams = _json_object(quantizer_params, "--quantizer-params", example='{"PSRQ": {"codebook_size": 128}}')
     overrides = {k: v for k, v in {"epochs": epochs, "lr": lr, "embedding_l2": embedding_l2, "dropout": dropout}.items() if v is not None}
     spec = ExperimentSpec(
         samples=str(samples), embeddings=str(embeddings), modalities=_split_list(modalities) or None,

@@ -96,21 +96,6 @@ def _ddp_config(config: TrainConfig, backend: str) -> TrainConfig:
     return config
 
 
-def evaluate_on(model: Any, split: Any, batch_size: int, device: torch.device) -> dict[str, float]:
-    """`evaluate_split` for a model on any device (train.predict_logits assumes CPU tensors)."""
-    import numpy as np
-
-    from psrq.rank.batches import iter_batches
-    from psrq.rank.metrics import evaluate_predictions
-
-    model.eval()
-    logits = np.empty(len(split), dtype=np.float32)
-    with torch.no_grad():
-        for _, idx, target, history, _ in iter_batches(split, batch_size):
-            logits[idx.numpy()] = model(target.to(device), history.to(device)).float().cpu().numpy()
-    return evaluate_predictions(split.label.numpy(), logits, split.user, split.is_cold)
-
-
 def _train_epoch(ddp_model: Any, optimizer: Any, split: Any, config: TrainConfig, epoch: int, rank: int, world: int, device: torch.device,
                  regulariser: EmbeddingL2) -> tuple[float, int]:
     """One epoch on this rank's share; returns (global mean loss, global samples seen)."""
@@ -179,7 +164,7 @@ def train_ddp(data: RankingData, config: TrainConfig, *, out: str | os.PathLike[
         record: dict[str, Any] = {"epoch": epoch + 1, "train_loss": loss, "train_samples_per_s": seen / seconds, "processes": world}
         score = torch.tensor([-loss], dtype=torch.float64, device=device)
         if rank == 0 and valid is not None and len(valid):
-            record["valid"] = evaluate_on(model, valid, config.eval_batch_size, device)
+            record["valid"] = evaluate_split(model, valid, config.eval_batch_size, device)
             if not math.isnan(record["valid"]["auc"]):
                 score[0] = record["valid"]["auc"]
         dist.broadcast(score, src=0)  # every rank takes the same early-stopping decision

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from psrq.errors import ConfigError, InputError
-from psrq.rank.layers import MLPTower, SIDEmbedding, TargetAttentionPooling
+from psrq.rank.layers import SIDEmbedding, TargetAttentionPooling
 from psrq.rank.models import MODELS, PAD, RankingModel, TableShapes, _id_embedding
 
 CHUNK = 4096  # rows per block when scoring items against the pool
@@ -199,7 +199,7 @@ class QARM(RankingModel):
         self.pooling = TargetAttentionPooling(
             3 * d, self.attention_hidden, use_product=self.attention_product
         )
-        self.tower = MLPTower(6 * d, self.tower_hidden)
+        self.tower = self._tower(6 * d)
 
     def model_kwargs(self) -> dict[str, Any]:
         return {

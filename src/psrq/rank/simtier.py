@@ -28,7 +28,6 @@ import torch
 from torch import nn
 
 from psrq.errors import ConfigError
-from psrq.rank.layers import MLPTower
 from psrq.rank.models import MODELS, PAD, PretrainPhase, RankingModel, TableShapes, _id_embedding
 
 MAKE_PHASE = "make"
@@ -120,7 +119,7 @@ class SimTierMAKE(RankingModel):
         self.mm = MultimodalModule(
             sum(shapes.content_dims[m] for m in mods), d, self.n_tiers, self._pooling()
         )
-        self.tower = MLPTower(3 * d + self.n_tiers, self.tower_hidden)
+        self.tower = self._tower(3 * d + self.n_tiers)
 
     def model_kwargs(self) -> dict[str, Any]:
         return {

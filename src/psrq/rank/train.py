@@ -287,18 +287,20 @@ class TrainResult:
     metrics: dict[str, dict[str, float]]  # split -> metrics of the restored best model
 
 
-def predict_logits(model: RankingModel, split: EncodedSplit, batch_size: int = 8192) -> np.ndarray:
-    """Logits float32 [n] for every sample of a split, in order."""
+def predict_logits(model: RankingModel, split: EncodedSplit, batch_size: int = 8192, device: torch.device | None = None) -> np.ndarray:
+    """Logits float32 [n] for every sample of a split, in order (`device`: the model's, None = CPU)."""
     model.eval()
     out = np.empty(len(split), dtype=np.float32)
     with torch.no_grad():
         for _, idx, target, history, _ in iter_batches(split, batch_size):
-            out[idx.numpy()] = model(target, history).numpy()
+            if device is not None:
+                target, history = target.to(device), history.to(device)
+            out[idx.numpy()] = model(target, history).float().cpu().numpy()
     return out
 
 
-def evaluate_split(model: RankingModel, split: EncodedSplit, batch_size: int = 8192) -> dict[str, float]:
-    logits = predict_logits(model, split, batch_size)
+def evaluate_split(model: RankingModel, split: EncodedSplit, batch_size: int = 8192, device: torch.device | None = None) -> dict[str, float]:
+    logits = predict_logits(model, split, batch_size, device)
     return evaluate_predictions(split.label.numpy(), logits, split.user, split.is_cold)
 
 

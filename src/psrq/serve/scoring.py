@@ -43,6 +43,14 @@ def describe_new_items(loaded: Loaded, request: ScoreRequest) -> tuple[dict[str,
     new_content: dict[str, dict[str, np.ndarray]] = {}
     to_assign: dict[str, dict[str, np.ndarray]] = {}
     seen: set[str] = set()
+    alias = joint_alias(loaded.quantizer)
+
+    def used_codes(codes: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The codebooks the ranker uses; a single modality's codes also stand as the joint SID."""
+        if alias is not None and alias in codes and "joint" not in codes:
+            codes = {**codes, "joint": codes[alias]}
+        return {cb: c for cb, c in codes.items() if cb in ranker.tables.sid_sizes}
+
     for i, item in enumerate(request.new_items):
         where = f"new_items.{i}"
         if item.item_id in seen:
@@ -51,10 +59,7 @@ def describe_new_items(loaded: Loaded, request: ScoreRequest) -> tuple[dict[str,
         if not item.sids and not item.embeddings:
             raise RequestError(where, "a new item needs sids or embeddings")
         checked = {cb: check_codes(loaded, cb, codes, f"{where}.sids.{cb}") for cb, codes in item.sids.items()}
-        alias = joint_alias(loaded.quantizer)
-        if alias is not None and alias in checked and "joint" not in checked:
-            checked["joint"] = checked[alias]
-        new_sids[item.item_id] = {cb: c for cb, c in checked.items() if cb in ranker.tables.sid_sizes}  # codebooks the ranker uses
+        new_sids[item.item_id] = used_codes(checked)
         vectors = {m: check_vector(loaded, m, v, f"{where}.embeddings.{m}") for m, v in item.embeddings.items()}
         content = {m: x for m, x in vectors.items() if m in ranker.tables.content}
         if content:
@@ -65,12 +70,8 @@ def describe_new_items(loaded: Loaded, request: ScoreRequest) -> tuple[dict[str,
     if to_assign:
         ids = list(dict.fromkeys(i for per in to_assign.values() for i in per))
         sids = assign_sids(loaded, to_assign, ids)
-        alias = joint_alias(loaded.quantizer)
         for r, item_id in enumerate(ids):
-            codes = {cb: sids.codes[cb][r].astype(np.int64) for cb in sids.codebooks if sids.present[cb][r]}
-            if alias is not None and alias in codes:
-                codes["joint"] = codes[alias]
-            new_sids[item_id] = {cb: c for cb, c in codes.items() if cb in ranker.tables.sid_sizes}
+            new_sids[item_id] = used_codes({cb: sids.codes[cb][r].astype(np.int64) for cb in sids.codebooks if sids.present[cb][r]})
     # An item described only in codebooks this ranker does not use is, for it, unknown (OOV only).
     return {k: v for k, v in new_sids.items() if v}, new_content
 
