@@ -47,13 +47,19 @@ def python_loop_negatives(pos_users, seen: set, popularity, rng):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--items", type=int, default=1_000_000)
     ap.add_argument("--users", type=int, default=100_000)
     ap.add_argument("--per-user", type=float, default=40.0)
     ap.add_argument("--baseline-positives", type=int, default=100_000)
-    ap.add_argument("--keep", type=Path, default=None, help="write the catalogue here instead of a temp dir")
-    ap.add_argument("--generate-only", action="store_true", help="time the catalogue generation only")
+    ap.add_argument(
+        "--keep", type=Path, default=None, help="write the catalogue here instead of a temp dir"
+    )
+    ap.add_argument(
+        "--generate-only", action="store_true", help="time the catalogue generation only"
+    )
     args = ap.parse_args()
 
     from psrq.data.labels import LabelRule
@@ -62,10 +68,14 @@ def main() -> None:
     from psrq.data.protocol import ProtocolConfig, build_samples, sample_negatives
     from psrq.data.synth import SynthConfig, generate
 
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; SYNTHETIC {args.items:,} items, {args.users:,} users")
+    print(
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; SYNTHETIC {args.items:,} items, {args.users:,} users"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         out = args.keep or Path(tmp) / "synth"
-        cfg = SynthConfig(n_items=args.items, n_users=args.users, interactions_per_user=args.per_user, seed=0)
+        cfg = SynthConfig(
+            n_items=args.items, n_users=args.users, interactions_per_user=args.per_user, seed=0
+        )
         summary, t_gen = timed("generate catalogue", generate, cfg, out, progress=False)
         print(f"  {summary['interactions']:,} interactions; {args.items / t_gen:,.0f} items/s")
         if args.generate_only:
@@ -76,23 +86,48 @@ def main() -> None:
         n = sum(t.num_rows for t in samples.tables.values())
         print(f"  {n:,} samples; {n / t_s:,.0f} samples/s")
         implicit = ProtocolConfig(label_rule=LabelRule("implicit", n_negatives=1))
-        samples_i, t_i = timed("build samples (implicit, 1 negative)", build_samples, data, implicit)
+        samples_i, t_i = timed(
+            "build samples (implicit, 1 negative)", build_samples, data, implicit
+        )
         n_i = sum(t.num_rows for t in samples_i.tables.values())
         print(f"  {n_i:,} samples; {n_i / t_i:,.0f} samples/s")
-        _, _ = timed("write outputs", write_outputs, data, samples.tables, {"bench": True}, Path(tmp) / "prepared")
+        _, _ = timed(
+            "write outputs",
+            write_outputs,
+            data,
+            samples.tables,
+            {"bench": True},
+            Path(tmp) / "prepared",
+        )
 
     # negative sampling: vectorised vs per-row Python loop, same positives, same process
     rng = np.random.default_rng(0)
     n_users, n_items, n_pos = 20_000, 200_000, args.baseline_positives
     popularity = rng.pareto(1.1, n_items) + 0.01
     users = rng.integers(0, n_users, 4 * n_pos)
-    items = np.searchsorted(np.cumsum(popularity) / popularity.sum(), rng.random(4 * n_pos)).clip(0, n_items - 1)
+    items = np.searchsorted(np.cumsum(popularity) / popularity.sum(), rng.random(4 * n_pos)).clip(
+        0, n_items - 1
+    )
     pos_users = users[:n_pos]
-    _, t_vec = timed(f"negatives, vectorised ({n_pos:,} positives)", sample_negatives, pos_users, users, items,
-                     popularity=popularity, n_negatives=1, rng=np.random.default_rng(1))
+    _, t_vec = timed(
+        f"negatives, vectorised ({n_pos:,} positives)",
+        sample_negatives,
+        pos_users,
+        users,
+        items,
+        popularity=popularity,
+        n_negatives=1,
+        rng=np.random.default_rng(1),
+    )
     seen = set(zip(users.tolist(), items.tolist(), strict=True))
-    _, t_loop = timed(f"negatives, Python loop ({n_pos:,} positives)", python_loop_negatives, pos_users, seen,
-                      popularity, np.random.default_rng(1))
+    _, t_loop = timed(
+        f"negatives, Python loop ({n_pos:,} positives)",
+        python_loop_negatives,
+        pos_users,
+        seen,
+        popularity,
+        np.random.default_rng(1),
+    )
     print(f"  vectorised is {t_loop / t_vec:.1f}x faster than the loop")
 
 

@@ -23,7 +23,9 @@ from pathlib import Path
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--users", type=int, default=4000)
     ap.add_argument("--items", type=int, default=20000)
     ap.add_argument("--events", type=int, default=40)
@@ -33,21 +35,57 @@ def main() -> None:
     args = ap.parse_args()
     from psrq.rank.synthetic import make_synthetic_ranking_data
 
-    data = make_synthetic_ranking_data(args.work / "data", n_users=args.users, n_items=args.items, events_per_user=args.events,
-                                       modalities=("text", "audio"), seed=0)
+    data = make_synthetic_ranking_data(
+        args.work / "data",
+        n_users=args.users,
+        n_items=args.items,
+        events_per_user=args.events,
+        modalities=("text", "audio"),
+        seed=0,
+    )
     results = []
     for spec in args.configs:
         nproc, threads = (int(v) for v in spec.split("x"))
         out = args.work / f"run_{spec}"
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "psrq.rank.ddp",
-               "--samples", str(data["samples"]), "--sids", str(data["sids"]), "--out", str(out), "--epochs", str(args.epochs),
-               "--patience", "0", "--batch-size", "512", "--threads", str(threads), "--quiet"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={nproc}",
+            "-m",
+            "psrq.rank.ddp",
+            "--samples",
+            str(data["samples"]),
+            "--sids",
+            str(data["sids"]),
+            "--out",
+            str(out),
+            "--epochs",
+            str(args.epochs),
+            "--patience",
+            "0",
+            "--batch-size",
+            "512",
+            "--threads",
+            str(threads),
+            "--quiet",
+        ]
         started = time.perf_counter()
-        subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)}, capture_output=True)
+        subprocess.run(
+            cmd,
+            check=True,
+            env={**os.environ, "OMP_NUM_THREADS": str(threads)},
+            capture_output=True,
+        )
         m = json.loads((out / "metrics.json").read_text())
-        r = {"processes": nproc, "threads_per_process": threads,
-             "samples_per_s_by_epoch": [round(h["train_samples_per_s"]) for h in m["history"]],
-             "test_auc": round(m["metrics"]["test"]["auc"], 4), "launch_wall_s": round(time.perf_counter() - started, 1)}
+        r = {
+            "processes": nproc,
+            "threads_per_process": threads,
+            "samples_per_s_by_epoch": [round(h["train_samples_per_s"]) for h in m["history"]],
+            "test_auc": round(m["metrics"]["test"]["auc"], 4),
+            "launch_wall_s": round(time.perf_counter() - started, 1),
+        }
         print(json.dumps(r), flush=True)
         results.append(r)
 

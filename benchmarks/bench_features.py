@@ -74,9 +74,15 @@ def bench_text(n_texts: int, batch_size: int) -> None:
         _, hits = encode_texts(encoder, texts, cache_dir=cache, progress=False)
         warm = time.perf_counter() - t0
     mean_chars = sum(map(len, texts)) / len(texts)
-    print(f"text  MiniLM, {len(texts)} Last.fm artist strings (mean {mean_chars:.0f} chars), batch {batch_size}")
-    print(f"      cold: {len(texts) / cold:8.1f} items/s ({cold:.2f} s wall, {cold_cpu / len(texts) * 1000:.1f} CPU-ms per item)")
-    print(f"      warm (cache, {hits} hits): {len(texts) / warm:8.1f} items/s ({warm:.3f} s), {cold / warm:.0f}x faster")
+    print(
+        f"text  MiniLM, {len(texts)} Last.fm artist strings (mean {mean_chars:.0f} chars), batch {batch_size}"
+    )
+    print(
+        f"      cold: {len(texts) / cold:8.1f} items/s ({cold:.2f} s wall, {cold_cpu / len(texts) * 1000:.1f} CPU-ms per item)"
+    )
+    print(
+        f"      warm (cache, {hits} hits): {len(texts) / warm:8.1f} items/s ({warm:.3f} s), {cold / warm:.0f}x faster"
+    )
 
 
 def bench_audio(clips: Path, variant: str) -> None:
@@ -91,7 +97,11 @@ def bench_audio(clips: Path, variant: str) -> None:
     waves = [decode_audio(p, 16_000) for p in files]
     decode = time.perf_counter() - t0
     audio_s = sum(len(w) for w in waves) / 16_000
-    pieces = [w[s : s + 30 * 16_000] for w in waves for s in range(0, len(w) - 30 * 16_000 + 1, 30 * 16_000)]
+    pieces = [
+        w[s : s + 30 * 16_000]
+        for w in waves
+        for s in range(0, len(w) - 30 * 16_000 + 1, 30 * 16_000)
+    ]
     t0 = time.perf_counter()
     patches = [encoder.patches(p) for p in pieces]
     mel = time.perf_counter() - t0
@@ -106,18 +116,30 @@ def bench_audio(clips: Path, variant: str) -> None:
     one_by_one, one_cpu = time.perf_counter() - t0, time.process_time() - c0
     n = len(pieces)
     per_clip_decode = decode / audio_s * 30
-    print(f"audio {variant}: {len(files)} real clips, {audio_s:.0f} s of audio, {n} 30-s pieces, {batch.shape[0]} patches")
-    print(f"      per 30-s clip: decode+resample {per_clip_decode:.3f} s, log-mel {mel / n:.3f} s, "
-          f"network {net / n:.3f} s -> total {per_clip_decode + (mel + net) / n:.3f} s")
-    print(f"      network CPU time (all threads; robust to other load): {net_cpu / n:.3f} CPU-s per clip")
-    print(f"      network, one patch per forward (upstream batch size 1): {one_by_one / n:.3f} s per clip, "
-          f"{one_cpu / n:.3f} CPU-s per clip; batched is {one_by_one / net:.2f}x faster in wall time, "
-          f"{one_cpu / net_cpu:.2f}x in CPU time")
-    print(f"      realtime factor: {30 / (per_clip_decode + (mel + net) / n):.0f}x faster than playback")
+    print(
+        f"audio {variant}: {len(files)} real clips, {audio_s:.0f} s of audio, {n} 30-s pieces, {batch.shape[0]} patches"
+    )
+    print(
+        f"      per 30-s clip: decode+resample {per_clip_decode:.3f} s, log-mel {mel / n:.3f} s, "
+        f"network {net / n:.3f} s -> total {per_clip_decode + (mel + net) / n:.3f} s"
+    )
+    print(
+        f"      network CPU time (all threads; robust to other load): {net_cpu / n:.3f} CPU-s per clip"
+    )
+    print(
+        f"      network, one patch per forward (upstream batch size 1): {one_by_one / n:.3f} s per clip, "
+        f"{one_cpu / n:.3f} CPU-s per clip; batched is {one_by_one / net:.2f}x faster in wall time, "
+        f"{one_cpu / net_cpu:.2f}x in CPU time"
+    )
+    print(
+        f"      realtime factor: {30 / (per_clip_decode + (mel + net) / n):.0f}x faster than playback"
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--n-texts", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -130,8 +152,10 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores visible, "
-          f"torch {torch.__version__} with {args.threads} threads; load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores visible, "
+        f"torch {torch.__version__} with {args.threads} threads; load average {os.getloadavg()[0]:.1f}"
+    )
     if not args.skip_text:
         bench_text(args.n_texts, args.batch_size)
     if not args.skip_audio:

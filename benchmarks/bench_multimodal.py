@@ -68,8 +68,12 @@ def run_baseline(n: int, k: int) -> dict:
     joint_all = np.hstack([zt, np.tile(za.mean(axis=0), (n, 1))])
     joint_all[has, TEXT_DIM:] = za
     PSRQ(codebook_size=k, seed=0).fit(joint_fit).transform(joint_all)
-    return {"part": "baseline", "fit_transform_s": time.perf_counter() - t0,
-            "fit_transform_cpu_s": time.process_time() - c0, "peak_rss_mb": _peak_rss_mb()}
+    return {
+        "part": "baseline",
+        "fit_transform_s": time.perf_counter() - t0,
+        "fit_transform_cpu_s": time.process_time() - c0,
+        "peak_rss_mb": _peak_rss_mb(),
+    }
 
 
 def run_multimodal(n: int, k: int) -> dict:
@@ -97,7 +101,8 @@ def run_multimodal(n: int, k: int) -> dict:
         sids.write(f"{d}/sids.parquet")
         out["write_sids_s"] = time.perf_counter() - t0
     out["assign_matches_training"] = all(
-        (again.codes[cb] == sids.codes[cb]).all() and (again.suffixes[cb] == sids.suffixes[cb]).all()
+        (again.codes[cb] == sids.codes[cb]).all()
+        and (again.suffixes[cb] == sids.suffixes[cb]).all()
         for cb in sids.codebooks
     )
     out["unique_ratio"] = {cb: round(s["unique_ratio"], 4) for cb, s in sids.collisions().items()}
@@ -120,50 +125,82 @@ def run_suffixes(m: int = 5_000_000) -> dict:
     codes = rng.integers(0, 128, size=(m, 3)).astype(np.int32)
     ids = np.array([f"i{i}" for i in rng.permutation(m)], dtype=object)
     out: dict = {"part": "suffixes", "items": m}
-    _, out["collision_stats_s"], out["collision_stats_cpu_s"] = _timed(lambda: collision_stats(codes))
+    _, out["collision_stats_s"], out["collision_stats_cpu_s"] = _timed(
+        lambda: collision_stats(codes)
+    )
     rank, out["id_ranks_s"], out["id_ranks_cpu_s"] = _timed(lambda: id_ranks(ids))
-    _, out["assign_suffixes_s"], out["assign_suffixes_cpu_s"] = _timed(lambda: assign_suffixes(ids, codes, id_rank=rank))
+    _, out["assign_suffixes_s"], out["assign_suffixes_cpu_s"] = _timed(
+        lambda: assign_suffixes(ids, codes, id_rank=rank)
+    )
     return out
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--codebook-size", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--part", choices=["baseline", "multimodal", "suffixes"], help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--part", choices=["baseline", "multimodal", "suffixes"], help=argparse.SUPPRESS
+    )
     args = ap.parse_args()
     if args.part:
         import faiss
 
         faiss.omp_set_num_threads(args.threads)
-        run = {"baseline": lambda: run_baseline(args.n, args.codebook_size),
-               "multimodal": lambda: run_multimodal(args.n, args.codebook_size),
-               "suffixes": run_suffixes}[args.part]
+        run = {
+            "baseline": lambda: run_baseline(args.n, args.codebook_size),
+            "multimodal": lambda: run_multimodal(args.n, args.codebook_size),
+            "suffixes": run_suffixes,
+        }[args.part]
         print(json.dumps(run()))
         return
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     results = {}
     for part in ("baseline", "multimodal", "suffixes"):
-        cmd = [sys.executable, __file__, "--part", part, "--n", str(args.n),
-               "--codebook-size", str(args.codebook_size), "--threads", str(args.threads)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--part",
+            part,
+            "--n",
+            str(args.n),
+            "--codebook-size",
+            str(args.codebook_size),
+            "--threads",
+            str(args.threads),
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
         results[part] = json.loads(proc.stdout.strip().splitlines()[-1])
         print(json.dumps(results[part]), flush=True)
     base, mm = results["baseline"], results["multimodal"]
     input_mb = args.n * (TEXT_DIM + AUDIO_DIM) * 4 / 2**20
-    print(f"\nn={args.n:,} (text {TEXT_DIM}-d + audio {AUDIO_DIM}-d, 10% without audio), k={args.codebook_size}, 3 levels, {args.threads} threads")
-    print(f"fit_transform wall: multimodal {mm['fit_transform_s']:.1f} s vs plain PSRQ x3 {base['fit_transform_s']:.1f} s "
-          f"(ratio {mm['fit_transform_s'] / base['fit_transform_s']:.2f})")
-    print(f"fit_transform CPU:  multimodal {mm['fit_transform_cpu_s']:.1f} s vs plain PSRQ x3 {base['fit_transform_cpu_s']:.1f} s "
-          f"(ratio {mm['fit_transform_cpu_s'] / base['fit_transform_cpu_s']:.2f})")
-    print(f"peak RSS: multimodal {mm['peak_rss_mb']:.0f} MB vs baseline {base['peak_rss_mb']:.0f} MB (input {input_mb:.0f} MB)")
-    print(f"save {mm['save_s']:.2f} s, load {mm['load_s']:.2f} s, assign all {mm['assign_all_s']:.1f} s "
-          f"(identical to training: {mm['assign_matches_training']}), write sids {mm['write_sids_s']:.2f} s")
+    print(
+        f"\nn={args.n:,} (text {TEXT_DIM}-d + audio {AUDIO_DIM}-d, 10% without audio), k={args.codebook_size}, 3 levels, {args.threads} threads"
+    )
+    print(
+        f"fit_transform wall: multimodal {mm['fit_transform_s']:.1f} s vs plain PSRQ x3 {base['fit_transform_s']:.1f} s "
+        f"(ratio {mm['fit_transform_s'] / base['fit_transform_s']:.2f})"
+    )
+    print(
+        f"fit_transform CPU:  multimodal {mm['fit_transform_cpu_s']:.1f} s vs plain PSRQ x3 {base['fit_transform_cpu_s']:.1f} s "
+        f"(ratio {mm['fit_transform_cpu_s'] / base['fit_transform_cpu_s']:.2f})"
+    )
+    print(
+        f"peak RSS: multimodal {mm['peak_rss_mb']:.0f} MB vs baseline {base['peak_rss_mb']:.0f} MB (input {input_mb:.0f} MB)"
+    )
+    print(
+        f"save {mm['save_s']:.2f} s, load {mm['load_s']:.2f} s, assign all {mm['assign_all_s']:.1f} s "
+        f"(identical to training: {mm['assign_matches_training']}), write sids {mm['write_sids_s']:.2f} s"
+    )
     s = results["suffixes"]
-    print(f"{s['items']:,} tuples (wall / CPU s): collision_stats {s['collision_stats_s']:.2f} / {s['collision_stats_cpu_s']:.2f}, "
-          f"id_ranks (once per call) {s['id_ranks_s']:.2f} / {s['id_ranks_cpu_s']:.2f}, "
-          f"assign_suffixes per codebook {s['assign_suffixes_s']:.2f} / {s['assign_suffixes_cpu_s']:.2f}")
+    print(
+        f"{s['items']:,} tuples (wall / CPU s): collision_stats {s['collision_stats_s']:.2f} / {s['collision_stats_cpu_s']:.2f}, "
+        f"id_ranks (once per call) {s['id_ranks_s']:.2f} / {s['id_ranks_cpu_s']:.2f}, "
+        f"assign_suffixes per codebook {s['assign_suffixes_s']:.2f} / {s['assign_suffixes_cpu_s']:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -35,7 +35,9 @@ N_BLOBS = 1024
 SEED = 0
 
 
-def synthetic_embeddings(n: int, dim: int = DIM, seed: int = SEED, chunk: int = 20_000) -> np.ndarray:
+def synthetic_embeddings(
+    n: int, dim: int = DIM, seed: int = SEED, chunk: int = 20_000
+) -> np.ndarray:
     """SYNTHETIC float32 [n, dim]: seeded Gaussian blobs, rows L2-normalised (built in chunks)."""
     rng = np.random.default_rng(seed)
     centers = rng.normal(size=(N_BLOBS, dim)).astype(np.float32)
@@ -70,8 +72,10 @@ CPU_MARKS: dict[str, float] = {}
 def run_psrq_family(method: str, x: np.ndarray) -> tuple[float, float, np.ndarray]:
     from psrq import PSRQ, RQKMeans
 
-    q = RQKMeans(n_levels=LEVELS, codebook_size=CODES, seed=SEED) if method == "RQKMeans" else PSRQ(
-        n_levels=LEVELS, codebook_size=CODES, seed=SEED, prefix_weight=1.0
+    q = (
+        RQKMeans(n_levels=LEVELS, codebook_size=CODES, seed=SEED)
+        if method == "RQKMeans"
+        else PSRQ(n_levels=LEVELS, codebook_size=CODES, seed=SEED, prefix_weight=1.0)
     )
     c0, t0 = _cpu_s(), time.perf_counter()
     q.fit(x)
@@ -94,7 +98,9 @@ def run_faiss_rq(x: np.ndarray) -> tuple[float, float, np.ndarray]:
     c1, t1 = _cpu_s(), time.perf_counter()
     codes = np.empty((x.shape[0], rq.code_size), dtype=np.uint8)
     for start in range(0, x.shape[0], 65_536):
-        codes[start : start + 65_536] = rq.compute_codes(np.ascontiguousarray(x[start : start + 65_536]))
+        codes[start : start + 65_536] = rq.compute_codes(
+            np.ascontiguousarray(x[start : start + 65_536])
+        )
     c2, t2 = _cpu_s(), time.perf_counter()
     CPU_MARKS.update(fit_cpu_s=c1 - c0, encode_cpu_s=c2 - c1)
     return t1 - t0, t2 - t1, codes
@@ -136,13 +142,17 @@ def worker(method: str, n: int, threads: int) -> dict[str, object]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     ap.add_argument("--methods", nargs="+", default=["RQKMeans", "PSRQ", "faiss.ResidualQuantizer"])
     ap.add_argument("--threads", type=int, default=2, help="faiss/OpenMP threads per run")
     ap.add_argument("--faiss-rq-max-n", type=int, default=1_000_000)
     ap.add_argument("--json-out", default=None, help="also write the rows as JSON here")
-    ap.add_argument("--table-from", default=None, help="print the table of a --json-out file and exit")
+    ap.add_argument(
+        "--table-from", default=None, help="print the table of a --json-out file and exit"
+    )
     ap.add_argument("--worker", nargs=2, metavar=("METHOD", "N"), help=argparse.SUPPRESS)
     args = ap.parse_args()
 
@@ -166,9 +176,19 @@ def main() -> None:
     for n in args.sizes:
         for method in args.methods:
             if method == "faiss.ResidualQuantizer" and n > args.faiss_rq_max_n:
-                print(f"skip {method} n={n} (--faiss-rq-max-n {args.faiss_rq_max_n})", file=sys.stderr)
+                print(
+                    f"skip {method} n={n} (--faiss-rq-max-n {args.faiss_rq_max_n})", file=sys.stderr
+                )
                 continue
-            cmd = [sys.executable, __file__, "--worker", method, str(n), "--threads", str(args.threads)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--worker",
+                method,
+                str(n),
+                "--threads",
+                str(args.threads),
+            ]
             out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
             row = json.loads(out.stdout.strip().splitlines()[-1])
             print(json.dumps(row), file=sys.stderr, flush=True)

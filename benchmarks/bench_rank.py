@@ -28,13 +28,24 @@ from psrq.rank.batches import EncodedSplit, ItemTables, iter_batches
 from psrq.rank.train import Ranker, TrainConfig, make_model, make_optimizer
 
 
-def synthetic_tables(n_items: int, modalities: tuple[str, ...], k: int = 128, seed: int = 0) -> ItemTables:
+def synthetic_tables(
+    n_items: int, modalities: tuple[str, ...], k: int = 128, seed: int = 0
+) -> ItemTables:
     """SYNTHETIC item tables: every item has its own ID row and random 3-level SIDs."""
     rng = np.random.default_rng(seed)
     ids = np.array(["<pad>", "<oov>", *[f"syn_{i}" for i in range(n_items)]], dtype=object)
     item_to_id = np.arange(n_items + 2, dtype=np.int64)
-    sids = {cb: np.vstack([np.zeros((2, 3), np.int64), rng.integers(1, k + 1, size=(n_items, 3))]) for cb in (*modalities, "joint")}
-    return ItemTables(item_ids=ids, item_to_id=item_to_id, n_ids=n_items + 2, sids=sids, sid_sizes={cb: [k] * 3 for cb in sids})
+    sids = {
+        cb: np.vstack([np.zeros((2, 3), np.int64), rng.integers(1, k + 1, size=(n_items, 3))])
+        for cb in (*modalities, "joint")
+    }
+    return ItemTables(
+        item_ids=ids,
+        item_to_id=item_to_id,
+        n_ids=n_items + 2,
+        sids=sids,
+        sid_sizes={cb: [k] * 3 for cb in sids},
+    )
 
 
 def synthetic_split(n: int, n_items: int, max_history: int = 20, seed: int = 0) -> EncodedSplit:
@@ -53,7 +64,9 @@ def synthetic_split(n: int, n_items: int, max_history: int = 20, seed: int = 0) 
     )
 
 
-def train_throughput(config: TrainConfig, tables: ItemTables, split: EncodedSplit, n_batches: int) -> float:
+def train_throughput(
+    config: TrainConfig, tables: ItemTables, split: EncodedSplit, n_batches: int
+) -> float:
     model = make_model(config, tables)
     opt = make_optimizer(model, config)
     loss_fn = torch.nn.BCEWithLogitsLoss()
@@ -61,7 +74,9 @@ def train_throughput(config: TrainConfig, tables: ItemTables, split: EncodedSpli
     batches = iter_batches(split, config.batch_size, generator=gen)
     for _ in range(3):  # warm-up
         _, _, t, h, y = next(batches)
-        opt.zero_grad(); loss_fn(model(t, h), y).backward(); opt.step()  # noqa: E702
+        opt.zero_grad()
+        loss_fn(model(t, h), y).backward()
+        opt.step()
     start, seen = time.perf_counter(), 0
     for _ in range(n_batches):
         _, _, t, h, y = next(batches)
@@ -78,27 +93,41 @@ def train_throughput(config: TrainConfig, tables: ItemTables, split: EncodedSpli
 class _Trainer:
     """One model + optimiser + batch stream, stepped in timed rounds (so several models interleave)."""
 
-    def __init__(self, config: TrainConfig, tables: ItemTables, split: EncodedSplit, batched: bool = True,
-                 packed_din: bool = False) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        tables: ItemTables,
+        split: EncodedSplit,
+        batched: bool = True,
+        packed_din: bool = False,
+    ) -> None:
         from psrq.rank.layers import pool_stacked
         from psrq.rank.models import MCCA
 
         torch.manual_seed(0)
         self.model, self.batched, self.mcca = make_model(config, tables), batched, MCCA
-        if packed_din:  # fairness row: DIN's one pooling through the same packed `pool_stacked` (C = 1)
+        if (
+            packed_din
+        ):  # fairness row: DIN's one pooling through the same packed `pool_stacked` (C = 1)
             pool = self.model.pooling
-            pool.forward = lambda k, q, m: pool_stacked([pool], k.unsqueeze(0), q.unsqueeze(0), m)[0]
+            pool.forward = lambda k, q, m: pool_stacked([pool], k.unsqueeze(0), q.unsqueeze(0), m)[
+                0
+            ]
         self.opt = make_optimizer(self.model, config)
         self.loss_fn = torch.nn.BCEWithLogitsLoss()
         self.split, self.batch_size = split, config.batch_size
-        self.batches = iter_batches(split, config.batch_size, generator=torch.Generator().manual_seed(0))
+        self.batches = iter_batches(
+            split, config.batch_size, generator=torch.Generator().manual_seed(0)
+        )
         self.steps(3)  # warm-up
 
     def _next(self):
         try:
             return next(self.batches)
         except StopIteration:
-            self.batches = iter_batches(self.split, self.batch_size, generator=torch.Generator().manual_seed(1))
+            self.batches = iter_batches(
+                self.split, self.batch_size, generator=torch.Generator().manual_seed(1)
+            )
             return next(self.batches)
 
     def steps(self, n: int) -> float:
@@ -119,7 +148,9 @@ class _Trainer:
             self.mcca.batched_poolings = saved
 
 
-def mcca_batched_comparison(n_batches: int, repeats: int, n_items: int = 100_000) -> dict[str, object]:
+def mcca_batched_comparison(
+    n_batches: int, repeats: int, n_items: int = 100_000
+) -> dict[str, object]:
     """Issue 12 "MCCA at DIN cost": DIN and MCCA (text, text+audio) with the batched poolings
     ("after") and one call per pooling module ("before", same weights), interleaved round by
     round; per model the median samples/s over the rounds and the time ratios to DIN."""
@@ -169,16 +200,29 @@ def old_scoring_layers():
     from psrq.rank import layers
     from psrq.rank.models import MCCA
 
-    saved = layers.ActivationUnit.forward, layers.TargetAttentionPooling.forward, MCCA.batched_poolings
-    layers.ActivationUnit.forward, layers.TargetAttentionPooling.forward = _old_unit_forward, _old_pooling_forward
+    saved = (
+        layers.ActivationUnit.forward,
+        layers.TargetAttentionPooling.forward,
+        MCCA.batched_poolings,
+    )
+    layers.ActivationUnit.forward, layers.TargetAttentionPooling.forward = (
+        _old_unit_forward,
+        _old_pooling_forward,
+    )
     MCCA.batched_poolings = False  # the per-pooling modules (which the patched forwards replace)
     try:
         yield
     finally:
-        layers.ActivationUnit.forward, layers.TargetAttentionPooling.forward, MCCA.batched_poolings = saved
+        (
+            layers.ActivationUnit.forward,
+            layers.TargetAttentionPooling.forward,
+            MCCA.batched_poolings,
+        ) = saved
 
 
-def scoring_latency(tables: ItemTables, n_candidates: int = 1000, repeats: int = 50) -> dict[str, float]:
+def scoring_latency(
+    tables: ItemTables, n_candidates: int = 1000, repeats: int = 50
+) -> dict[str, float]:
     """Median / p90 of Ranker.score for one user, and of the pre-fusion layers in the same loop.
 
     The two are interleaved call by call so machine load hits both alike; CPU ms (process time,
@@ -212,11 +256,17 @@ def scoring_latency(tables: ItemTables, n_candidates: int = 1000, repeats: int =
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-training", action="store_true", help="only scoring latency and memory")
-    ap.add_argument("--mcca-batched", action="store_true", help="only DIN vs MCCA before/after batched poolings (issue 12)")
+    ap.add_argument(
+        "--mcca-batched",
+        action="store_true",
+        help="only DIN vs MCCA before/after batched poolings (issue 12)",
+    )
     ap.add_argument("--repeats", type=int, default=5, help="rounds of --mcca-batched")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -227,7 +277,13 @@ def main() -> None:
     n_items = 100_000
     n_batches = 10 if args.quick else 40
     split = synthetic_split(512 * (n_batches + 5), n_items)
-    results: dict[str, object] = {"threads": args.threads, "n_items": n_items, "batch_size": 512, "dim": 64, "history": 20}
+    results: dict[str, object] = {
+        "threads": args.threads,
+        "n_items": n_items,
+        "batch_size": 512,
+        "dim": 64,
+        "history": 20,
+    }
     text = synthetic_tables(n_items, ("text",))
     both = synthetic_tables(n_items, ("text", "audio"))
     runs = {
@@ -248,7 +304,10 @@ def main() -> None:
     print("scoring 1000 candidates:", results["score_1000_candidates"], flush=True)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     big = synthetic_split(1_000_000, n_items, seed=2)
-    tensor_bytes = sum(t.element_size() * t.nelement() for t in (big.target, big.history, big.label)) + big.user.nbytes
+    tensor_bytes = (
+        sum(t.element_size() * t.nelement() for t in (big.target, big.history, big.label))
+        + big.user.nbytes
+    )
     results["split_1M_tensor_MB"] = tensor_bytes / 2**20
     results["peak_rss_MB"] = max(rss0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024
     print(json.dumps(results, indent=2))

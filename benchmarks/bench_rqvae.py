@@ -5,6 +5,7 @@
 
 Both run in the same process on the same matrix (RQ-KMeans is psrq's RQKMeans).
 """
+
 import argparse
 import json
 import resource
@@ -17,7 +18,9 @@ from psrq import RQVAE, RQKMeans
 
 
 def cos(a, b):
-    return float(np.mean((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)))
+    return float(
+        np.mean((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12))
+    )
 
 
 def timed(fn):
@@ -47,7 +50,9 @@ def main():
     else:
         rng = np.random.default_rng(0)
         centers = rng.normal(size=(200, 384)).astype(np.float32)
-        x = centers[rng.integers(0, 200, a.synthetic)] + rng.normal(size=(a.synthetic, 384)).astype(np.float32)
+        x = centers[rng.integers(0, 200, a.synthetic)] + rng.normal(size=(a.synthetic, 384)).astype(
+            np.float32
+        )
         x /= np.linalg.norm(x, axis=1, keepdims=True)
         name = f"SYNTHETIC mixture {a.synthetic}x384"
     (rq_codes, rq_cos), rq_w, rq_c = timed(lambda: rq_kmeans(x, a.k, seed=a.seed))
@@ -55,15 +60,27 @@ def main():
     codes, tw, _ = timed(lambda: q.transform(x))
     vae_cos = [cos(x, q.inverse_transform(codes, n_levels=lvl)) for lvl in (1, 2, 3)]
     out = {
-        "data": name, "n": len(x), "dim": x.shape[1], "k": a.k, "epochs": a.epochs, "torch_threads": a.threads,
-        "rqvae": {"fit_wall_s": round(w, 1), "fit_cpu_s": round(c, 1), "transform_wall_s": round(tw, 2),
-                   "recon_cos_per_level": [round(v, 4) for v in vae_cos],
-                   "unique_tuples": round(len(np.unique(codes, axis=0)) / len(x), 4),
-                   "utilisation": [round(u, 3) for u in q.utilisation_],
-                   "final_losses": {k: round(v, 4) for k, v in q.loss_history_[-1].items()}},
-        "rq_kmeans": {"fit_wall_s": round(rq_w, 1), "fit_cpu_s": round(rq_c, 1),
-                       "recon_cos_per_level": [round(v, 4) for v in rq_cos],
-                       "unique_tuples": round(len(np.unique(rq_codes, axis=0)) / len(x), 4)},
+        "data": name,
+        "n": len(x),
+        "dim": x.shape[1],
+        "k": a.k,
+        "epochs": a.epochs,
+        "torch_threads": a.threads,
+        "rqvae": {
+            "fit_wall_s": round(w, 1),
+            "fit_cpu_s": round(c, 1),
+            "transform_wall_s": round(tw, 2),
+            "recon_cos_per_level": [round(v, 4) for v in vae_cos],
+            "unique_tuples": round(len(np.unique(codes, axis=0)) / len(x), 4),
+            "utilisation": [round(u, 3) for u in q.utilisation_],
+            "final_losses": {k: round(v, 4) for k, v in q.loss_history_[-1].items()},
+        },
+        "rq_kmeans": {
+            "fit_wall_s": round(rq_w, 1),
+            "fit_cpu_s": round(rq_c, 1),
+            "recon_cos_per_level": [round(v, 4) for v in rq_cos],
+            "unique_tuples": round(len(np.unique(rq_codes, axis=0)) / len(x), 4),
+        },
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "mean_baseline_cos": round(cos(x, np.broadcast_to(x.mean(0), x.shape)), 4),
     }

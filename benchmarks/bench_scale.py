@@ -49,15 +49,25 @@ def write_shards(n_items: int, out: Path, text_dim: int, audio_dim: int) -> dict
         if path.exists():
             continue
         ch = _item_chunk(cfg, world, c)
-        table = pa.table({
-            "item_id": item_ids(ch["index"]),
-            "emb_text": pa.FixedSizeListArray.from_arrays(pa.array(ch["text"].ravel()), text_dim),
-            "emb_audio": pa.FixedSizeListArray.from_arrays(pa.array(ch["audio"].ravel()), audio_dim),
-        }).replace_schema_metadata(SYNTHETIC_META)
+        table = pa.table(
+            {
+                "item_id": item_ids(ch["index"]),
+                "emb_text": pa.FixedSizeListArray.from_arrays(
+                    pa.array(ch["text"].ravel()), text_dim
+                ),
+                "emb_audio": pa.FixedSizeListArray.from_arrays(
+                    pa.array(ch["audio"].ravel()), audio_dim
+                ),
+            }
+        ).replace_schema_metadata(SYNTHETIC_META)
         tmp = path.with_suffix(".tmp")
         pq.write_table(table, tmp, row_group_size=65_536)
         os.replace(tmp, path)
-    return {"items": n_items, "shards": n_chunks, "seconds": round(time.perf_counter() - started, 1)}
+    return {
+        "items": n_items,
+        "shards": n_chunks,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
 
 
 def _tree_rss_mb(pid: int) -> float:
@@ -83,7 +93,9 @@ def _tree_rss(pid: int) -> tuple[float, float, int]:
         todo.extend(children.get(p, []))
         try:
             with open(f"/proc/{p}/status") as f:
-                sizes.append(next((int(line.split()[1]) for line in f if line.startswith("VmRSS:")), 0))
+                sizes.append(
+                    next((int(line.split()[1]) for line in f if line.startswith("VmRSS:")), 0)
+                )
         except OSError:
             pass
     return sum(sizes) / 1024, max(sizes, default=0) / 1024, len(sizes)
@@ -100,8 +112,19 @@ def run_quantize(shards: Path, n: int, engine: str, work: Path, extra: list[str]
         if not link.exists():
             link.symlink_to((shards / f"part-{c:05d}.parquet").resolve())
     out, model = work / f"sids_{engine}_{n}", work / f"model_{engine}_{n}"
-    cmd = [str(REPO / ".venv/bin/psrq"), "quantize", "--items", str(subset), "--engine", engine,
-           "--out", str(out), "--model-dir", str(model), *extra]
+    cmd = [
+        str(REPO / ".venv/bin/psrq"),
+        "quantize",
+        "--items",
+        str(subset),
+        "--engine",
+        engine,
+        "--out",
+        str(out),
+        "--model-dir",
+        str(model),
+        *extra,
+    ]
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peak = [0.0, 0.0, 0]
@@ -109,7 +132,11 @@ def run_quantize(shards: Path, n: int, engine: str, work: Path, extra: list[str]
     def poll() -> None:
         while proc.poll() is None:
             total, single, count = _tree_rss(proc.pid)
-            peak[0], peak[1], peak[2] = max(peak[0], total), max(peak[1], single), max(peak[2], count)
+            peak[0], peak[1], peak[2] = (
+                max(peak[0], total),
+                max(peak[1], single),
+                max(peak[2], count),
+            )
             time.sleep(0.2)
 
     t = threading.Thread(target=poll, daemon=True)
@@ -123,13 +150,23 @@ def run_quantize(shards: Path, n: int, engine: str, work: Path, extra: list[str]
 
     rows = sum(pq.ParquetFile(f).metadata.num_rows for f in out.glob("*.parquet"))
     last = [ln for ln in output.splitlines() if ln.strip()][-3:]
-    return {"n": n, "engine": engine, "wall_s": round(wall, 1), "items_per_s": round(n / wall),
-            "peak_tree_rss_mb": round(peak[0]), "peak_single_process_rss_mb": round(peak[1]),
-            "max_processes": peak[2], "rows_written": rows, "cli_tail": last}
+    return {
+        "n": n,
+        "engine": engine,
+        "wall_s": round(wall, 1),
+        "items_per_s": round(n / wall),
+        "peak_tree_rss_mb": round(peak[0]),
+        "peak_single_process_rss_mb": round(peak[1]),
+        "max_processes": peak[2],
+        "rows_written": rows,
+        "cli_tail": last,
+    }
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("shards")
     s.add_argument("--items", type=int, default=10_000_000)

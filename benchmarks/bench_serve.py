@@ -73,7 +73,9 @@ def make_payloads(paths: dict[str, Any], n: int, seed: int = 0) -> dict[str, lis
     score = []
     for _ in range(n):
         pick = rng.choice(len(known), size=120, replace=False)
-        score.append({"history": known[pick[:20]].tolist(), "candidates": known[pick[20:]].tolist()})
+        score.append(
+            {"history": known[pick[:20]].tolist(), "candidates": known[pick[20:]].tolist()}
+        )
     folder = Path(paths["embeddings"])
     embs = {m.stem: read_embedding_parquet(m, m.stem) for m in sorted(folder.glob("*.parquet"))}
     sids = []
@@ -86,7 +88,9 @@ def make_payloads(paths: dict[str, Any], n: int, seed: int = 0) -> dict[str, lis
     return {"score": score, "sids": sids}
 
 
-async def drive(url: str, path: str, payloads: list[dict[str, Any]], duration: float, concurrency: int) -> dict[str, Any]:
+async def drive(
+    url: str, path: str, payloads: list[dict[str, Any]], duration: float, concurrency: int
+) -> dict[str, Any]:
     latencies: list[float] = []
     errors = 0
     deadline = time.perf_counter() + duration
@@ -112,15 +116,26 @@ async def drive(url: str, path: str, payloads: list[dict[str, Any]], duration: f
         elapsed = time.perf_counter() - start
     lat = np.array(latencies) * 1000
     return {
-        "requests": len(lat), "errors": errors, "rps": len(lat) / elapsed,
-        "p50": float(np.percentile(lat, 50)), "p95": float(np.percentile(lat, 95)), "p99": float(np.percentile(lat, 99)),
+        "requests": len(lat),
+        "errors": errors,
+        "rps": len(lat) / elapsed,
+        "p50": float(np.percentile(lat, 50)),
+        "p95": float(np.percentile(lat, 95)),
+        "p99": float(np.percentile(lat, 99)),
     }
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--run", type=Path, help="a `psrq run` output directory (runs/lastfm2k)")
-    ap.add_argument("--synthetic", type=int, default=0, help="build SYNTHETIC artifacts with this many items instead")
+    ap.add_argument(
+        "--synthetic",
+        type=int,
+        default=0,
+        help="build SYNTHETIC artifacts with this many items instead",
+    )
     ap.add_argument("--duration", type=float, default=60.0)
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--workers", default="1,2")
@@ -134,36 +149,68 @@ def main() -> None:
     else:
         from psrq.serve.synthetic import build_service_artifacts
 
-        a = build_service_artifacts(tmp / "artifacts", n_items=args.synthetic or 2000, n_users=1000, codebook_size=32, n_levels=3, models=("MCCA",))
-        paths = {"ranker": a["rankers"]["MCCA"], "embeddings": a["embeddings"], "quantizer": a["quantizer"]}
+        a = build_service_artifacts(
+            tmp / "artifacts",
+            n_items=args.synthetic or 2000,
+            n_users=1000,
+            codebook_size=32,
+            n_levels=3,
+            models=("MCCA",),
+        )
+        paths = {
+            "ranker": a["rankers"]["MCCA"],
+            "embeddings": a["embeddings"],
+            "quantizer": a["quantizer"],
+        }
         server_args = ["--quantizer", str(a["quantizer"]), "--ranker", str(a["rankers"]["MCCA"])]
         source = f"SYNTHETIC artifacts ({args.synthetic or 2000} items)"
     payloads = make_payloads(paths, 500)
     rows = []
     for workers in [int(w) for w in args.workers.split(",")]:
-        server = start_server([*server_args, "--workers", str(workers)], tmp / f"server-{workers}.log", timeout=300)
+        server = start_server(
+            [*server_args, "--workers", str(workers)], tmp / f"server-{workers}.log", timeout=300
+        )
         try:
             for scenario in args.scenarios.split(","):
                 path = "/v1/score" if scenario == "score" else "/v1/items/sids"
-                asyncio.run(drive(server.url, path, payloads[scenario], 3.0, args.concurrency))  # warm-up
+                asyncio.run(
+                    drive(server.url, path, payloads[scenario], 3.0, args.concurrency)
+                )  # warm-up
                 cpu0 = resource.getrusage(resource.RUSAGE_SELF)
                 server0 = tree_cpu_seconds(server.process.pid)
-                res = asyncio.run(drive(server.url, path, payloads[scenario], args.duration, args.concurrency))
+                res = asyncio.run(
+                    drive(server.url, path, payloads[scenario], args.duration, args.concurrency)
+                )
                 server_cpu = (tree_cpu_seconds(server.process.pid) - server0) / args.duration
                 cpu1 = resource.getrusage(resource.RUSAGE_SELF)
-                client_cpu = (cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime) / args.duration
+                client_cpu = (
+                    cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime
+                ) / args.duration
                 res["server_cpu"] = server_cpu
                 rows.append((workers, scenario, res, client_cpu))
-                print(f"workers={workers} {scenario}: {res} client CPU {client_cpu:.2f} cores", flush=True)
+                print(
+                    f"workers={workers} {scenario}: {res} client CPU {client_cpu:.2f} cores",
+                    flush=True,
+                )
         finally:
             stop_server(server.process)
-    print(f"\n{source}; {args.duration:.0f} s per row, {args.concurrency} concurrent connections, loopback\n")
-    print("| workers | endpoint | requests | req/s | p50 ms | p95 ms | p99 ms | errors | server CPU (cores) | req per server CPU-second | client CPU (cores) |")
+    print(
+        f"\n{source}; {args.duration:.0f} s per row, {args.concurrency} concurrent connections, loopback\n"
+    )
+    print(
+        "| workers | endpoint | requests | req/s | p50 ms | p95 ms | p99 ms | errors | server CPU (cores) | req per server CPU-second | client CPU (cores) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for workers, scenario, r, cpu in rows:
-        endpoint = "POST /v1/score (100 candidates, 20 history)" if scenario == "score" else "POST /v1/items/sids (1 item, embeddings)"
+        endpoint = (
+            "POST /v1/score (100 candidates, 20 history)"
+            if scenario == "score"
+            else "POST /v1/items/sids (1 item, embeddings)"
+        )
         per_cpu = r["rps"] / r["server_cpu"] if r["server_cpu"] > 0 else float("nan")
-        print(f"| {workers} | {endpoint} | {r['requests']} | {r['rps']:.0f} | {r['p50']:.1f} | {r['p95']:.1f} | {r['p99']:.1f} | {r['errors']} | {r['server_cpu']:.2f} | {per_cpu:.0f} | {cpu:.2f} |")
+        print(
+            f"| {workers} | {endpoint} | {r['requests']} | {r['rps']:.0f} | {r['p50']:.1f} | {r['p95']:.1f} | {r['p99']:.1f} | {r['errors']} | {r['server_cpu']:.2f} | {per_cpu:.0f} | {cpu:.2f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -23,7 +23,9 @@ from psrq.features.text import TEXT_BACKENDS, load_text_encoder
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--n-texts", type=int, default=2000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
@@ -35,8 +37,13 @@ def main() -> None:
     encoders = {}
     for backend in TEXT_BACKENDS:
         t0 = time.perf_counter()
-        encoders[backend] = load_text_encoder(None, backend=backend, batch_size=args.batch_size, onnx_dir=args.onnx_dir)
-        print(f"load {backend}: {time.perf_counter() - t0:.1f} s (includes a one-off export if not cached)", flush=True)
+        encoders[backend] = load_text_encoder(
+            None, backend=backend, batch_size=args.batch_size, onnx_dir=args.onnx_dir
+        )
+        print(
+            f"load {backend}: {time.perf_counter() - t0:.1f} s (includes a one-off export if not cached)",
+            flush=True,
+        )
         encoders[backend].encode(texts[:64])  # warm-up
     speed: dict[str, list[float]] = {b: [] for b in encoders}
     vectors: dict[str, np.ndarray] = {}
@@ -46,7 +53,9 @@ def main() -> None:
             vectors[backend] = enc.encode(texts)
             speed[backend].append(len(texts) / (time.perf_counter() - t0))
     base = float(np.median(speed["torch"]))
-    print(f"\n{len(texts)} Last.fm-2k texts, batch {args.batch_size}, {args.threads} threads, {args.rounds} rounds")
+    print(
+        f"\n{len(texts)} Last.fm-2k texts, batch {args.batch_size}, {args.threads} threads, {args.rounds} rounds"
+    )
     print("| backend | texts/s (median) | vs torch | cosine to torch min / mean |")
     print("|---|---|---|---|")
     for backend in encoders:
@@ -54,7 +63,9 @@ def main() -> None:
             np.linalg.norm(vectors[backend], axis=1) * np.linalg.norm(vectors["torch"], axis=1)
         )
         med = float(np.median(speed[backend]))
-        print(f"| {backend} | {med:,.0f} | {med / base:.2f}x | {cos.min():.4f} / {cos.mean():.4f} |")
+        print(
+            f"| {backend} | {med:,.0f} | {med / base:.2f}x | {cos.min():.4f} / {cos.mean():.4f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -35,4 +35,6 @@ def synthetic_blobs() -> np.ndarray:
     rng = np.random.default_rng(0)
     centers = rng.normal(size=(20, 32)).astype(np.float32) * 3
     labels = rng.integers(0, 20, size=2000)
-    return (centers[labels] + rng.normal(size=(2000, 32)).astype(np.float32) * 0.5).astype(np.float32)
+    return (centers[labels] + rng.normal(size=(2000, 32)).astype(np.float32) * 0.5).astype(
+        np.float32
+    )

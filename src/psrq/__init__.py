@@ -1,7 +1,7 @@
 """psrq: multimodal semantic IDs (PSRQ) and multi-codebook cross-attention ranking (MCCA).
 
-    from psrq import PSRQ
-    codes = PSRQ(n_levels=3, codebook_size=128, seed=0).fit_transform(X)
+from psrq import PSRQ
+codes = PSRQ(n_levels=3, codebook_size=128, seed=0).fit_transform(X)
 """
 
 from __future__ import annotations

@@ -7,7 +7,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 
-def lazy_exports(package: str, exports: Mapping[str, str], renames: Mapping[str, str] | None = None) -> Callable[[str], Any]:
+def lazy_exports(
+    package: str, exports: Mapping[str, str], renames: Mapping[str, str] | None = None
+) -> Callable[[str], Any]:
     """A module `__getattr__` importing `name` from module `exports[name]` on first use.
 
     `renames` maps an exported name to the attribute's name in its module, where they differ.

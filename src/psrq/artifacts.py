@@ -82,7 +82,9 @@ def json_safe(obj: Any) -> Any:
 
 def dumps(obj: Any) -> str:
     """Strict JSON (undefined metrics as null, never a bare NaN), indented."""
-    return json.dumps(json_safe(obj), indent=2, sort_keys=False, default=_json_default, allow_nan=False)
+    return json.dumps(
+        json_safe(obj), indent=2, sort_keys=False, default=_json_default, allow_nan=False
+    )
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
@@ -208,11 +210,15 @@ def manifest_digest(manifest: dict[str, Any]) -> str:
     every other file, so covering it makes every file of a model directory tamper-evident.
     """
     body = {k: v for k, v in manifest.items() if k != MANIFEST_DIGEST}
-    blob = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    blob = json.dumps(
+        body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    )
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def read_model_dir(path: str | os.PathLike[str], *, kind: str | tuple[str, ...] | None = None) -> dict[str, Any]:
+def read_model_dir(
+    path: str | os.PathLike[str], *, kind: str | tuple[str, ...] | None = None
+) -> dict[str, Any]:
     """Check a model directory (manifest, version, kind, checksums) and return its manifest.
 
     Raises ArtifactError naming the directory and what is wrong with it.
@@ -236,13 +242,17 @@ def read_model_dir(path: str | os.PathLike[str], *, kind: str | tuple[str, ...] 
         )
     recorded = manifest.get(MANIFEST_DIGEST)
     if recorded is None:
-        raise ArtifactError(f"{mpath} has no {MANIFEST_DIGEST}: it was edited or written by an older psrq; rewrite the model")
+        raise ArtifactError(
+            f"{mpath} has no {MANIFEST_DIGEST}: it was edited or written by an older psrq; rewrite the model"
+        )
     try:
         actual = manifest_digest(manifest)
     except ValueError as e:  # NaN/inf cannot be in a manifest psrq wrote
         raise ArtifactError(f"{mpath} is corrupted: {e}") from e
     if actual != recorded:
-        raise ArtifactError(f"{mpath} was modified after it was written (its {MANIFEST_DIGEST} does not match its content)")
+        raise ArtifactError(
+            f"{mpath} was modified after it was written (its {MANIFEST_DIGEST} does not match its content)"
+        )
     kinds = (kind,) if isinstance(kind, str) else kind
     if kinds is not None and manifest.get("kind") not in kinds:
         raise ArtifactError(

@@ -33,17 +33,25 @@ class DatasetConfig(_Strict):
 
     name: Literal["lastfm2k", "parquet", "synth", "tiktok"] = "lastfm2k"
     items: str | None = Field(None, description="items.parquet (name: parquet)")
-    path: str | None = Field(None, description="the folder holding items.parquet + interactions.parquet (name: tiktok)")
+    path: str | None = Field(
+        None, description="the folder holding items.parquet + interactions.parquet (name: tiktok)"
+    )
     interactions: str | None = Field(None, description="interactions.parquet (name: parquet)")
-    synth_items: int = Field(20_000, ge=100, description="items to generate (name: synth; SYNTHETIC)")
+    synth_items: int = Field(
+        20_000, ge=100, description="items to generate (name: synth; SYNTHETIC)"
+    )
     synth_users: int = Field(2_000, ge=10, description="users to generate (name: synth; SYNTHETIC)")
 
     @model_validator(mode="after")
     def _parquet_needs_paths(self) -> DatasetConfig:
         if self.name == "parquet" and not (self.items and self.interactions):
-            raise ValueError("dataset.name 'parquet' needs dataset.items and dataset.interactions paths")
+            raise ValueError(
+                "dataset.name 'parquet' needs dataset.items and dataset.interactions paths"
+            )
         if self.name == "tiktok" and not self.path:
-            raise ValueError("dataset.name 'tiktok' needs dataset.path (the folder, e.g. ../shared/data/tiktok-mmssl)")
+            raise ValueError(
+                "dataset.name 'tiktok' needs dataset.path (the folder, e.g. ../shared/data/tiktok-mmssl)"
+            )
         return self
 
 
@@ -56,9 +64,10 @@ class ProtocolConfig(_Strict):
     cold_threshold: int = Field(30, ge=1)
     seed: int = 0
     negative_window: int | None = Field(
-        10_000, ge=1,
+        10_000,
+        ge=1,
         description="negatives follow the popularity of the newest this-many positives of the same split "
-                    "up to the sample's time (null: the whole split so far)",
+        "up to the sample's time (null: the whole split so far)",
     )
 
     @field_validator("split")
@@ -75,10 +84,12 @@ class FeaturesConfig(_Strict):
     modalities: list[str] | None = Field(
         None,
         description="modalities to quantize and rank on, in this order. null = inferred: every precomputed "
-                    "one (emb_<modality> item columns, embeddings of the data set), then text if the items "
-                    "have a text column, then audio if audio_model is set",
+        "one (emb_<modality> item columns, embeddings of the data set), then text if the items "
+        "have a text column, then audio if audio_model is set",
     )
-    text_model: str = Field("minilm", description="'minilm' or a local Hugging Face model directory")
+    text_model: str = Field(
+        "minilm", description="'minilm' or a local Hugging Face model directory"
+    )
     text_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
         "torch", description="how a sentence-transformers text model runs on CPU (docs/encoders.md)"
     )
@@ -97,11 +108,19 @@ class QuantizerSpec(_Strict):
 
     @model_validator(mode="after")
     def _codebook_sizes(self) -> QuantizerSpec:
-        sizes = [self.codebook_size] if isinstance(self.codebook_size, int) else list(self.codebook_size)
+        sizes = (
+            [self.codebook_size]
+            if isinstance(self.codebook_size, int)
+            else list(self.codebook_size)
+        )
         if not sizes or any(k < 1 for k in sizes):
-            raise ValueError(f"codebook_size must be >= 1 (one int, or one per level), got {self.codebook_size!r}")
+            raise ValueError(
+                f"codebook_size must be >= 1 (one int, or one per level), got {self.codebook_size!r}"
+            )
         if isinstance(self.codebook_size, list) and self.kind != "VQ" and len(sizes) != self.levels:
-            raise ValueError(f"codebook_size lists {len(sizes)} sizes but levels is {self.levels}; give one per level")
+            raise ValueError(
+                f"codebook_size lists {len(sizes)} sizes but levels is {self.levels}; give one per level"
+            )
         return self
 
     @model_validator(mode="after")
@@ -141,19 +160,37 @@ class RankConfig(_Strict):
     """Which rankers to train on which quantizer's IDs."""
 
     # "+dot" / "+content" / "+content+dot": beyond the paper (docs/ranking.md), beside the paper's rows.
-    models: list[Literal[
-        "mcca", "din", "din_sid", "vbpr", "content",
-        "mcca+dot", "mcca+content", "mcca+content+dot", "din_sid+dot", "din_sid+content", "din_sid+content+dot",
-        "simtier_make", "qarm",
-    ]] = ["mcca", "din"]
-    sid_method: str | None = Field(None, description="quantizer name feeding MCCA (default: the first)")
+    models: list[
+        Literal[
+            "mcca",
+            "din",
+            "din_sid",
+            "vbpr",
+            "content",
+            "mcca+dot",
+            "mcca+content",
+            "mcca+content+dot",
+            "din_sid+dot",
+            "din_sid+content",
+            "din_sid+content+dot",
+            "simtier_make",
+            "qarm",
+        ]
+    ] = ["mcca", "din"]
+    sid_method: str | None = Field(
+        None, description="quantizer name feeding MCCA (default: the first)"
+    )
     seeds: int = Field(1, ge=1)
     max_epochs: int = Field(10, ge=1)
     batch_size: int = Field(512, ge=1)
     lr: float = Field(1e-3, gt=0)
     dim: int = Field(64, ge=1)
-    embedding_l2: float | None = Field(None, ge=0, description="L2 on looked-up embedding rows; null = the model family's default")
-    dropout: float | None = Field(None, ge=0, lt=1, description="tower dropout; null = the model family's default")
+    embedding_l2: float | None = Field(
+        None, ge=0, description="L2 on looked-up embedding rows; null = the model family's default"
+    )
+    dropout: float | None = Field(
+        None, ge=0, lt=1, description="tower dropout; null = the model family's default"
+    )
 
 
 class RunConfig(_Strict):
@@ -168,7 +205,9 @@ class RunConfig(_Strict):
     def _sid_method_exists(self) -> RunConfig:
         names = [m.name for m in self.quantize.methods]
         if self.rank.sid_method is not None and self.rank.sid_method not in names:
-            raise ValueError(f"rank.sid_method {self.rank.sid_method!r} is not one of quantize.methods {names}")
+            raise ValueError(
+                f"rank.sid_method {self.rank.sid_method!r} is not one of quantize.methods {names}"
+            )
         return self
 
     def sid_method(self) -> str:
@@ -220,7 +259,9 @@ def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_config(path: str | os.PathLike[str] | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
+def load_config(
+    path: str | os.PathLike[str] | None = None, overrides: dict[str, Any] | None = None
+) -> RunConfig:
     """Read and validate a YAML config (or the defaults when `path` is None).
 
     `overrides` (nested like the file, None values ignored) are merged over the file, so a
@@ -238,7 +279,9 @@ def load_config(path: str | os.PathLike[str] | None = None, overrides: dict[str,
         except yaml.YAMLError as e:
             raise ConfigError(f"{p} is not valid YAML: {e}") from e
         if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{p}: the top level must be a mapping of sections, got {type(loaded).__name__}")
+            raise ConfigError(
+                f"{p}: the top level must be a mapping of sections, got {type(loaded).__name__}"
+            )
         data = loaded or {}
     data = _deep_merge(data, overrides or {})
     try:

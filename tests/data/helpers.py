@@ -8,13 +8,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 
-def write_tsv(path: Path, header: list[str], rows: list[list[object]], encoding: str = "utf-8") -> Path:
+def write_tsv(
+    path: Path, header: list[str], rows: list[list[object]], encoding: str = "utf-8"
+) -> Path:
     lines = ["\t".join(header)] + ["\t".join(str(v) for v in r) for r in rows]
     path.write_bytes(("\n".join(lines) + "\n").encode(encoding))
     return path
 
 
-def write_parquet_pair(root: Path, items: dict[str, list], interactions: dict[str, list]) -> tuple[Path, Path]:
+def write_parquet_pair(
+    root: Path, items: dict[str, list], interactions: dict[str, list]
+) -> tuple[Path, Path]:
     root.mkdir(parents=True, exist_ok=True)
     i, x = root / "items.parquet", root / "interactions.parquet"
     pq.write_table(pa.table(items), i)

@@ -15,7 +15,9 @@ from psrq.data.schema import DataSet
 from psrq.errors import ConfigError, InputError
 
 
-def synthetic_log(n_users=40, n_items=60, n_events=1500, n_times=25, seed=0, labels=False) -> DataSet:
+def synthetic_log(
+    n_users=40, n_items=60, n_events=1500, n_times=25, seed=0, labels=False
+) -> DataSet:
     """SYNTHETIC: few distinct timestamps so that same-time ties are everywhere; repeats allowed."""
     rng = np.random.default_rng(seed)
     pop = rng.pareto(1.2, n_items) + 0.1
@@ -26,9 +28,16 @@ def synthetic_log(n_users=40, n_items=60, n_events=1500, n_times=25, seed=0, lab
     }
     if labels:
         inter["label"] = rng.integers(0, 2, n_events).astype(np.int8)
-    items = pa.table({"item_id": [f"i{i}" for i in range(n_items)], "text": ["SYNTHETIC"] * n_items})
-    return DataSet(name="synthetic-test", items=items, interactions=pa.table(inter), synthetic=True,
-                   default_label_rule="explicit" if labels else "implicit")
+    items = pa.table(
+        {"item_id": [f"i{i}" for i in range(n_items)], "text": ["SYNTHETIC"] * n_items}
+    )
+    return DataSet(
+        name="synthetic-test",
+        items=items,
+        interactions=pa.table(inter),
+        synthetic=True,
+        default_label_rule="explicit" if labels else "implicit",
+    )
 
 
 def _all_samples(samples) -> list[dict]:
@@ -38,8 +47,11 @@ def _all_samples(samples) -> list[dict]:
 def _reference_history(data: DataSet, labels: np.ndarray, user: str, t: int, k: int) -> list[str]:
     """Brute force: the user's positives strictly before t, newest k, oldest first (ties by item_id)."""
     rows = data.interactions.to_pylist()
-    earlier = sorted((r["timestamp"], r["item_id"]) for r, y in zip(rows, labels, strict=True)
-                     if y == 1 and r["user_id"] == user and r["timestamp"] < t)
+    earlier = sorted(
+        (r["timestamp"], r["item_id"])
+        for r, y in zip(rows, labels, strict=True)
+        if y == 1 and r["user_id"] == user and r["timestamp"] < t
+    )
     return [item for _, item in earlier[-k:]] if k else []
 
 
@@ -47,8 +59,14 @@ def _reference_history(data: DataSet, labels: np.ndarray, user: str, t: int, k: 
 def test_history_matches_brute_force_and_never_sees_itself_or_later(explicit):
     data = synthetic_log(labels=explicit)
     k = 5
-    samples = build_samples(data, ProtocolConfig(max_history=k, label_rule=LabelRule("auto", n_negatives=2)))
-    labels = (np.asarray(data.interactions.column("label")) if explicit else np.ones(data.interactions.num_rows, int))
+    samples = build_samples(
+        data, ProtocolConfig(max_history=k, label_rule=LabelRule("auto", n_negatives=2))
+    )
+    labels = (
+        np.asarray(data.interactions.column("label"))
+        if explicit
+        else np.ones(data.interactions.num_rows, int)
+    )
     pos_time = {}
     for r, y in zip(data.interactions.to_pylist(), labels, strict=True):
         if y == 1:
@@ -64,18 +82,29 @@ def test_history_matches_brute_force_and_never_sees_itself_or_later(explicit):
 
 def test_same_timestamp_events_are_excluded_from_each_others_history():
     items = pa.table({"item_id": ["a", "b", "c", "d"], "text": ["x"] * 4})
-    inter = pa.table({"user_id": ["u"] * 4, "item_id": ["a", "b", "c", "d"],
-                      "timestamp": [100, 200, 200, 300]})
+    inter = pa.table(
+        {"user_id": ["u"] * 4, "item_id": ["a", "b", "c", "d"], "timestamp": [100, 200, 200, 300]}
+    )
     data = DataSet(name="t", items=items, interactions=inter)
-    samples = build_samples(data, ProtocolConfig(split=(1.0, 0.0, 0.0), label_rule=LabelRule("implicit", n_negatives=0)))
+    samples = build_samples(
+        data, ProtocolConfig(split=(1.0, 0.0, 0.0), label_rule=LabelRule("implicit", n_negatives=0))
+    )
     hist = {r["item_id"]: r["history"] for r in samples.tables["train"].to_pylist()}
     assert hist == {"a": [], "b": ["a"], "c": ["a"], "d": ["a", "b", "c"]}
 
 
 def test_negatives_share_timestamp_and_history_and_are_never_interacted():
     data = synthetic_log()
-    samples = build_samples(data, ProtocolConfig(label_rule=LabelRule("implicit", n_negatives=3), seed=7))
-    interacted = set(zip(data.interactions.column("user_id").to_pylist(), data.interactions.column("item_id").to_pylist(), strict=True))
+    samples = build_samples(
+        data, ProtocolConfig(label_rule=LabelRule("implicit", n_negatives=3), seed=7)
+    )
+    interacted = set(
+        zip(
+            data.interactions.column("user_id").to_pylist(),
+            data.interactions.column("item_id").to_pylist(),
+            strict=True,
+        )
+    )
     rows = _all_samples(samples)
     negatives = [r for r in rows if r["label"] == 0]
     assert len(negatives) == 3 * sum(r["label"] for r in rows)
@@ -84,8 +113,9 @@ def test_negatives_share_timestamp_and_history_and_are_never_interacted():
     for k, r in enumerate(rows):
         if r["label"] == 1:
             group = rows[k + 1 : k + 4]
-            assert {(g["user_id"], g["timestamp"], tuple(g["history"]), g["label"]) for g in group} == {
-                (r["user_id"], r["timestamp"], tuple(r["history"]), 0)}
+            assert {
+                (g["user_id"], g["timestamp"], tuple(g["history"]), g["label"]) for g in group
+            } == {(r["user_id"], r["timestamp"], tuple(r["history"]), 0)}
             assert len({g["item_id"] for g in group}) == 3  # no repeated negative for one positive
 
 
@@ -94,7 +124,9 @@ def test_negative_sampling_is_deterministic_and_seed_dependent():
     cfg = ProtocolConfig(label_rule=LabelRule("implicit", n_negatives=2), seed=3)
     a = build_samples(data, cfg).tables["train"]
     b = build_samples(data, cfg).tables["train"]
-    c = build_samples(data, ProtocolConfig(label_rule=LabelRule("implicit", n_negatives=2), seed=4)).tables["train"]
+    c = build_samples(
+        data, ProtocolConfig(label_rule=LabelRule("implicit", n_negatives=2), seed=4)
+    ).tables["train"]
     assert a.equals(b)
     assert not a.equals(c)
 
@@ -105,16 +137,31 @@ def test_result_does_not_depend_on_input_row_order():
     shuffled = DataSet(name=data.name, items=data.items, interactions=data.interactions.take(perm))
     cfg = ProtocolConfig(seed=5)
     for split in ("train", "valid", "test"):
-        assert build_samples(data, cfg).tables[split].equals(build_samples(shuffled, cfg).tables[split])
+        assert (
+            build_samples(data, cfg)
+            .tables[split]
+            .equals(build_samples(shuffled, cfg).tables[split])
+        )
 
 
 def test_sample_negatives_follows_popularity_and_rejects_seen_pairs():
     rng = np.random.default_rng(0)
-    popularity = np.array([0, 1, 1, 8, 90], dtype=np.int64)  # item 4 dominates, item 0 is never drawn
+    popularity = np.array(
+        [0, 1, 1, 8, 90], dtype=np.int64
+    )  # item 4 dominates, item 0 is never drawn
     users = np.array([0, 1])
-    seen_users, seen_items = np.array([0, 1]), np.array([4, 1])  # user 0 has seen 4, user 1 has seen 1
-    neg, missing = sample_negatives(np.repeat(users, 5000), seen_users, seen_items, popularity=popularity,
-                                    n_negatives=1, rng=rng)
+    seen_users, seen_items = (
+        np.array([0, 1]),
+        np.array([4, 1]),
+    )  # user 0 has seen 4, user 1 has seen 1
+    neg, missing = sample_negatives(
+        np.repeat(users, 5000),
+        seen_users,
+        seen_items,
+        popularity=popularity,
+        n_negatives=1,
+        rng=rng,
+    )
     assert missing == 0
     u0, u1 = neg[:5000, 0], neg[5000:, 0]
     assert not (u0 == 4).any() and not (u1 == 1).any() and not (neg == 0).any()
@@ -122,8 +169,14 @@ def test_sample_negatives_follows_popularity_and_rejects_seen_pairs():
 
 
 def test_unsampleable_negatives_are_counted_not_invented():
-    neg, missing = sample_negatives(np.array([0]), np.array([0, 0]), np.array([0, 1]),
-                                    popularity=np.array([1, 1]), n_negatives=1, rng=np.random.default_rng(0))
+    neg, missing = sample_negatives(
+        np.array([0]),
+        np.array([0, 0]),
+        np.array([0, 1]),
+        popularity=np.array([1, 1]),
+        n_negatives=1,
+        rng=np.random.default_rng(0),
+    )
     assert missing == 1 and neg[0, 0] == -1
 
 
@@ -135,7 +188,10 @@ def test_split_is_chronological_with_requested_fractions():
     n = {s: int((np.asarray(tab.column("label")) == 1).sum()) for s, tab in samples.tables.items()}
     total = sum(n.values())
     assert abs(n["train"] / total - 0.7) < 0.02 and abs(n["valid"] / total - 0.2) < 0.02
-    assert all((np.asarray(tab.column("split").to_pylist()) == s).all() for s, tab in samples.tables.items())
+    assert all(
+        (np.asarray(tab.column("split").to_pylist()) == s).all()
+        for s, tab in samples.tables.items()
+    )
 
 
 def test_cold_counts_are_training_positives():
@@ -159,7 +215,9 @@ def test_explicit_labels_keep_data_negatives_and_sample_none():
     assert sum(t.num_rows for t in samples.tables.values()) == data.interactions.num_rows
 
 
-@pytest.mark.parametrize("kwargs", [{"split": (0.5, 0.5, 0.5)}, {"split": (0.0, 0.5, 0.5)}, {"max_history": -1}])
+@pytest.mark.parametrize(
+    "kwargs", [{"split": (0.5, 0.5, 0.5)}, {"split": (0.0, 0.5, 0.5)}, {"max_history": -1}]
+)
 def test_bad_config_is_a_config_error(kwargs):
     with pytest.raises(ConfigError):
         ProtocolConfig(**kwargs)
@@ -174,6 +232,7 @@ def test_bad_label_rule_and_missing_rule_column():
 
 # ---- protocol 3: negatives from the sample's own window, and the popularity probe ----------------
 
+
 def _positive_times(samples) -> dict[str, list[tuple[int, str]]]:
     """item -> [(timestamp, split)] of its positive samples."""
     out: dict[str, list[tuple[int, str]]] = {}
@@ -186,8 +245,12 @@ def _positive_times(samples) -> dict[str, list[tuple[int, str]]]:
 @pytest.mark.parametrize("window", [None, 40])
 def test_negatives_come_from_positives_of_the_same_split_never_later(window):
     data = synthetic_log(n_times=60, n_events=3000)
-    samples = build_samples(data, ProtocolConfig(label_rule=LabelRule("implicit", n_negatives=2),
-                                                 negative_window=window, seed=1))
+    samples = build_samples(
+        data,
+        ProtocolConfig(
+            label_rule=LabelRule("implicit", n_negatives=2), negative_window=window, seed=1
+        ),
+    )
     pos = [r for r in _all_samples(samples) if r["label"] == 1]
     pos_times = _positive_times(samples)
     negatives = [r for r in _all_samples(samples) if r["label"] == 0]
@@ -198,7 +261,11 @@ def test_negatives_come_from_positives_of_the_same_split_never_later(window):
     if window is not None:
         # ... and among the newest `window` positives of the split up to that time
         for r in negatives[::5]:
-            pool = [p["item_id"] for p in pos if p["split"] == r["split"] and p["timestamp"] <= r["timestamp"]]
+            pool = [
+                p["item_id"]
+                for p in pos
+                if p["split"] == r["split"] and p["timestamp"] <= r["timestamp"]
+            ]
             assert r["item_id"] in pool[-window:]
 
 
@@ -210,8 +277,17 @@ def test_window_negatives_follow_the_windows_popularity():
     items = np.array([0, 0, 0, 1] * (n // 4))
     lo = np.arange(n) // 4 * 4
     users = np.arange(n) + 10
-    neg, missing = sample_window_negatives(users, items, lo, lo + 4, np.array([10]), np.array([0]),
-                                           n_items=3, n_negatives=1, rng=np.random.default_rng(0))
+    neg, missing = sample_window_negatives(
+        users,
+        items,
+        lo,
+        lo + 4,
+        np.array([10]),
+        np.array([0]),
+        n_items=3,
+        n_negatives=1,
+        rng=np.random.default_rng(0),
+    )
     assert missing == 0 and not (neg == 2).any()
     assert neg[0, 0] == 1  # user 10 has seen item 0: only item 1 is allowed
     assert abs((neg[1:, 0] == 0).mean() - 0.75) < 0.02
@@ -235,16 +311,25 @@ def test_popularity_probe_scores_the_training_label_rate():
 
     def table(items, labels, cold=None):
         n = len(items)
-        return pa.table({"item_id": items, "label": pa.array(labels, pa.int8()),
-                         "is_cold": cold if cold is not None else [False] * n})
+        return pa.table(
+            {
+                "item_id": items,
+                "label": pa.array(labels, pa.int8()),
+                "is_cold": cold if cold is not None else [False] * n,
+            }
+        )
 
     # item a: always positive in train, b: always negative; valid repeats that, test reverses it
     train = table(["a", "a", "b", "b"], [1, 1, 0, 0])
-    probe = popularity_probe({"train": train, "valid": table(["a", "b"], [1, 0]), "test": table(["a", "b"], [0, 1])})
+    probe = popularity_probe(
+        {"train": train, "valid": table(["a", "b"], [1, 0]), "test": table(["a", "b"], [0, 1])}
+    )
     assert probe["train"] == 1.0 and probe["valid"] == 1.0 and probe["test"] == 0.0
     assert not probe["ok"] and probe["valid_cold"] is None  # no cold rows: no AUC, not NaN in JSON
     # items unseen in training score 0 (a tie): AUC 0.5
-    probe = popularity_probe({"train": train, "valid": table(["c", "d"], [1, 0]), "test": table(["c", "d"], [0, 1])})
+    probe = popularity_probe(
+        {"train": train, "valid": table(["c", "d"], [1, 0]), "test": table(["c", "d"], [0, 1])}
+    )
     assert probe["valid"] == 0.5 and probe["test"] == 0.5 and probe["ok"]
 
 

@@ -40,7 +40,10 @@ def _centroid_gap(x: np.ndarray, groups: np.ndarray) -> float:
 
 def test_genres_are_shared_and_factors_are_modality_specific(catalogue):
     items = pq.read_table(catalogue / "items.parquet")
-    text, audio = _emb(catalogue / "embeddings" / "text.parquet"), _emb(catalogue / "embeddings" / "audio.parquet")
+    text, audio = (
+        _emb(catalogue / "embeddings" / "text.parquet"),
+        _emb(catalogue / "embeddings" / "audio.parquet"),
+    )
     genre = np.asarray(items.column("genre").to_pylist())
     language = np.asarray(items.column("language").to_pylist())
     timbre = np.asarray(items.column("timbre").to_pylist())
@@ -52,7 +55,12 @@ def test_genres_are_shared_and_factors_are_modality_specific(catalogue):
 
 
 def test_files_are_labelled_synthetic_and_in_schema(catalogue):
-    for f in ("items.parquet", "interactions.parquet", "embeddings/text.parquet", "embeddings/audio.parquet"):
+    for f in (
+        "items.parquet",
+        "interactions.parquet",
+        "embeddings/text.parquet",
+        "embeddings/audio.parquet",
+    ):
         assert pq.read_schema(catalogue / f).metadata[b"psrq.synthetic"] == b"true"
     schema = pq.read_schema(catalogue / "embeddings" / "text.parquet")
     assert str(schema.field("embedding").type) == "fixed_size_list<element: float>[64]"
@@ -73,8 +81,17 @@ def test_same_seed_same_bytes_other_seed_differs(catalogue, tmp_path):
 
 def test_interactions_depend_on_both_modalities_and_have_cold_items(catalogue):
     data = load_synth_dir(catalogue)
-    assert data.synthetic and data.default_label_rule == "explicit" and set(data.embeddings) == {"text", "audio"}
-    items = {r["item_id"]: r for r in data.items.select(["item_id", "language", "timbre", "release_timestamp"]).to_pylist()}
+    assert (
+        data.synthetic
+        and data.default_label_rule == "explicit"
+        and set(data.embeddings) == {"text", "audio"}
+    )
+    items = {
+        r["item_id"]: r
+        for r in data.items.select(
+            ["item_id", "language", "timbre", "release_timestamp"]
+        ).to_pylist()
+    }
     rows = data.interactions.to_pylist()
     # no interaction before the item's release
     assert all(r["timestamp"] >= items[r["item_id"]]["release_timestamp"] for r in rows)
@@ -86,11 +103,18 @@ def test_interactions_depend_on_both_modalities_and_have_cold_items(catalogue):
 
 def test_labels_follow_both_modality_specific_preferences(catalogue):
     """A text-side match (language) and an audio-side match (timbre) each raise the like rate."""
-    items = {r["item_id"]: r for r in pq.read_table(catalogue / "items.parquet").select(["item_id", "language", "timbre"]).to_pylist()}
+    items = {
+        r["item_id"]: r
+        for r in pq.read_table(catalogue / "items.parquet")
+        .select(["item_id", "language", "timbre"])
+        .to_pylist()
+    }
     users = {r["user_id"]: r for r in pq.read_table(catalogue / "users.parquet").to_pylist()}
     inter = pq.read_table(catalogue / "interactions.parquet").to_pylist()
     for item_key, user_key in (("language", "pref_language"), ("timbre", "pref_timbre")):
-        match = np.array([items[r["item_id"]][item_key] == users[r["user_id"]][user_key] for r in inter])
+        match = np.array(
+            [items[r["item_id"]][item_key] == users[r["user_id"]][user_key] for r in inter]
+        )
         label = np.array([r["label"] for r in inter])
         assert label[match].mean() - label[~match].mean() > 0.1, item_key
 

@@ -64,20 +64,34 @@ def _run(cmd: list[str], timeout: int) -> str:
     return proc.stdout
 
 
-def render_html(html_path: Path, screenshot: Path, *, width: int = 1280, height: int = 2400, timeout: int = 120) -> RenderResult:
+def render_html(
+    html_path: Path, screenshot: Path, *, width: int = 1280, height: int = 2400, timeout: int = 120
+) -> RenderResult:
     """Screenshot `html_path` and count its images that failed to decode."""
     import re
 
     chromium = find_chromium()
     if chromium is None:
-        raise PsrqError("chromium is not installed (Debian package 'chromium'; see scripts/install-chromium.sh)")
+        raise PsrqError(
+            "chromium is not installed (Debian package 'chromium'; see scripts/install-chromium.sh)"
+        )
     html_path = Path(html_path).resolve()
     with tempfile.TemporaryDirectory() as profile:
         probe_page = Path(profile) / "page.html"
         probe_page.write_text(html_path.read_text() + _PROBE)
         base = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}/ud"]
-        _run([*base, f"--window-size={width},{height}", f"--screenshot={Path(screenshot).resolve()}", html_path.as_uri()], timeout)
-        dom = _run([*base, "--virtual-time-budget=5000", "--dump-dom", probe_page.as_uri()], timeout)
+        _run(
+            [
+                *base,
+                f"--window-size={width},{height}",
+                f"--screenshot={Path(screenshot).resolve()}",
+                html_path.as_uri(),
+            ],
+            timeout,
+        )
+        dom = _run(
+            [*base, "--virtual-time-budget=5000", "--dump-dom", probe_page.as_uri()], timeout
+        )
     n_img = re.search(r'data-images="(\d+)"', dom)
     n_broken = re.search(r'data-broken-images="(\d+)"', dom)
     if not (n_img and n_broken):

@@ -17,7 +17,9 @@ import yaml
 from typer.testing import CliRunner
 
 
-def write_byo_pair(root: Path, n_items: int = 80, n_users: int = 40, seed: int = 0) -> tuple[Path, Path]:
+def write_byo_pair(
+    root: Path, n_items: int = 80, n_users: int = 40, seed: int = 0
+) -> tuple[Path, Path]:
     """SYNTHETIC items (emb_audio 8-d, emb_image 6-d, no text) and implicit interactions over 60 days.
 
     Users prefer one of 4 item groups, and the groups show in both modalities, so the IDs mean something.
@@ -27,12 +29,16 @@ def write_byo_pair(root: Path, n_items: int = 80, n_users: int = 40, seed: int =
     audio = rng.normal(size=(4, 8))[group] + 0.3 * rng.normal(size=(n_items, 8))
     image = rng.normal(size=(4, 6))[group] + 0.3 * rng.normal(size=(n_items, 6))
     audio_cells: list[list[float] | None] = audio.astype(np.float32).tolist()
-    audio_cells[3] = None  # one item without audio: it gets null audio codes, its joint ID imputes them
-    items = pa.table({
-        "item_id": [f"synthetic-item-{i:03d}" for i in range(n_items)],
-        "emb_audio": pa.array(audio_cells, pa.list_(pa.float32())),
-        "emb_image": pa.array(image.astype(np.float32).tolist(), pa.list_(pa.float32())),
-    })
+    audio_cells[3] = (
+        None  # one item without audio: it gets null audio codes, its joint ID imputes them
+    )
+    items = pa.table(
+        {
+            "item_id": [f"synthetic-item-{i:03d}" for i in range(n_items)],
+            "emb_audio": pa.array(audio_cells, pa.list_(pa.float32())),
+            "emb_image": pa.array(image.astype(np.float32).tolist(), pa.list_(pa.float32())),
+        }
+    )
     taste = rng.integers(0, 4, n_users)
     rows = set()
     for u in range(n_users):
@@ -40,11 +46,13 @@ def write_byo_pair(root: Path, n_items: int = 80, n_users: int = 40, seed: int =
         for i in rng.choice(liked, size=min(12, len(liked)), replace=False):
             rows.add((u, int(i), 1_700_000_000 + int(rng.integers(0, 60)) * 86_400))
     users, item_idx, ts = zip(*sorted(rows), strict=True)
-    interactions = pa.table({
-        "user_id": [f"synthetic-user-{u:03d}" for u in users],
-        "item_id": [f"synthetic-item-{i:03d}" for i in item_idx],
-        "timestamp": pa.array(ts, pa.int64()),
-    })
+    interactions = pa.table(
+        {
+            "user_id": [f"synthetic-user-{u:03d}" for u in users],
+            "item_id": [f"synthetic-item-{i:03d}" for i in item_idx],
+            "timestamp": pa.array(ts, pa.int64()),
+        }
+    )
     root.mkdir(parents=True, exist_ok=True)
     pq.write_table(items, root / "items.parquet")
     pq.write_table(interactions, root / "interactions.parquet")
@@ -58,20 +66,41 @@ def test_run_on_precomputed_modalities_without_text(tmp_path: Path) -> None:
     items, interactions = write_byo_pair(tmp_path / "byo")
     out = tmp_path / "run"
     config = tmp_path / "byo.yaml"
-    config.write_text(yaml.safe_dump({
-        "output": str(out),
-        "dataset": {"name": "parquet", "items": str(items), "interactions": str(interactions)},
-        "quantize": {"methods": [{"name": "psrq", "kind": "PSRQ", "levels": 2, "codebook_size": 4}]},
-        "rank": {"models": ["mcca", "din"], "seeds": 1, "max_epochs": 1, "dim": 8, "batch_size": 128},
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "output": str(out),
+                "dataset": {
+                    "name": "parquet",
+                    "items": str(items),
+                    "interactions": str(interactions),
+                },
+                "quantize": {
+                    "methods": [{"name": "psrq", "kind": "PSRQ", "levels": 2, "codebook_size": 4}]
+                },
+                "rank": {
+                    "models": ["mcca", "din"],
+                    "seeds": 1,
+                    "max_epochs": 1,
+                    "dim": 8,
+                    "batch_size": 128,
+                },
+            }
+        )
+    )
     result = CliRunner().invoke(app, ["run", "--config", str(config)])
     assert result.exit_code == 0, result.output + repr(result.exception)
     # modalities inferred from the emb_ columns; nothing encoded text
-    assert sorted(p.name for p in (out / "embeddings").glob("*.parquet")) == ["audio.parquet", "image.parquet"]
+    assert sorted(p.name for p in (out / "embeddings").glob("*.parquet")) == [
+        "audio.parquet",
+        "image.parquet",
+    ]
     sids = pq.read_table(out / "sids" / "psrq.parquet")
     assert {"sid_audio", "sid_image", "sid_joint"} <= set(sids.column_names)
     assert sids.column("sid_audio").null_count == 1 and sids.column("sid_joint").null_count == 0
-    metrics = json.loads((out / "rank" / "mcca-psrq" / "seed0" / "metrics.json").read_text())["metrics"]
+    metrics = json.loads((out / "rank" / "mcca-psrq" / "seed0" / "metrics.json").read_text())[
+        "metrics"
+    ]
     assert 0.0 <= metrics["test"]["auc"] <= 1.0
     assert (out / "rank" / "din" / "seed0" / "metrics.json").is_file()
     html = (out / "report.html").read_text()
@@ -87,12 +116,28 @@ def test_modalities_can_be_chosen_and_unknown_ones_are_named(tmp_path: Path) -> 
     assert plan_modalities(cfg, ["audio", "image"], ["item_id"]) == [("image", "precomputed")]
     inferred = load_config()
     assert plan_modalities(inferred, ["audio", "image"], ["item_id", "text"]) == [
-        ("audio", "precomputed"), ("image", "precomputed"), ("text", "text")]
-    assert plan_modalities(inferred, [], ["item_id", "text"]) == [("text", "text")]  # Last.fm: as before
-    with pytest.raises(ConfigError, match=r"features.modalities: 'text' is not available; this data set has \['audio', 'image'\]"):
-        plan_modalities(load_config(overrides={"features": {"modalities": ["text"]}}), ["audio", "image"], ["item_id"])
+        ("audio", "precomputed"),
+        ("image", "precomputed"),
+        ("text", "text"),
+    ]
+    assert plan_modalities(inferred, [], ["item_id", "text"]) == [
+        ("text", "text")
+    ]  # Last.fm: as before
+    with pytest.raises(
+        ConfigError,
+        match=r"features.modalities: 'text' is not available; this data set has \['audio', 'image'\]",
+    ):
+        plan_modalities(
+            load_config(overrides={"features": {"modalities": ["text"]}}),
+            ["audio", "image"],
+            ["item_id"],
+        )
     with pytest.raises(ConfigError, match="already carry precomputed audio"):
-        plan_modalities(load_config(overrides={"features": {"audio_model": "musicnn-msd"}}), ["audio"], ["item_id"])
+        plan_modalities(
+            load_config(overrides={"features": {"audio_model": "musicnn-msd"}}),
+            ["audio"],
+            ["item_id"],
+        )
 
 
 def test_text_backend_is_part_of_the_embed_text_fingerprint(tmp_path: Path) -> None:

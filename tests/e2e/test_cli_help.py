@@ -46,8 +46,20 @@ def _help(path: list[str]) -> str:
 
 def test_every_stage_command_is_registered() -> None:
     names = {" ".join(p) for p in _commands()}
-    for expected in ["run", "data prepare", "data synth", "embed text", "embed audio", "quantize",
-                     "assign", "report", "train", "evaluate", "score", "experiment"]:
+    for expected in [
+        "run",
+        "data prepare",
+        "data synth",
+        "embed text",
+        "embed audio",
+        "quantize",
+        "assign",
+        "report",
+        "train",
+        "evaluate",
+        "score",
+        "experiment",
+    ]:
         assert expected in names
 
 

@@ -24,19 +24,31 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     out = tmp_path_factory.mktemp("run") / "lastfm2k"
     cfg_file = out.parent / "config.yaml"
-    cfg_file.write_text(yaml.safe_dump({
-        "output": str(out),
-        "rank": {"models": ["mcca", "din"], "seeds": 1, "max_epochs": 2},
-    }))
+    cfg_file.write_text(
+        yaml.safe_dump(
+            {
+                "output": str(out),
+                "rank": {"models": ["mcca", "din"], "seeds": 1, "max_epochs": 2},
+            }
+        )
+    )
     run_pipeline(load_config(cfg_file))
     return out
 
 
 @pytest.mark.slow
 def test_run_writes_every_artifact(run_dir: Path) -> None:
-    for rel in ["data/samples/train.parquet", "embeddings/text.parquet", "sids/psrq.parquet",
-                "sids/rqkmeans.parquet", "quantizers/psrq/manifest.json", "quality/psrq.json",
-                "rank/mcca-psrq/seed0/metrics.json", "rank/din/seed0/metrics.json", "report.html"]:
+    for rel in [
+        "data/samples/train.parquet",
+        "embeddings/text.parquet",
+        "sids/psrq.parquet",
+        "sids/rqkmeans.parquet",
+        "quantizers/psrq/manifest.json",
+        "quality/psrq.json",
+        "rank/mcca-psrq/seed0/metrics.json",
+        "rank/din/seed0/metrics.json",
+        "report.html",
+    ]:
         assert (run_dir / rel).exists(), rel
     metrics = json.loads((run_dir / "rank/mcca-psrq/seed0/metrics.json").read_text())["metrics"]
     # Real data, real model: MCCA with text SIDs must beat chance clearly on the test split
@@ -50,13 +62,15 @@ def test_report_renders_in_chromium_with_its_plots(run_dir: Path, tmp_path: Path
     from .render import find_chromium, render_html
 
     if find_chromium() is None:
-        pytest.skip("chromium not installed (scripts/install-chromium.sh installs Debian's package)")
+        pytest.skip(
+            "chromium not installed (scripts/install-chromium.sh installs Debian's package)"
+        )
     html = (run_dir / "report.html").read_text()
     for section in ["Data and split", "Semantic-ID quality", "Ranking", "Provenance", "Cold AUC"]:
         assert section in html
     # protocol 3: the popularity probe sits beside the split table, within 0.5 +- 0.03 here
     assert "popularity probe" in html and "WARNING: popularity probe" not in html
-    assert "src=\"http" not in html  # self-contained: nothing to fetch
+    assert 'src="http' not in html  # self-contained: nothing to fetch
     result = render_html(run_dir / "report.html", tmp_path / "shot.png", height=2000)
     assert result.n_images >= 6  # ID-quality plots, drift PCA, AUC bars, training curves
     assert result.n_broken_images == 0
@@ -88,7 +102,9 @@ def test_bad_config_names_the_key(tmp_path: Path) -> None:
     from psrq.config import load_config
 
     bad = tmp_path / "bad.yaml"
-    bad.write_text("quantize:\n  methods:\n    - {name: a, kind: PSRQ, codebok_size: 64}\nrank: {models: [mcca, foo]}\n")
+    bad.write_text(
+        "quantize:\n  methods:\n    - {name: a, kind: PSRQ, codebok_size: 64}\nrank: {models: [mcca, foo]}\n"
+    )
     with pytest.raises(ConfigError) as err:
         load_config(bad)
     text = str(err.value)

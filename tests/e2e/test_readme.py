@@ -72,8 +72,13 @@ def _write_embeddings(path: Path, ids: list[str], dim: int, seed: int) -> None:
     import pyarrow.parquet as pq
 
     rng = np.random.default_rng(seed)
-    x = rng.normal(size=(12, dim))[rng.integers(0, 12, len(ids))] * 3 + rng.normal(size=(len(ids), dim)) * 0.5
-    emb = pa.FixedSizeListArray.from_arrays(pa.array(x.astype(np.float32).ravel(), pa.float32()), dim)
+    x = (
+        rng.normal(size=(12, dim))[rng.integers(0, 12, len(ids))] * 3
+        + rng.normal(size=(len(ids), dim)) * 0.5
+    )
+    emb = pa.FixedSizeListArray.from_arrays(
+        pa.array(x.astype(np.float32).ravel(), pa.float32()), dim
+    )
     meta = {"psrq.encoder": "synthetic", "psrq.dim": str(dim), "psrq.synthetic": "true"}
     path.parent.mkdir(parents=True, exist_ok=True)
     table = pa.table({"item_id": pa.array(ids, pa.string()), "embedding": emb})
@@ -113,7 +118,9 @@ def test_readme_cli_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ids = [f"synthetic-{i:04d}" for i in range(300)]
     _write_embeddings(tmp_path / "embeddings" / "text.parquet", ids, 16, seed=0)
     _write_embeddings(tmp_path / "embeddings" / "audio.parquet", ids[:260], 8, seed=1)
-    _write_embeddings(tmp_path / "new_items_text.parquet", [f"synthetic-new-{i}" for i in range(20)], 16, seed=2)
+    _write_embeddings(
+        tmp_path / "new_items_text.parquet", [f"synthetic-new-{i}" for i in range(20)], 16, seed=2
+    )
     lastfm = _lastfm_slice(tmp_path / "lastfm-2k-slice", every=4, n_artists=400)
     monkeypatch.setattr(lastfm2k, "builtin_root", lambda: lastfm)
 
@@ -122,13 +129,22 @@ def test_readme_cli_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     # Ray/DDP lines are parsed above and run by tests/serve and tests/engines.
     tour = next(b for b in _blocks("bash") if "psrq assign" in b)
     step_by_step = next(b for b in _blocks("bash") if "data prepare lastfm2k" in b)
-    commands = [c for c in _psrq_commands([tour]) if c[0] not in ("train", "score")] + _psrq_commands([step_by_step])
+    commands = [
+        c for c in _psrq_commands([tour]) if c[0] not in ("train", "score")
+    ] + _psrq_commands([step_by_step])
     assert len(commands) >= 8
     for argv in commands:
         result = CliRunner().invoke(app, argv)
         assert result.exit_code == 0, f"psrq {' '.join(argv)}: {result.output}{result.exception!r}"
-    for written in ["sids.parquet", "model/manifest.json", "new_sids.parquet", "id-quality",
-                    "runs/lf/data/samples/train.parquet", "runs/lf/embeddings/text.parquet",
-                    "runs/lf/sids.parquet", "runs/lf/mcca"]:
+    for written in [
+        "sids.parquet",
+        "model/manifest.json",
+        "new_sids.parquet",
+        "id-quality",
+        "runs/lf/data/samples/train.parquet",
+        "runs/lf/embeddings/text.parquet",
+        "runs/lf/sids.parquet",
+        "runs/lf/mcca",
+    ]:
         assert (tmp_path / written).exists(), written
     assert "72" in result.output and "511" in result.output  # the last line scored its candidates

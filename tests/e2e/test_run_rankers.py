@@ -11,12 +11,16 @@ import pytest
 def _config(out: Path, **rank):
     from psrq.config import load_config
 
-    return load_config(overrides={
-        "output": str(out),
-        "dataset": {"name": "synth", "synth_items": 400, "synth_users": 60},
-        "quantize": {"methods": [{"name": "rq", "kind": "RQKMeans", "levels": 2, "codebook_size": 8}]},
-        "rank": {"models": ["din", "din_sid", "mcca+dot"], "seeds": 1, "max_epochs": 1, **rank},
-    })
+    return load_config(
+        overrides={
+            "output": str(out),
+            "dataset": {"name": "synth", "synth_items": 400, "synth_users": 60},
+            "quantize": {
+                "methods": [{"name": "rq", "kind": "RQKMeans", "levels": 2, "codebook_size": 8}]
+            },
+            "rank": {"models": ["din", "din_sid", "mcca+dot"], "seeds": 1, "max_epochs": 1, **rank},
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +40,9 @@ def _spec(run: Path, name: str) -> dict:
 
 
 def _test_metrics(run: Path, name: str) -> dict:
-    return json.loads((run / "rank" / name / "seed0" / "metrics.json").read_text())["metrics"]["test"]
+    return json.loads((run / "rank" / name / "seed0" / "metrics.json").read_text())["metrics"][
+        "test"
+    ]
 
 
 def test_din_sid_row_is_din_with_semantic_ids(synth_run: Path) -> None:
@@ -52,7 +58,11 @@ def test_din_sid_row_is_din_with_semantic_ids(synth_run: Path) -> None:
 
 def test_variant_row_is_the_variant(synth_run: Path) -> None:
     spec = _spec(synth_run, "mcca+dot-rq")
-    assert spec["model"] == "MCCA" and spec["model_kwargs"]["dot"] is True and spec["model_kwargs"]["content"] is False
+    assert (
+        spec["model"] == "MCCA"
+        and spec["model_kwargs"]["dot"] is True
+        and spec["model_kwargs"]["content"] is False
+    )
     assert spec["description"].startswith("MCCA+dot")
 
 
@@ -63,4 +73,8 @@ def test_changed_rank_settings_retrain_over_the_old_checkpoint(synth_run: Path) 
     before = _spec(synth_run, "din_sid-rq")["train_config"]
     run_pipeline(_config(synth_run, models=["din_sid"], dropout=0.2, embedding_l2=0.05))
     after = _spec(synth_run, "din_sid-rq")["train_config"]
-    assert (after["dropout"], after["embedding_l2"]) == (0.2, 0.05) != (before["dropout"], before["embedding_l2"])
+    assert (
+        (after["dropout"], after["embedding_l2"])
+        == (0.2, 0.05)
+        != (before["dropout"], before["embedding_l2"])
+    )

@@ -16,7 +16,9 @@ def ray_local():
     """Ray on 2 CPUs with a 200 MB object store and no dashboard (the machine is shared)."""
     ray = pytest.importorskip("ray", reason="the Ray engine needs the psrq[ray] extra")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(num_cpus=2, object_store_memory=200 << 20, include_dashboard=False, log_to_driver=False)
+    ray.init(
+        num_cpus=2, object_store_memory=200 << 20, include_dashboard=False, log_to_driver=False
+    )
     yield ray
     ray.shutdown()
 
@@ -24,7 +26,10 @@ def ray_local():
 def _list_column(rng: np.random.Generator, n: int, d: int, null_share: float) -> pa.Array:
     x = rng.normal(size=(n, d)).astype(np.float32)
     null = rng.random(n) < null_share
-    return pa.array([None if z else row.tolist() for z, row in zip(null, x, strict=True)], pa.list_(pa.float32()))
+    return pa.array(
+        [None if z else row.tolist() for z, row in zip(null, x, strict=True)],
+        pa.list_(pa.float32()),
+    )
 
 
 @pytest.fixture(scope="session")
@@ -35,11 +40,12 @@ def item_shards(tmp_path_factory) -> Path:
     root.mkdir()
     rng = np.random.default_rng(7)
     for s, n in enumerate((700, 500, 900)):
-        table = pa.table({
-            "item_id": [f"synthetic-{s}-{i:04d}" for i in range(n)],
-            "emb_text": _list_column(rng, n, 16, 0.05),
-            "emb_audio": _list_column(rng, n, 8, 0.10),
-        }).replace_schema_metadata({"psrq.synthetic": "true"})
+        table = pa.table(
+            {
+                "item_id": [f"synthetic-{s}-{i:04d}" for i in range(n)],
+                "emb_text": _list_column(rng, n, 16, 0.05),
+                "emb_audio": _list_column(rng, n, 8, 0.10),
+            }
+        ).replace_schema_metadata({"psrq.synthetic": "true"})
         pq.write_table(table, root / f"part-{s}.parquet", row_group_size=256)
     return root
-

@@ -24,7 +24,9 @@ def test_faiss_gpu_can_be_switched_off(monkeypatch):
     assert faiss_gpu_count() == 0
 
 
-@pytest.mark.skipif(faiss_gpu_count() == 0, reason="faiss without GPU support (pip install 'psrq[gpu]') or no GPU")
+@pytest.mark.skipif(
+    faiss_gpu_count() == 0, reason="faiss without GPU support (pip install 'psrq[gpu]') or no GPU"
+)
 def test_faiss_gpu_kmeans_is_seeded_and_close_to_cpu(monkeypatch):
     x = blobs()
     gpu_a, gpu_b = train_kmeans(x, 40, seed=0), train_kmeans(x, 40, seed=0)

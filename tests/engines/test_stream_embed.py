@@ -20,8 +20,12 @@ def text_items(tmp_path_factory):
     """SYNTHETIC items in 2 shards, one with a blank text (skipped with --skip-empty), plus the
     same rows as one file for the in-memory path."""
     root = tmp_path_factory.mktemp("text_items")
-    texts = [f"SYNTHETIC track {i}: genre {g}, language {lang}" for i, (g, lang) in
-             enumerate(zip(["rock", "jazz", "pop", "folk"] * 6, ["en", "es", "de"] * 8, strict=True))]
+    texts = [
+        f"SYNTHETIC track {i}: genre {g}, language {lang}"
+        for i, (g, lang) in enumerate(
+            zip(["rock", "jazz", "pop", "folk"] * 6, ["en", "es", "de"] * 8, strict=True)
+        )
+    ]
     texts[5] = "  "
     table = pa.table({"item_id": [f"synthetic-{i:03d}" for i in range(24)], "text": texts})
     (root / "shards").mkdir()
@@ -34,7 +38,9 @@ def text_items(tmp_path_factory):
 def embeddings(path) -> tuple[list[str], np.ndarray]:
     files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
     t = pa.concat_tables([pq.read_table(f) for f in files]).sort_by("item_id")
-    return t.column("item_id").to_pylist(), np.stack(t.column("embedding").to_numpy(zero_copy_only=False))
+    return t.column("item_id").to_pylist(), np.stack(
+        t.column("embedding").to_numpy(zero_copy_only=False)
+    )
 
 
 @pytest.mark.slow
@@ -43,11 +49,41 @@ def test_streamed_text_embedding_matches_memory(engine, text_items, tmp_path, re
     if engine == "ray":
         request.getfixturevalue("ray_local")
     ref = tmp_path / "memory.parquet"
-    r = runner.invoke(app, ["embed", "text", "--items", str(text_items / "items.parquet"), "--out", str(ref), "--skip-empty", "--no-cache", "--threads", "1"])
+    r = runner.invoke(
+        app,
+        [
+            "embed",
+            "text",
+            "--items",
+            str(text_items / "items.parquet"),
+            "--out",
+            str(ref),
+            "--skip-empty",
+            "--no-cache",
+            "--threads",
+            "1",
+        ],
+    )
     assert r.exit_code == 0, r.output
     out = tmp_path / "streamed"
-    r = runner.invoke(app, ["embed", "text", "--items", str(text_items / "shards"), "--out", str(out), "--skip-empty",
-                            "--engine", engine, "--batch-rows", "7", "--threads", "1"])
+    r = runner.invoke(
+        app,
+        [
+            "embed",
+            "text",
+            "--items",
+            str(text_items / "shards"),
+            "--out",
+            str(out),
+            "--skip-empty",
+            "--engine",
+            engine,
+            "--batch-rows",
+            "7",
+            "--threads",
+            "1",
+        ],
+    )
     assert r.exit_code == 0, r.output
     ids_ref, x_ref = embeddings(ref)
     ids, x = embeddings(out)
@@ -64,7 +100,20 @@ def test_streamed_text_refuses_a_backend_it_would_not_use(text_items, tmp_path):
     """The streamed mappers run torch: --backend onnx* with --engine local is an error, not ignored."""
     from psrq.errors import ConfigError
 
-    result = runner.invoke(app, ["embed", "text", "--items", str(text_items / "shards"), "--out", str(tmp_path / "e"),
-                                 "--engine", "local", "--backend", "onnx-int8"])
+    result = runner.invoke(
+        app,
+        [
+            "embed",
+            "text",
+            "--items",
+            str(text_items / "shards"),
+            "--out",
+            str(tmp_path / "e"),
+            "--engine",
+            "local",
+            "--backend",
+            "onnx-int8",
+        ],
+    )
     assert isinstance(result.exception, ConfigError) and "--engine memory" in str(result.exception)
     assert not (tmp_path / "e").exists()

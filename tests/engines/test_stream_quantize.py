@@ -36,7 +36,9 @@ def model_dir(item_shards, tmp_path_factory):
     """A MultimodalQuantizer fitted in memory on every shard (the reference)."""
     _, layout = stream_layout(items=item_shards)
     full = pa.concat_tables([pq.read_table(p) for p in sorted(item_shards.glob("*.parquet"))])
-    mq = MultimodalQuantizer(params={"codebook_size": 16}, seed=0).fit(table_modalities(full, layout, "all shards"))
+    mq = MultimodalQuantizer(params={"codebook_size": 16}, seed=0).fit(
+        table_modalities(full, layout, "all shards")
+    )
     out = tmp_path_factory.mktemp("model") / "sids.model"
     mq.save(out)
     return out
@@ -52,13 +54,21 @@ def memory_codes(model_dir, item_shards) -> pa.Table:
 
 def memory_rows(item_shards) -> int:
     full = pa.concat_tables([pq.read_table(p) for p in sorted(item_shards.glob("*.parquet"))])
-    both_null = full.column("emb_text").is_null().to_numpy(zero_copy_only=False) & full.column("emb_audio").is_null().to_numpy(zero_copy_only=False)
+    both_null = full.column("emb_text").is_null().to_numpy(zero_copy_only=False) & full.column(
+        "emb_audio"
+    ).is_null().to_numpy(zero_copy_only=False)
     return int((~both_null).sum())
 
 
 def test_local_engine_gives_the_in_memory_codes(item_shards, model_dir, tmp_path):
     path, layout = stream_layout(items=item_shards)
-    res = assign_shards(model_dir, path, layout, tmp_path / "sids", engine=EngineConfig(kind="local", batch_rows=300))
+    res = assign_shards(
+        model_dir,
+        path,
+        layout,
+        tmp_path / "sids",
+        engine=EngineConfig(kind="local", batch_rows=300),
+    )
     got, want = read_shards(tmp_path / "sids"), memory_codes(model_dir, item_shards)
     assert got.column_names == SID_COLUMNS
     assert res.n_rows == want.num_rows  # items with no modality at all are left out by both paths
@@ -69,8 +79,22 @@ def test_local_engine_gives_the_in_memory_codes(item_shards, model_dir, tmp_path
 
 def test_ray_assign_cli_gives_byte_identical_codes(ray_local, item_shards, model_dir, tmp_path):
     out = tmp_path / "sids_ray"
-    result = runner.invoke(make_app(), ["assign", "--model-dir", str(model_dir), "--items", str(item_shards),
-                                        "--engine", "ray", "--batch-rows", "400", "--out", str(out)])
+    result = runner.invoke(
+        make_app(),
+        [
+            "assign",
+            "--model-dir",
+            str(model_dir),
+            "--items",
+            str(item_shards),
+            "--engine",
+            "ray",
+            "--batch-rows",
+            "400",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     got, want = read_shards(out), memory_codes(model_dir, item_shards)
     assert got.num_rows == want.num_rows
@@ -90,14 +114,34 @@ def test_ray_quantize_equals_local_quantize(ray_local, item_shards, tmp_path):
     outs = {}
     for engine in ("local", "ray"):
         out = tmp_path / f"sids_{engine}"
-        result = runner.invoke(make_app(), ["quantize", "--items", str(item_shards), "--engine", engine,
-                                            "--codebook-size", "16", "--sample-rows", "1000", "--seed", "3",
-                                            "--out", str(out), "--model-dir", str(tmp_path / f"model_{engine}")])
+        result = runner.invoke(
+            make_app(),
+            [
+                "quantize",
+                "--items",
+                str(item_shards),
+                "--engine",
+                engine,
+                "--codebook-size",
+                "16",
+                "--sample-rows",
+                "1000",
+                "--seed",
+                "3",
+                "--out",
+                str(out),
+                "--model-dir",
+                str(tmp_path / f"model_{engine}"),
+            ],
+        )
         assert result.exit_code == 0, result.output
         outs[engine] = read_shards(out)
     assert outs["local"].num_rows == memory_rows(item_shards)
     assert outs["local"].equals(outs["ray"])
-    fp = [MultimodalQuantizer.load(tmp_path / f"model_{e}").input_fingerprint_ for e in ("local", "ray")]
+    fp = [
+        MultimodalQuantizer.load(tmp_path / f"model_{e}").input_fingerprint_
+        for e in ("local", "ray")
+    ]
     assert fp[0] == fp[1]
 
 
@@ -116,8 +160,19 @@ def test_sample_is_seeded_and_uniform_over_shards(item_shards):
 def test_streamed_inputs_must_be_self_contained_rows(item_shards, tmp_path):
     with pytest.raises(InputError, match="one --input"):
         stream_layout(inputs=[f"text={item_shards}", f"audio={item_shards}"])
-    result = runner.invoke(make_app(), ["quantize", "--items", str(item_shards), "--engine", "local",
-                                        "--disambiguate", "--out", str(tmp_path / "x")])
+    result = runner.invoke(
+        make_app(),
+        [
+            "quantize",
+            "--items",
+            str(item_shards),
+            "--engine",
+            "local",
+            "--disambiguate",
+            "--out",
+            str(tmp_path / "x"),
+        ],
+    )
     assert isinstance(result.exception, ConfigError)
 
 
@@ -129,6 +184,18 @@ def test_actor_pool_may_not_take_every_cpu():
 
 def test_streamed_quantize_refuses_ids_like_assign(item_shards, tmp_path):
     """--ids pairs .npy inputs with IDs; the streamed engines read Parquet and would ignore it."""
-    result = runner.invoke(make_app(), ["quantize", "--items", str(item_shards), "--engine", "local",
-                                        "--ids", "text=ids.txt", "--out", str(tmp_path / "x")])
+    result = runner.invoke(
+        make_app(),
+        [
+            "quantize",
+            "--items",
+            str(item_shards),
+            "--engine",
+            "local",
+            "--ids",
+            "text=ids.txt",
+            "--out",
+            str(tmp_path / "x"),
+        ],
+    )
     assert isinstance(result.exception, ConfigError) and "--ids" in str(result.exception)

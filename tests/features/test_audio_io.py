@@ -18,7 +18,9 @@ def _stereo_tone(rate: int, seconds: float = 1.0) -> np.ndarray:
     return np.stack([left, np.zeros_like(left)], axis=1).astype(np.float32)
 
 
-@pytest.mark.parametrize(("suffix", "fmt"), [(".wav", "WAV"), (".flac", "FLAC"), (".ogg", "OGG"), (".mp3", "MP3")])
+@pytest.mark.parametrize(
+    ("suffix", "fmt"), [(".wav", "WAV"), (".flac", "FLAC"), (".ogg", "OGG"), (".mp3", "MP3")]
+)
 def test_formats_downmix_and_resample(tmp_path: Path, suffix: str, fmt: str) -> None:
     if fmt not in sf.available_formats():
         pytest.skip(f"this libsndfile ({sf.__libsndfile_version__}) cannot write {fmt}")

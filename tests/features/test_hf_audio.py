@@ -47,7 +47,9 @@ def test_windows_cover_long_audio(tiny_w2v_dir: Path) -> None:
     assert enc.encode([wave]).shape == (1, 32)
 
 
-def test_bad_layer_remote_code_and_silence(tiny_w2v_dir: Path, tmp_path: Path, silent_wav: Path) -> None:
+def test_bad_layer_remote_code_and_silence(
+    tiny_w2v_dir: Path, tmp_path: Path, silent_wav: Path
+) -> None:
     with pytest.raises(InputError, match="layer 7 does not exist"):
         HFAudioEncoder(tiny_w2v_dir, layer=7)
     remote = tmp_path / "remote"
@@ -61,7 +63,9 @@ def test_bad_layer_remote_code_and_silence(tiny_w2v_dir: Path, tmp_path: Path, s
         HFAudioEncoder(tiny_w2v_dir).encode([silent_wav])
 
 
-def test_catalogue_path_with_a_local_hf_model(tiny_w2v_dir: Path, tone_wav: Path, silent_wav: Path, tmp_path: Path) -> None:
+def test_catalogue_path_with_a_local_hf_model(
+    tiny_w2v_dir: Path, tone_wav: Path, silent_wav: Path, tmp_path: Path
+) -> None:
     import pyarrow.parquet as pq
 
     from psrq.features.base import Encoder
@@ -70,9 +74,16 @@ def test_catalogue_path_with_a_local_hf_model(tiny_w2v_dir: Path, tone_wav: Path
     enc = HFAudioEncoder(tiny_w2v_dir)
     assert isinstance(enc, Encoder)
     out = tmp_path / "audio.parquet"
-    report = embed_audio_items([("tone", str(tone_wav)), ("quiet", str(silent_wav)), ("none", None)], out, enc,
-                               progress=False)
+    report = embed_audio_items(
+        [("tone", str(tone_wav)), ("quiet", str(silent_wav)), ("none", None)],
+        out,
+        enc,
+        progress=False,
+    )
     table = pq.read_table(out)
     assert table.column("item_id").to_pylist() == ["tone"]
     assert table.schema.metadata[b"psrq.dim"] == b"32"
-    assert read_report(out) == report and report["skipped_by_reason"] == {"silent": 1, "no audio": 1}
+    assert read_report(out) == report and report["skipped_by_reason"] == {
+        "silent": 1,
+        "no audio": 1,
+    }

@@ -44,13 +44,17 @@ def test_logmel_matches_librosa_melspectrogram() -> None:
 def test_float32_front_end_survives_loud_audio() -> None:
     """Upstream casts the mel to float16 before x10000: a full-scale signal overflows to inf."""
     t = np.arange(16_000 * 4) / 16_000
-    loud = np.sign(np.sin(2 * np.pi * 100 * t)).astype(np.float32)  # SYNTHETIC full-scale square wave
+    loud = np.sign(np.sin(2 * np.pi * 100 * t)).astype(
+        np.float32
+    )  # SYNTHETIC full-scale square wave
     logmel = LogMel()(torch.from_numpy(loud))
     mel = (10 ** logmel.double() - 1) / 10000
     assert torch.isfinite(logmel).all()
     with np.errstate(over="ignore"):
         upstream = np.log10(10000 * mel.numpy().astype(np.float16) + 1)  # musicnn's batch_data
-    assert not np.isfinite(upstream).all(), "the float16 overflow this test guards against did not occur"
+    assert not np.isfinite(upstream).all(), (
+        "the float16 overflow this test guards against did not occur"
+    )
 
 
 def test_patches_cut_and_repeat_pad() -> None:
@@ -88,7 +92,9 @@ def test_encode_accepts_paths_and_waveforms(msd_encoder, tone_wav: Path) -> None
     np.testing.assert_allclose(from_path, from_wave, rtol=1e-5, atol=1e-6)
 
 
-def test_single_file_errors_name_the_file(msd_encoder, silent_wav: Path, corrupt_audio: Path, tmp_path: Path) -> None:
+def test_single_file_errors_name_the_file(
+    msd_encoder, silent_wav: Path, corrupt_audio: Path, tmp_path: Path
+) -> None:
     with pytest.raises(AudioDecodeError, match=r"silent\.wav: silent"):
         msd_encoder.encode([silent_wav])
     with pytest.raises(AudioDecodeError, match=r"corrupt\.ogg: unreadable"):
@@ -109,7 +115,9 @@ def test_real_clips_mtt_tags_and_neighbours(mtt_encoder, clip_waves) -> None:
     top = {n: [tags[i] for i in np.argsort(-prob[k])[:3]] for k, n in enumerate(names)}
     brahms = prob[names.index("brahms")]
     # A string orchestra: classical and the bowed-string tags lead.
-    assert set(top["brahms"]) <= {"classical", "violin", "strings", "classic", "cello"}, top["brahms"]
+    assert set(top["brahms"]) <= {"classical", "violin", "strings", "classic", "cello"}, top[
+        "brahms"
+    ]
     assert _rank(tags, brahms, "classical") < 3
     assert brahms[tags.index("violin")] > 5 * brahms[tags.index("techno")]
     # A sung pop/folk song: voice tags in the top five, "no vocals" not.

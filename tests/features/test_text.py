@@ -25,7 +25,9 @@ def test_minilm_dimensions_norm_and_meaning(minilm) -> None:
     assert minilm.dim == 384 and x.shape == (3, 384) and x.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-5)
     sims = x @ x.T
-    assert sims[0, 1] > sims[0, 2] + 0.2  # two jazz trumpeters are closer than jazz and thrash metal
+    assert (
+        sims[0, 1] > sims[0, 2] + 0.2
+    )  # two jazz trumpeters are closer than jazz and thrash metal
     assert "all-MiniLM-L6-v2" in minilm.name
 
 

@@ -37,7 +37,10 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def test_onnx_fp32_matches_torch(texts, torch_vectors, onnx_dir):
     enc = load_text_encoder(None, backend="onnx", onnx_dir=onnx_dir)
-    assert isinstance(enc, OnnxTextEncoder) and (onnx_dir / enc.onnx_path.parent.name / "model.onnx").is_file()
+    assert (
+        isinstance(enc, OnnxTextEncoder)
+        and (onnx_dir / enc.onnx_path.parent.name / "model.onnx").is_file()
+    )
     vecs = enc.encode(texts)
     assert vecs.shape == torch_vectors.shape and vecs.dtype == np.float32
     assert cosines(vecs, torch_vectors).min() > 0.9999

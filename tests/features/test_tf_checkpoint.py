@@ -37,7 +37,11 @@ def test_weights_fill_the_network_exactly() -> None:
     net = MusicnnNet()
     before = {k: v.clone() for k, v in net.state_dict().items()}
     load_musicnn_weights(net, musicnn_checkpoint_dir("musicnn-msd"))
-    changed = [k for k, v in net.state_dict().items() if "num_batches" not in k and not (v == before[k]).all()]
+    changed = [
+        k
+        for k, v in net.state_dict().items()
+        if "num_batches" not in k and not (v == before[k]).all()
+    ]
     n_params = sum(1 for k in before if "num_batches" not in k)
     assert len(changed) == n_params  # every parameter and BN statistic came from the checkpoint
 

@@ -121,7 +121,10 @@ def test_wrong_version_fails(saved_psrq):
     [
         (lambda m: m["params"].update(bogus=1), "manifest params do not fit PSRQ"),
         (lambda m: m.pop("fitted"), "no valid 'fitted' section"),
-        (lambda m: m["fitted"].update(codebook_sizes_=[4, 8, 16]), r"codebook_2 has shape \(8, 64\)"),
+        (
+            lambda m: m["fitted"].update(codebook_sizes_=[4, 8, 16]),
+            r"codebook_2 has shape \(8, 64\)",
+        ),
         (lambda m: m["fitted"].update(dim_=31), "codebook_0 has shape"),
         (lambda m: m.update(kind="Nope"), "unknown quantizer kind 'Nope'"),
     ],
@@ -184,7 +187,10 @@ def test_atomic_helpers_write_whole_files_or_nothing(tmp_path):
         tmp.write_text("half")
         raise RuntimeError("interrupted")
     assert json.loads(target.read_text())["a"] == 1
-    with pytest.raises(ArtifactError, match="nothing was written"), atomic_path(tmp_path / "empty.txt"):
+    with (
+        pytest.raises(ArtifactError, match="nothing was written"),
+        atomic_path(tmp_path / "empty.txt"),
+    ):
         pass
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
 

@@ -18,11 +18,17 @@ from psrq.quantize.inputs import ArraySource, ParquetSource, as_source
 FAST = {"codebook_size": 8, "niter": 8}
 
 
-def write_embeddings(path, x: np.ndarray, *, fixed: bool = True, batch_rows: int | None = None) -> None:
+def write_embeddings(
+    path, x: np.ndarray, *, fixed: bool = True, batch_rows: int | None = None
+) -> None:
     """Write x as the embeddings/<modality>.parquet schema: item_id + embedding list column."""
     flat = pa.array(x.ravel(), type=pa.float32())
-    emb = pa.FixedSizeListArray.from_arrays(flat, x.shape[1]) if fixed else pa.ListArray.from_arrays(
-        pa.array(np.arange(0, x.size + 1, x.shape[1], dtype=np.int32)), flat
+    emb = (
+        pa.FixedSizeListArray.from_arrays(flat, x.shape[1])
+        if fixed
+        else pa.ListArray.from_arrays(
+            pa.array(np.arange(0, x.size + 1, x.shape[1], dtype=np.int32)), flat
+        )
     )
     table = pa.table({"item_id": [f"synthetic-{i}" for i in range(len(x))], "embedding": emb})
     pq.write_table(table, path, row_group_size=batch_rows or len(x))
@@ -54,14 +60,18 @@ def test_drop_skips_invalid_rows_and_keeps_row_order():
     x[[2, 7], 1] = [np.nan, -np.inf]
     src = ArraySource(x, on_invalid="drop")
     assert src.n_rows == 8 and src.dropped_rows.tolist() == [2, 7]
-    np.testing.assert_array_equal(np.concatenate([b for _, b in src.iter_batches(3)]), np.delete(x, [2, 7], 0))
+    np.testing.assert_array_equal(
+        np.concatenate([b for _, b in src.iter_batches(3)]), np.delete(x, [2, 7], 0)
+    )
     np.testing.assert_array_equal(src.take(np.array([2, 6])), x[[3, 8]])
 
 
 def test_invalid_rows_listing_is_capped():
     x = np.zeros((30, 2), dtype=np.float32)
     x[::2] = np.nan
-    with pytest.raises(InputError, match=r"15 row\(s\) .* rows 0, 2, 4, 6, 8, 10, 12, 14, 16, 18 and 5 more"):
+    with pytest.raises(
+        InputError, match=r"15 row\(s\) .* rows 0, 2, 4, 6, 8, 10, 12, 14, 16, 18 and 5 more"
+    ):
         ArraySource(x)
 
 
@@ -96,7 +106,9 @@ def test_parquet_source_reads_list_columns_across_row_groups(tmp_path, synthetic
     write_embeddings(path, synthetic_blobs, fixed=fixed, batch_rows=300)
     src = ParquetSource(path, "embedding", batch_rows=256)
     assert (src.n_rows, src.dim) == synthetic_blobs.shape
-    np.testing.assert_array_equal(np.concatenate([b for _, b in src.iter_batches(700)]), synthetic_blobs)
+    np.testing.assert_array_equal(
+        np.concatenate([b for _, b in src.iter_batches(700)]), synthetic_blobs
+    )
     rows = np.array([0, 255, 256, 299, 300, 1999])
     np.testing.assert_array_equal(src.take(rows), synthetic_blobs[rows])
 
@@ -169,8 +181,14 @@ def test_numpy_memmap_and_parquet_give_identical_codes(name, tmp_path, synthetic
     expected = from_array.transform(synthetic_blobs)
     np.testing.assert_array_equal(from_npy.transform(npy), expected)
     np.testing.assert_array_equal(from_mmap.transform(np.load(npy, mmap_mode="r")), expected)
-    np.testing.assert_array_equal(from_parquet.transform(ParquetSource(parquet, "embedding")), expected)
-    assert from_array.input_fingerprint_ == from_npy.input_fingerprint_ == from_parquet.input_fingerprint_
+    np.testing.assert_array_equal(
+        from_parquet.transform(ParquetSource(parquet, "embedding")), expected
+    )
+    assert (
+        from_array.input_fingerprint_
+        == from_npy.input_fingerprint_
+        == from_parquet.input_fingerprint_
+    )
 
 
 def test_fingerprint_tells_inputs_apart(synthetic_blobs):
@@ -206,7 +224,9 @@ def test_parquet_drop_skips_null_and_nan_rows(tmp_path, synthetic_blobs):
     valid = np.delete(x, [5, 301, 599], axis=0)
     assert src.dropped_rows.tolist() == [5, 301, 599] and src.n_rows == 597
     np.testing.assert_array_equal(np.concatenate([b for _, b in src.iter_batches(100)]), valid)
-    np.testing.assert_array_equal(src.take(np.array([4, 5, 299, 300, 596])), valid[[4, 5, 299, 300, 596]])
+    np.testing.assert_array_equal(
+        src.take(np.array([4, 5, 299, 300, 596])), valid[[4, 5, 299, 300, 596]]
+    )
 
     # The estimator's on_invalid="drop" applies to a plain ParquetSource too, and warns.
     with pytest.warns(UserWarning, match=r"dropped 3 row\(s\) with NaN or inf: rows 5, 301, 599"):

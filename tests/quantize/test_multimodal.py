@@ -126,8 +126,12 @@ def test_duplicate_item_ids_are_named(tmp_path) -> None:
 def test_l2_and_standard_make_ids_independent_of_a_modality_scale(data) -> None:
     ids, text, audio = data
     for mode in ("l2", "standard"):
-        a = MultimodalQuantizer(params=PARAMS, normalize=mode).fit_transform({"text": (ids, text), "audio": (ids, audio)})
-        b = MultimodalQuantizer(params=PARAMS, normalize=mode).fit_transform({"text": (ids, text), "audio": (ids, audio * 1000)})
+        a = MultimodalQuantizer(params=PARAMS, normalize=mode).fit_transform(
+            {"text": (ids, text), "audio": (ids, audio)}
+        )
+        b = MultimodalQuantizer(params=PARAMS, normalize=mode).fit_transform(
+            {"text": (ids, text), "audio": (ids, audio * 1000)}
+        )
         for cb in a.codebooks:
             np.testing.assert_array_equal(a.codes[cb], b.codes[cb], err_msg=f"{mode} {cb}")
 
@@ -135,7 +139,9 @@ def test_l2_and_standard_make_ids_independent_of_a_modality_scale(data) -> None:
 def test_normalisation_modes_transform_as_documented(data) -> None:
     ids, text, audio = data
     inputs = {"text": (ids, text), "audio": (ids, audio)}
-    mq = MultimodalQuantizer(params=PARAMS, normalize={"text": "standard", "audio": "none"}).fit(inputs)
+    mq = MultimodalQuantizer(params=PARAMS, normalize={"text": "standard", "audio": "none"}).fit(
+        inputs
+    )
     seen = mq.quantizer_inputs(inputs)
     z = seen["text"][1]
     np.testing.assert_allclose(z.mean(axis=0), 0, atol=1e-5)
@@ -144,7 +150,9 @@ def test_normalisation_modes_transform_as_documented(data) -> None:
     np.testing.assert_array_equal(seen["audio"][1], audio)
     np.testing.assert_allclose(seen[JOINT][1], np.hstack([z, audio]))
     mq_l2 = MultimodalQuantizer(params=PARAMS).fit(inputs)
-    np.testing.assert_allclose(np.linalg.norm(mq_l2.quantizer_inputs(inputs)["audio"][1], axis=1), 1, rtol=1e-5)
+    np.testing.assert_allclose(
+        np.linalg.norm(mq_l2.quantizer_inputs(inputs)["audio"][1], axis=1), 1, rtol=1e-5
+    )
 
 
 def purity(codes: np.ndarray, labels: np.ndarray) -> float:
@@ -162,8 +170,14 @@ def test_unnormalised_joint_id_is_dominated_by_the_larger_modality() -> None:
     audio = (rng.normal(size=(6, 8))[audio_label] * 3 + rng.normal(size=(n, 8)) * 0.3) * 40
     ids = np.array([f"synthetic-{i}" for i in range(n)], dtype=object)
     inputs = {"text": (ids, text), "audio": (ids, audio)}
-    raw = MultimodalQuantizer(params=PARAMS, normalize="none").fit_transform(inputs).codes[JOINT][:, 0]
-    balanced = MultimodalQuantizer(params=PARAMS, normalize="l2").fit_transform(inputs).codes[JOINT][:, 0]
+    raw = (
+        MultimodalQuantizer(params=PARAMS, normalize="none")
+        .fit_transform(inputs)
+        .codes[JOINT][:, 0]
+    )
+    balanced = (
+        MultimodalQuantizer(params=PARAMS, normalize="l2").fit_transform(inputs).codes[JOINT][:, 0]
+    )
     # Measured (seed 5): raw: text purity 0.23 (chance level), audio 0.70; l2: text 0.47, audio
     # 0.49. Over seeds 5-10: raw text 0.23-0.25, raw audio 0.53-0.84, l2 text 0.40-0.61.
     assert purity(raw, text_label) < 0.3 and purity(raw, audio_label) > 0.5
@@ -179,14 +193,19 @@ def test_joint_weights_scale_the_blocks(data) -> None:
     np.testing.assert_allclose(seen[JOINT][1][:, :16], seen["text"][1], rtol=1e-6)
 
 
-def test_assign_gives_training_items_their_training_codes_and_suffixes(fitted, data, tmp_path) -> None:
+def test_assign_gives_training_items_their_training_codes_and_suffixes(
+    fitted, data, tmp_path
+) -> None:
     mq, train, _ = fitted
     ids, text, audio = data
     mq.save(tmp_path / "model")
     loaded = MultimodalQuantizer.load(tmp_path / "model")
     order = np.random.default_rng(1).permutation(300)[:120]  # another order, a subset
     has_audio = order[order < 250]
-    later = loaded.transform({"text": (ids[order], text[order]), "audio": (ids[has_audio], audio[has_audio])}, disambiguate=True)
+    later = loaded.transform(
+        {"text": (ids[order], text[order]), "audio": (ids[has_audio], audio[has_audio])},
+        disambiguate=True,
+    )
     assert list(later.item_ids) == list(ids[order])
     for cb in train.codebooks:
         np.testing.assert_array_equal(later.codes[cb], train.codes[cb][order])
@@ -196,7 +215,9 @@ def test_assign_gives_training_items_their_training_codes_and_suffixes(fitted, d
 
 def test_items_encoded_later_get_the_codes_they_would_get_in_training(data) -> None:
     ids, text, audio = data
-    mq = MultimodalQuantizer(params=PARAMS).fit({"text": (ids[:200], text[:200]), "audio": (ids[:200], audio[:200])})
+    mq = MultimodalQuantizer(params=PARAMS).fit(
+        {"text": (ids[:200], text[:200]), "audio": (ids[:200], audio[:200])}
+    )
     new = mq.transform({"text": (ids[200:], text[200:]), "audio": (ids[200:], audio[200:])})
     again = mq.transform({"text": (ids, text), "audio": (ids, audio)})
     for cb in new.codebooks:
@@ -207,18 +228,26 @@ def test_items_encoded_later_get_the_codes_they_would_get_in_training(data) -> N
 def test_new_items_do_not_reuse_training_suffixes(data) -> None:
     ids, text, audio = data
     mq = MultimodalQuantizer(params={"codebook_size": 3}, seed=0)  # 27 tuples at most: collisions
-    train = mq.fit_transform({"text": (ids[:200], text[:200]), "audio": (ids[:200], audio[:200])}, disambiguate=True)
-    new = mq.transform({"text": (ids[200:], text[200:]), "audio": (ids[200:], audio[200:])}, disambiguate=True)
+    train = mq.fit_transform(
+        {"text": (ids[:200], text[:200]), "audio": (ids[:200], audio[:200])}, disambiguate=True
+    )
+    new = mq.transform(
+        {"text": (ids[200:], text[200:]), "audio": (ids[200:], audio[200:])}, disambiguate=True
+    )
     for cb in train.codebooks:
-        both = np.vstack([
-            np.column_stack([train.codes[cb], train.suffixes[cb]]),
-            np.column_stack([new.codes[cb], new.suffixes[cb]]),
-        ])
+        both = np.vstack(
+            [
+                np.column_stack([train.codes[cb], train.suffixes[cb]]),
+                np.column_stack([new.codes[cb], new.suffixes[cb]]),
+            ]
+        )
         assert collision_stats(both)["colliding_items"] == 0, cb
         assert collision_stats(new.codes[cb])["colliding_items"] > 0  # there was something to fix
     # A second batch must also avoid the first batch's suffixes once it is passed as `taken`.
     other = np.array([f"synthetic-new-{i}" for i in range(100)], dtype=object)
-    second = mq.transform({"text": (other, text[200:]), "audio": (other, audio[200:])}, disambiguate=True, taken=[new])
+    second = mq.transform(
+        {"text": (other, text[200:]), "audio": (other, audio[200:])}, disambiguate=True, taken=[new]
+    )
     np.testing.assert_array_equal(second.codes["text"], new.codes["text"])
     assert (second.suffixes["text"] > new.suffixes["text"]).all()
 
@@ -227,7 +256,11 @@ def test_save_load_round_trip_and_corruption(fitted, tmp_path) -> None:
     mq, sids, inputs = fitted
     path = mq.save(tmp_path / "m")
     manifest = json.loads((path / "manifest.json").read_text())
-    assert manifest["kind"] == "MultimodalQuantizer" and manifest["fitted"]["codebooks"] == ["text", "audio", JOINT]
+    assert manifest["kind"] == "MultimodalQuantizer" and manifest["fitted"]["codebooks"] == [
+        "text",
+        "audio",
+        JOINT,
+    ]
     assert manifest["fitted"]["train_collisions"]["audio"]["items"] == 250
     assert (path / "codebooks" / "joint" / "manifest.json").is_file()
     assert (path / "suffix_tables" / "text.parquet").is_file()
@@ -247,14 +280,22 @@ def test_sids_parquet_round_trip(fitted, tmp_path) -> None:
     sids.write(tmp_path / "sids.parquet")
     schema = pq.read_schema(tmp_path / "sids.parquet")
     sid_type = schema.field("sid_text").type
-    assert pa.types.is_fixed_size_list(sid_type) and sid_type.list_size == 3 and sid_type.value_type == pa.int32()
+    assert (
+        pa.types.is_fixed_size_list(sid_type)
+        and sid_type.list_size == 3
+        and sid_type.value_type == pa.int32()
+    )
     assert schema.field("sid_joint_suffix").type == pa.int32()
-    assert json.loads(schema.metadata[b"psrq.sid_sizes"]) == {cb: [6, 6, 6] for cb in sids.codebooks}
+    assert json.loads(schema.metadata[b"psrq.sid_sizes"]) == {
+        cb: [6, 6, 6] for cb in sids.codebooks
+    }
     back = SemanticIDs.read(tmp_path / "sids.parquet")
     assert back.codebooks == sids.codebooks and back.modalities == sids.modalities
     np.testing.assert_array_equal(back.has_modality, sids.has_modality)
     for cb in sids.codebooks:
-        np.testing.assert_array_equal(back.codes[cb][sids.present[cb]], sids.codes[cb][sids.present[cb]])
+        np.testing.assert_array_equal(
+            back.codes[cb][sids.present[cb]], sids.codes[cb][sids.present[cb]]
+        )
         np.testing.assert_array_equal(back.present[cb], sids.present[cb])
         np.testing.assert_array_equal(back.suffixes[cb], sids.suffixes[cb])
 
@@ -262,10 +303,17 @@ def test_sids_parquet_round_trip(fitted, tmp_path) -> None:
 def test_same_seed_same_ids_and_per_codebook_method(data) -> None:
     ids, text, audio = data
     inputs = {"text": (ids, text), "audio": (ids, audio)}
-    cfg = {"params": PARAMS, "codebook_params": {"joint": {"method": "rqkmeans", "codebook_size": 5}}}
+    cfg = {
+        "params": PARAMS,
+        "codebook_params": {"joint": {"method": "rqkmeans", "codebook_size": 5}},
+    }
     a = MultimodalQuantizer(**cfg, seed=3).fit(inputs)
     b = MultimodalQuantizer(**cfg, seed=3).fit(inputs)
-    assert isinstance(a.quantizers_[JOINT], RQKMeans) and a.quantizers_[JOINT].codebook_sizes_ == [5, 5, 5]
+    assert isinstance(a.quantizers_[JOINT], RQKMeans) and a.quantizers_[JOINT].codebook_sizes_ == [
+        5,
+        5,
+        5,
+    ]
     for cb in a.codebooks_:
         np.testing.assert_array_equal(a.train_sids_.codes[cb], b.train_sids_.codes[cb])
 
@@ -284,7 +332,11 @@ def test_single_modality_has_no_joint_codebook(data) -> None:
         ({"weights": {"audio": 0}}, ConfigError, r"weights\['audio'\] must be a number > 0"),
         ({"weights": {"image": 1.0}}, ConfigError, "weights names \\['image'\\]"),
         ({"codebook_params": {"lyrics": {}}}, ConfigError, "codebook_params names \\['lyrics'\\]"),
-        ({"params": {"prefix_weight": 0.5}, "method": "vq"}, ConfigError, "VQ has no parameter 'prefix_weight'"),
+        (
+            {"params": {"prefix_weight": 0.5}, "method": "vq"},
+            ConfigError,
+            "VQ has no parameter 'prefix_weight'",
+        ),
         ({"params": {"codebook_size": 500}}, InputError, "codebook 'text'"),
     ],
 )
@@ -298,10 +350,14 @@ def test_bad_inputs_are_named(fitted, data) -> None:
     mq, _, _ = fitted
     ids, text, audio = data
     with pytest.raises(InputError, match="no item has every modality"):
-        MultimodalQuantizer(params=PARAMS).fit({"text": (ids[:150], text[:150]), "audio": (ids[150:], audio[150:])})
+        MultimodalQuantizer(params=PARAMS).fit(
+            {"text": (ids[:150], text[:150]), "audio": (ids[150:], audio[150:])}
+        )
     with pytest.raises(InputError, match=r"modality \['image'\] was not fitted"):
         mq.transform({"image": (ids, text)})
-    with pytest.raises(InputError, match="text embeddings have 8 values; the model was fitted on 16"):
+    with pytest.raises(
+        InputError, match="text embeddings have 8 values; the model was fitted on 16"
+    ):
         mq.transform({"text": (ids, audio)})
     with pytest.raises(InputError, match="NaN or inf in the embedding of item"):
         bad = text.copy()
@@ -318,11 +374,16 @@ def test_null_embeddings_mean_missing_and_integer_ids_become_strings(tmp_path) -
     from psrq.quantize.embeddings_io import read_items_parquet
 
     path = tmp_path / "items.parquet"
-    pq.write_table(pa.table({
-        "item_id": pa.array([10, 11, 12], pa.int64()),
-        "emb_audio": [[1.0, 2.0], None, [3.0, 4.0]],
-        "emb_text": [[1.0], [2.0], [3.0]],
-    }), path)
+    pq.write_table(
+        pa.table(
+            {
+                "item_id": pa.array([10, 11, 12], pa.int64()),
+                "emb_audio": [[1.0, 2.0], None, [3.0, 4.0]],
+                "emb_text": [[1.0], [2.0], [3.0]],
+            }
+        ),
+        path,
+    )
     got = read_items_parquet(path)
     assert list(got) == ["audio", "text"]
     assert got["audio"].item_ids.tolist() == ["10", "12"] and got["audio"].n_null == 1
@@ -334,12 +395,19 @@ def test_malformed_embedding_files_name_file_and_item(tmp_path) -> None:
     from psrq.quantize.embeddings_io import read_npy
 
     ragged = tmp_path / "ragged.parquet"
-    pq.write_table(pa.table({"item_id": ["a", "b", "c"], "embedding": [[1.0, 2.0], [1.0], [1.0, 2.0]]}), ragged)
-    with pytest.raises(InputError, match=r"ragged.parquet: column 'embedding' has vectors of different lengths.*'b'"):
+    pq.write_table(
+        pa.table({"item_id": ["a", "b", "c"], "embedding": [[1.0, 2.0], [1.0], [1.0, 2.0]]}), ragged
+    )
+    with pytest.raises(
+        InputError,
+        match=r"ragged.parquet: column 'embedding' has vectors of different lengths.*'b'",
+    ):
         read_embedding_parquet(ragged, "text")
     nan = tmp_path / "nan.parquet"
     pq.write_table(pa.table({"item_id": ["a", "b"], "embedding": [[1.0, None], [1.0, 2.0]]}), nan)
-    with pytest.raises(InputError, match=r"nan.parquet: NaN or inf in the embedding of item\(s\) 'a'"):
+    with pytest.raises(
+        InputError, match=r"nan.parquet: NaN or inf in the embedding of item\(s\) 'a'"
+    ):
         read_embedding_parquet(nan, "text")
     no_ids = tmp_path / "no_ids.parquet"
     pq.write_table(pa.table({"id": ["a"], "embedding": [[1.0]]}), no_ids)

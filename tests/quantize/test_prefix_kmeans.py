@@ -17,7 +17,9 @@ def blobs(n: int, d: int, n_blobs: int, seed: int) -> np.ndarray:
     return centers[rng.integers(0, n_blobs, n)] + rng.normal(size=(n, d)).astype(np.float32) * 0.3
 
 
-def earlier_levels(x: np.ndarray, sizes: list[int]) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+def earlier_levels(
+    x: np.ndarray, sizes: list[int]
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
     """RQ-style earlier levels: (residual, codes [n, levels], codebooks) for the level after them."""
     residual = x.copy()
     codes = np.empty((len(x), len(sizes)), dtype=np.int64)
@@ -30,11 +32,15 @@ def earlier_levels(x: np.ndarray, sizes: list[int]) -> tuple[np.ndarray, np.ndar
     return residual, codes, books
 
 
-def wide_points(residual: np.ndarray, codes: np.ndarray, books: list[np.ndarray], w: float) -> np.ndarray:
+def wide_points(
+    residual: np.ndarray, codes: np.ndarray, books: list[np.ndarray], w: float
+) -> np.ndarray:
     return np.concatenate([residual, prefix_rows(codes, books, w)], axis=1)
 
 
-@pytest.mark.parametrize(("earlier", "w"), [([16], 1.0), ([16], 0.5), ([8, 12], 1.0), ([8, 12], 2.0)])
+@pytest.mark.parametrize(
+    ("earlier", "w"), [([16], 1.0), ([16], 0.5), ([8, 12], 1.0), ([8, 12], 2.0)]
+)
 def test_same_codes_and_centroids_as_faiss_on_materialised_z(single_faiss_thread, earlier, w):
     x = blobs(3_000, 24, 40, seed=1)
     residual, codes, books = earlier_levels(x, earlier)
@@ -70,12 +76,18 @@ def test_empty_clusters_are_split_like_faiss(single_faiss_thread):
     ours = train_prefix_kmeans(residual, codes, books, 8, prefix_weight=1.0, **knobs)
     reference = train_kmeans(wide_points(residual, codes, books, 1.0), 8, **knobs)
     np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=2e-5)
-    gaps = np.linalg.norm(ours[:, None] - ours[None], axis=-1) / np.linalg.norm(ours, axis=1)[:, None]
+    gaps = (
+        np.linalg.norm(ours[:, None] - ours[None], axis=-1) / np.linalg.norm(ours, axis=1)[:, None]
+    )
     assert (gaps[~np.eye(8, dtype=bool)] < 0.01).any()  # a split happened: twins 2/1024 apart
 
 
 def test_as_many_points_as_codes_returns_the_points():
     x = blobs(40, 8, 4, seed=5)
     residual, codes, books = earlier_levels(x, [4])
-    out = train_prefix_kmeans(residual, codes, books, 40, prefix_weight=0.5, seed=0, niter=5, max_points_per_centroid=256)
-    np.testing.assert_array_equal(np.sort(out, axis=0), np.sort(wide_points(residual, codes, books, 0.5), axis=0))
+    out = train_prefix_kmeans(
+        residual, codes, books, 40, prefix_weight=0.5, seed=0, niter=5, max_points_per_centroid=256
+    )
+    np.testing.assert_array_equal(
+        np.sort(out, axis=0), np.sort(wide_points(residual, codes, books, 0.5), axis=0)
+    )

@@ -232,7 +232,9 @@ def test_psrq_reconstruction_is_the_sum_of_residual_halves(synthetic_blobs):
     d = synthetic_blobs.shape[1]
     for used in (1, 2, 3):
         expected = sum(q.codebooks_[lvl][codes[:, lvl], :d] for lvl in range(used))
-        np.testing.assert_allclose(q.inverse_transform(codes, n_levels=used), expected, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(
+            q.inverse_transform(codes, n_levels=used), expected, rtol=1e-6, atol=1e-6
+        )
 
 
 def test_psrq_layer_two_repeats_layer_one_unlike_rq(synthetic_blobs):
@@ -240,6 +242,7 @@ def test_psrq_layer_two_repeats_layer_one_unlike_rq(synthetic_blobs):
     # Imported here, not at the top: sklearn's OpenMP runtime, loaded before faiss's, makes
     # faiss spin-wait (see psrq.quantize.kmeans.import_faiss).
     from sklearn.metrics import normalized_mutual_info_score
+
     def nmi(q):
         codes = q.fit_transform(synthetic_blobs)
         return normalized_mutual_info_score(codes[:, 0], codes[:, 1])
@@ -255,7 +258,10 @@ def test_psrq_layer_two_repeats_layer_one_unlike_rq(synthetic_blobs):
 
 def reconstruction_errors(q, x: np.ndarray) -> list[float]:
     codes = q.transform(x)
-    return [float(((q.inverse_transform(codes, n_levels=lvl) - x) ** 2).sum(1).mean()) for lvl in range(1, q.n_levels_ + 1)]
+    return [
+        float(((q.inverse_transform(codes, n_levels=lvl) - x) ** 2).sum(1).mean())
+        for lvl in range(1, q.n_levels_ + 1)
+    ]
 
 
 @pytest.mark.parametrize("name", ["RQKMeans", "PSRQ", "PQ"])
@@ -266,8 +272,12 @@ def test_reconstruction_error_decreases_level_by_level(name, synthetic_blobs):
 
 
 def test_rq_beats_vq_and_vq_beats_the_mean(synthetic_blobs):
-    vq_err = reconstruction_errors(psrq.VQ(codebook_size=16).fit(synthetic_blobs), synthetic_blobs)[0]
-    rq_err = reconstruction_errors(psrq.RQKMeans(codebook_size=16).fit(synthetic_blobs), synthetic_blobs)[-1]
+    vq_err = reconstruction_errors(psrq.VQ(codebook_size=16).fit(synthetic_blobs), synthetic_blobs)[
+        0
+    ]
+    rq_err = reconstruction_errors(
+        psrq.RQKMeans(codebook_size=16).fit(synthetic_blobs), synthetic_blobs
+    )[-1]
     mean_err = float(((synthetic_blobs - synthetic_blobs.mean(0)) ** 2).sum(1).mean())
     assert rq_err < 0.5 * vq_err < 0.5 * mean_err
 
@@ -311,7 +321,9 @@ def test_pq_needs_at_least_one_column_per_subvector():
 def test_same_seed_same_codes_with_default_faiss_threads(name, synthetic_blobs):
     # faiss keeps its default OpenMP thread count here (2 on the CI/dev machines).
     first, second = make(name, seed=7).fit(synthetic_blobs), make(name, seed=7).fit(synthetic_blobs)
-    np.testing.assert_array_equal(first.transform(synthetic_blobs), second.transform(synthetic_blobs))
+    np.testing.assert_array_equal(
+        first.transform(synthetic_blobs), second.transform(synthetic_blobs)
+    )
     for a, b in zip(first.codebooks_, second.codebooks_, strict=True):
         np.testing.assert_array_equal(a, b)
 
@@ -374,7 +386,10 @@ def test_empty_input(name):
         make(name).fit(np.zeros((0, 12), dtype=np.float32))
 
 
-@pytest.mark.parametrize("bad", [np.ones(12, dtype=np.float32), np.ones((2, 3, 4)), np.array([["a", "b"]]), np.ones((5, 0))])
+@pytest.mark.parametrize(
+    "bad",
+    [np.ones(12, dtype=np.float32), np.ones((2, 3, 4)), np.array([["a", "b"]]), np.ones((5, 0))],
+)
 def test_non_matrix_input(bad):
     with pytest.raises(InputError, match=r"must be a 2-D matrix|must be numeric|zero columns"):
         psrq.RQKMeans(codebook_size=2).fit(bad)
@@ -434,7 +449,9 @@ def test_custom_embedding_source_is_accepted(synthetic_blobs):
                 yield start, synthetic_blobs[start : start + batch_size]
 
     q = psrq.RQKMeans(**FAST).fit(Halves())
-    np.testing.assert_array_equal(q.transform(Halves()), psrq.RQKMeans(**FAST).fit_transform(synthetic_blobs))
+    np.testing.assert_array_equal(
+        q.transform(Halves()), psrq.RQKMeans(**FAST).fit_transform(synthetic_blobs)
+    )
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -264,7 +264,9 @@ def test_same_seed_same_model(syn_loaded, name, params):
 @pytest.mark.parametrize(("name", "params"), BASELINES)
 def test_baselines_take_the_configured_tower_dropout(syn_loaded, name, params):
     """--dropout reaches the towers of SimTier+MAKE and QARM (as for MCCA and DIN)."""
-    model = make_model(TrainConfig(model=name, model_params=params, dropout=0.25), syn_loaded.tables)
+    model = make_model(
+        TrainConfig(model=name, model_params=params, dropout=0.25), syn_loaded.tables
+    )
     drops = [m.p for m in model.tower.modules() if isinstance(m, torch.nn.Dropout)]
     assert drops and all(p == 0.25 for p in drops)
     assert model.model_kwargs()["dropout"] == 0.25

@@ -72,7 +72,9 @@ def test_missing_column_names_the_file(tmp_path):
 
 def _write_sids(path, codes):
     ids = [f"i{k}" for k in range(len(codes))]
-    col = pa.FixedSizeListArray.from_arrays(pa.array(np.asarray(codes, np.int32).ravel(), pa.int32()), len(codes[0]))
+    col = pa.FixedSizeListArray.from_arrays(
+        pa.array(np.asarray(codes, np.int32).ravel(), pa.int32()), len(codes[0])
+    )
     pq.write_table(pa.table({"item_id": ids, "sid_text": col}), path)
     return ids
 
@@ -89,7 +91,9 @@ def test_sids_of_another_quantizer_are_detected(tmp_path):
 
 def test_new_item_codes_outside_the_codebook_fail(tmp_path):
     ids = _write_sids(tmp_path / "a.parquet", [[0, 1], [1, 2]])
-    tables = build_item_tables(_samples([[ids[0]]], items=ids[:1]), sids=read_sids(tmp_path / "a.parquet"))
+    tables = build_item_tables(
+        _samples([[ids[0]]], items=ids[:1]), sids=read_sids(tmp_path / "a.parquet")
+    )
     with pytest.raises(ArtifactError, match=r"new.*outside"):
         tables.with_new_items(["new"], sids={"text": np.array([[7, 0]])})
 

@@ -26,16 +26,53 @@ def test_help_has_examples(cmd):
 
 def test_train_evaluate_score(syn_data, tmp_path):
     out = tmp_path / "run"
-    _ok(["train", "--samples", str(syn_data["samples"]), "--sids", str(syn_data["sids"]), "--out", str(out),
-         "--epochs", "1", "--batch-size", "128", "--threads", "1"])
+    _ok(
+        [
+            "train",
+            "--samples",
+            str(syn_data["samples"]),
+            "--sids",
+            str(syn_data["sids"]),
+            "--out",
+            str(out),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "128",
+            "--threads",
+            "1",
+        ]
+    )
     assert (out / "model" / "manifest.json").is_file()
-    res = _ok(["evaluate", "--model", str(out), "--samples", str(syn_data["test"]), "--sids", str(syn_data["sids"]),
-               "--json", str(tmp_path / "m.json")])
+    res = _ok(
+        [
+            "evaluate",
+            "--model",
+            str(out),
+            "--samples",
+            str(syn_data["test"]),
+            "--sids",
+            str(syn_data["sids"]),
+            "--json",
+            str(tmp_path / "m.json"),
+        ]
+    )
     assert "All AUC" in res.output
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert 0.0 <= metrics[str(syn_data["test"])]["auc"] <= 1.0
-    res = _ok(["score", "--model", str(out), "--history", "syn_item_1,syn_item_2,nope", "--candidates",
-               "syn_item_3,syn_item_4,unknown_x", "--json", str(tmp_path / "s.json")])
+    res = _ok(
+        [
+            "score",
+            "--model",
+            str(out),
+            "--history",
+            "syn_item_1,syn_item_2,nope",
+            "--candidates",
+            "syn_item_3,syn_item_4,unknown_x",
+            "--json",
+            str(tmp_path / "s.json"),
+        ]
+    )
     ranked = json.loads((tmp_path / "s.json").read_text())["ranked"]
     assert {r["item_id"] for r in ranked} == {"syn_item_3", "syn_item_4", "unknown_x"}
     assert "unknown to the model" in res.output
@@ -46,21 +83,66 @@ def test_evaluate_with_wrong_sids_fails(syn_data, tmp_path):
     from psrq.rank.synthetic import make_synthetic_ranking_data
 
     out = tmp_path / "run"
-    _ok(["train", "--samples", str(syn_data["samples"]), "--sids", str(syn_data["sids"]), "--out", str(out),
-         "--epochs", "1", "--threads", "1"])
-    other = make_synthetic_ranking_data(tmp_path / "o", n_users=5, n_items=120, modalities=("text", "audio"), seed=5)
+    _ok(
+        [
+            "train",
+            "--samples",
+            str(syn_data["samples"]),
+            "--sids",
+            str(syn_data["sids"]),
+            "--out",
+            str(out),
+            "--epochs",
+            "1",
+            "--threads",
+            "1",
+        ]
+    )
+    other = make_synthetic_ranking_data(
+        tmp_path / "o", n_users=5, n_items=120, modalities=("text", "audio"), seed=5
+    )
     with pytest.raises(ArtifactError):
-        runner.invoke(app, ["evaluate", "--model", str(out), "--samples", str(syn_data["test"]), "--sids", str(other["sids"])],
-                      catch_exceptions=False)
+        runner.invoke(
+            app,
+            [
+                "evaluate",
+                "--model",
+                str(out),
+                "--samples",
+                str(syn_data["test"]),
+                "--sids",
+                str(other["sids"]),
+            ],
+            catch_exceptions=False,
+        )
 
 
 @pytest.mark.slow
 def test_experiment_grid_writes_tables_and_resumes(syn_data, tmp_path):
     out = tmp_path / "exp"
-    args = ["experiment", "--samples", str(syn_data["samples"]), "--embeddings", str(syn_data["embeddings"]),
-            "--out", str(out), "--models", "DIN,DIN+SID,MCCA,MCCA w/o MJC,VBPR", "--quantizers", "VQ",
-            "--main-quantizer", "RQKMeans", "--quantizer-params", '{"VQ": {"codebook_size": 8}, "RQKMeans": {"codebook_size": 8}}',
-            "--seeds", "2", "--epochs", "1", "--threads", "1"]
+    args = [
+        "experiment",
+        "--samples",
+        str(syn_data["samples"]),
+        "--embeddings",
+        str(syn_data["embeddings"]),
+        "--out",
+        str(out),
+        "--models",
+        "DIN,DIN+SID,MCCA,MCCA w/o MJC,VBPR",
+        "--quantizers",
+        "VQ",
+        "--main-quantizer",
+        "RQKMeans",
+        "--quantizer-params",
+        '{"VQ": {"codebook_size": 8}, "RQKMeans": {"codebook_size": 8}}',
+        "--seeds",
+        "2",
+        "--epochs",
+        "1",
+        "--threads",
+        "1",
+    ]
     _ok(args)
     results = json.loads((out / "results.json").read_text())
     names = [r["name"] for r in results["runs"]]
@@ -87,14 +169,44 @@ def test_score_new_item_from_sids_file(syn_data, tmp_path):
     import pyarrow.parquet as pq
 
     out = tmp_path / "run"
-    _ok(["train", "--samples", str(syn_data["samples"]), "--sids", str(syn_data["sids"]), "--out", str(out),
-         "--epochs", "1", "--threads", "1"])
+    _ok(
+        [
+            "train",
+            "--samples",
+            str(syn_data["samples"]),
+            "--sids",
+            str(syn_data["sids"]),
+            "--out",
+            str(out),
+            "--epochs",
+            "1",
+            "--threads",
+            "1",
+        ]
+    )
     codes = pa.FixedSizeListArray.from_arrays(pa.array(np.array([1, 2, 3], np.int32)), 3)
-    table = pa.table({"item_id": ["brand_new"], "sid_text": codes, "sid_audio": codes, "sid_joint": codes})
+    table = pa.table(
+        {"item_id": ["brand_new"], "sid_text": codes, "sid_audio": codes, "sid_joint": codes}
+    )
     pq.write_table(table, tmp_path / "new.parquet")
-    _ok(["score", "--model", str(out), "--history", "syn_item_1", "--candidates", "syn_item_3,brand_new",
-         "--new-sids", str(tmp_path / "new.parquet"), "--json", str(tmp_path / "s.json")])
-    status = {r["item_id"]: r["status"] for r in json.loads((tmp_path / "s.json").read_text())["ranked"]}
+    _ok(
+        [
+            "score",
+            "--model",
+            str(out),
+            "--history",
+            "syn_item_1",
+            "--candidates",
+            "syn_item_3,brand_new",
+            "--new-sids",
+            str(tmp_path / "new.parquet"),
+            "--json",
+            str(tmp_path / "s.json"),
+        ]
+    )
+    status = {
+        r["item_id"]: r["status"] for r in json.loads((tmp_path / "s.json").read_text())["ranked"]
+    }
     assert status == {"syn_item_3": "known", "brand_new": "new (SIDs/content)"}
 
 
@@ -102,11 +214,26 @@ def test_experiment_plans_the_named_variants_beside_the_paper_rows():
     from psrq.errors import ConfigError
     from psrq.rank.experiment import ExperimentSpec, plan_runs
 
-    spec = ExperimentSpec(samples="s", embeddings="e", models=["DIN+SID", "MCCA", "DIN+SID+dot", "MCCA+content", "MCCA+content+dot"],
-                          quantizers=["RQKMeans"], main_quantizer="PSRQ")
+    spec = ExperimentSpec(
+        samples="s",
+        embeddings="e",
+        models=["DIN+SID", "MCCA", "DIN+SID+dot", "MCCA+content", "MCCA+content+dot"],
+        quantizers=["RQKMeans"],
+        main_quantizer="PSRQ",
+    )
     runs = {r.name: r for r in plan_runs(spec, ["text"])}
-    assert list(runs) == ["DIN+RQ", "DIN+PSRQ", "MCCA", "DIN+PSRQ+dot", "MCCA+content", "MCCA+content+dot"]
-    assert runs["DIN+PSRQ+dot"].model == "DIN" and runs["DIN+PSRQ+dot"].model_params == {"sid_codebook": "text", "dot": True}
+    assert list(runs) == [
+        "DIN+RQ",
+        "DIN+PSRQ",
+        "MCCA",
+        "DIN+PSRQ+dot",
+        "MCCA+content",
+        "MCCA+content+dot",
+    ]
+    assert runs["DIN+PSRQ+dot"].model == "DIN" and runs["DIN+PSRQ+dot"].model_params == {
+        "sid_codebook": "text",
+        "dot": True,
+    }
     assert runs["DIN+PSRQ+dot"].quantizer == "PSRQ"
     assert runs["MCCA+content+dot"].model_params == {"content": True, "dot": True}
     assert runs["MCCA"].model_params == {}
@@ -118,25 +245,82 @@ def test_variants_get_their_own_table_beside_the_paper_rows():
     from psrq.rank.experiment import render_markdown, table_rows
 
     stat = {"mean": 0.6, "std": 0.01, "n": 2}
-    summary = {s: {m: stat for m in ("auc", "cold_auc", "logloss", "gauc")} for s in ("valid", "test")}
-    results = {"spec": {"main_quantizer": "PSRQ", "samples": "s", "embeddings": "e", "seeds": [0, 1], "preset": "default",
-                        "train_overrides": {}}, "modalities": ["text"], "quantizer_params": {},
-               "runs": [{"name": n, "summary": summary} for n in ["DIN+PSRQ", "MCCA", "MCCA+dot", "DIN+PSRQ+content", "VBPR"]]}
+    summary = {
+        s: {m: stat for m in ("auc", "cold_auc", "logloss", "gauc")} for s in ("valid", "test")
+    }
+    results = {
+        "spec": {
+            "main_quantizer": "PSRQ",
+            "samples": "s",
+            "embeddings": "e",
+            "seeds": [0, 1],
+            "preset": "default",
+            "train_overrides": {},
+        },
+        "modalities": ["text"],
+        "quantizer_params": {},
+        "runs": [
+            {"name": n, "summary": summary}
+            for n in ["DIN+PSRQ", "MCCA", "MCCA+dot", "DIN+PSRQ+content", "VBPR"]
+        ],
+    }
     tables = {k: [r["name"] for r in rows] for k, rows in table_rows(results).items()}
-    assert tables["main"] == ["VBPR", "DIN+PSRQ", "MCCA"]  # the paper's table keeps only the paper's rows
+    assert tables["main"] == [
+        "VBPR",
+        "DIN+PSRQ",
+        "MCCA",
+    ]  # the paper's table keeps only the paper's rows
     assert tables["variants"] == ["DIN+PSRQ", "DIN+PSRQ+content", "MCCA", "MCCA+dot", "VBPR"]
     assert "Beyond the paper" in render_markdown(results)
     results["runs"] = results["runs"][:2]
     assert table_rows(results)["variants"] == []
-@pytest.mark.parametrize(("model", "params"), [("SimTierMAKE", '{"make_epochs": 1, "n_tiers": 5}'), ("QARM", '{"vq_k": 4, "rq_codebook_size": 8}')])
+
+
+@pytest.mark.parametrize(
+    ("model", "params"),
+    [
+        ("SimTierMAKE", '{"make_epochs": 1, "n_tiers": 5}'),
+        ("QARM", '{"vq_k": 4, "rq_codebook_size": 8}'),
+    ],
+)
 def test_train_and_score_the_paper_baselines(syn_data, tmp_path, model, params):
     out = tmp_path / "run"
-    _ok(["train", "--samples", str(syn_data["samples"]), "--embeddings", str(syn_data["embeddings"]), "--model", model,
-         "--model-params", params, "--out", str(out), "--epochs", "1", "--threads", "1"])
+    _ok(
+        [
+            "train",
+            "--samples",
+            str(syn_data["samples"]),
+            "--embeddings",
+            str(syn_data["embeddings"]),
+            "--model",
+            model,
+            "--model-params",
+            params,
+            "--out",
+            str(out),
+            "--epochs",
+            "1",
+            "--threads",
+            "1",
+        ]
+    )
     spec = json.loads((out / "model" / "spec.json").read_text())
-    assert spec["model"] == model and all(spec["model_kwargs"][k] == v for k, v in json.loads(params).items())
-    _ok(["score", "--model", str(out), "--history", "syn_item_1,syn_item_2", "--candidates", "syn_item_3,syn_item_4",
-         "--json", str(tmp_path / "s.json")])
+    assert spec["model"] == model and all(
+        spec["model_kwargs"][k] == v for k, v in json.loads(params).items()
+    )
+    _ok(
+        [
+            "score",
+            "--model",
+            str(out),
+            "--history",
+            "syn_item_1,syn_item_2",
+            "--candidates",
+            "syn_item_3,syn_item_4",
+            "--json",
+            str(tmp_path / "s.json"),
+        ]
+    )
     assert len(json.loads((tmp_path / "s.json").read_text())["ranked"]) == 2
 
 
@@ -145,5 +329,16 @@ def test_bad_model_params_name_the_option(syn_data, tmp_path):
 
     for bad in ("{not json", "[1, 2]"):
         with pytest.raises(ConfigError, match="--model-params"):
-            runner.invoke(app, ["train", "--samples", str(syn_data["samples"]), "--out", str(tmp_path / "x"),
-                                "--model-params", bad], catch_exceptions=False)
+            runner.invoke(
+                app,
+                [
+                    "train",
+                    "--samples",
+                    str(syn_data["samples"]),
+                    "--out",
+                    str(tmp_path / "x"),
+                    "--model-params",
+                    bad,
+                ],
+                catch_exceptions=False,
+            )

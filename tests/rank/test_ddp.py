@@ -22,14 +22,42 @@ def ddp_data(tmp_path_factory):
     """SYNTHETIC: 150 users, 200 items, text + audio SIDs. One epoch at a small learning rate
     keeps AUC well below 1, so a wrong gradient average would show in the metrics."""
     root = tmp_path_factory.mktemp("ddp_rank")
-    return make_synthetic_ranking_data(root, n_users=150, n_items=200, events_per_user=20, modalities=("text", "audio"), seed=1)
+    return make_synthetic_ranking_data(
+        root, n_users=150, n_items=200, events_per_user=20, modalities=("text", "audio"), seed=1
+    )
 
 
 def torchrun(nproc: int, data, out, *extra: str) -> dict:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "psrq.rank.ddp",
-           "--samples", str(data["samples"]), "--sids", str(data["sids"]), "--out", str(out),
-           "--batch-size", "64", "--lr", "1e-4", "--patience", "0", "--threads", "1", "--quiet", *extra]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}  # a crash prints its stack
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "psrq.rank.ddp",
+        "--samples",
+        str(data["samples"]),
+        "--sids",
+        str(data["sids"]),
+        "--out",
+        str(out),
+        "--batch-size",
+        "64",
+        "--lr",
+        "1e-4",
+        "--patience",
+        "0",
+        "--threads",
+        "1",
+        "--quiet",
+        *extra,
+    ]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONFAULTHANDLER": "1",
+    }  # a crash prints its stack
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads((out / "metrics.json").read_text())
@@ -50,16 +78,41 @@ def test_two_processes_match_one_and_resume(ddp_data, tmp_path):
 
     from psrq.cli import app
 
-    cli = CliRunner().invoke(app, ["train", "--samples", str(ddp_data["samples"]), "--sids", str(ddp_data["sids"]),
-                                   "--out", str(tmp_path / "r"), "--batch-size", "64", "--lr", "1e-4", "--patience", "0",
-                                   "--threads", "1", "--epochs", "1", "--nproc", "2"])
+    cli = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--samples",
+            str(ddp_data["samples"]),
+            "--sids",
+            str(ddp_data["sids"]),
+            "--out",
+            str(tmp_path / "r"),
+            "--batch-size",
+            "64",
+            "--lr",
+            "1e-4",
+            "--patience",
+            "0",
+            "--threads",
+            "1",
+            "--epochs",
+            "1",
+            "--nproc",
+            "2",
+        ],
+    )
     assert cli.exit_code == 0, cli.output
-    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["distributed"]["processes"] == 2
+    assert (
+        json.loads((tmp_path / "r" / "metrics.json").read_text())["distributed"]["processes"] == 2
+    )
     resumed = torchrun(2, ddp_data, tmp_path / "r", "--epochs", "2", "--resume")
     assert [h["epoch"] for h in resumed["history"]] == [1, 2]
     assert abs(resumed["metrics"]["test"]["auc"] - two["metrics"]["test"]["auc"]) < 1e-6
     # Rank 0 wrote an ordinary model directory.
-    assert Ranker.load(tmp_path / "p2").evaluate(ddp_data["test"])["auc"] == pytest.approx(two["metrics"]["test"]["auc"], abs=1e-9)
+    assert Ranker.load(tmp_path / "p2").evaluate(ddp_data["test"])["auc"] == pytest.approx(
+        two["metrics"]["test"]["auc"], abs=1e-9
+    )
 
 
 def test_local_batches_tile_the_global_batches():

@@ -24,7 +24,10 @@ MODELS = [
     ("VBPR", {}),
     ("ContentConcat", {}),
     ("SimTierMAKE", {}),
-    ("QARM", {}),  # unfitted codes (all 0) here; tests/rank/test_baselines.py checks the fitted model
+    (
+        "QARM",
+        {},
+    ),  # unfitted codes (all 0) here; tests/rank/test_baselines.py checks the fitted model
 ]
 
 
@@ -76,7 +79,9 @@ def test_mcca_modal_poolings_use_the_shared_joint_query(syn_loaded):
     text SID changes nothing. Without MJC, the text SID is the text pooling's query: it matters."""
     target, history = _batch(syn_loaded.tables)
     history_items = set(history.flatten().tolist())
-    target = torch.tensor([t for t in range(2, syn_loaded.tables.n_items) if t not in history_items][:8])
+    target = torch.tensor(
+        [t for t in range(2, syn_loaded.tables.n_items) if t not in history_items][:8]
+    )
     for params, should_change in (({}, False), ({"use_mjc": False}, True)):
         model = make_model(TrainConfig(model="MCCA", model_params=params), syn_loaded.tables).eval()
         with torch.no_grad():
@@ -111,8 +116,13 @@ def test_mcca_query_hook_sees_the_joint_embedding(syn_loaded, monkeypatch):
 
 
 BATCHED_VARIANTS = [
-    {}, {"use_msc": False}, {"use_mjc": False}, {"dot": True}, {"content": True, "dot": True},
-    {"use_mjc": False, "content": True}, {"attention_product": False},
+    {},
+    {"use_msc": False},
+    {"use_mjc": False},
+    {"dot": True},
+    {"content": True, "dot": True},
+    {"use_mjc": False, "content": True},
+    {"attention_product": False},
 ]
 
 
@@ -126,7 +136,13 @@ def test_batched_poolings_equal_one_call_per_pooling(params, modalities, monkeyp
     mods = list(modalities)
     sizes = {m: [8, 8, 8] for m in [*mods, "joint"]}
     aliases = {"joint": "text"} if len(mods) == 1 else {}
-    shapes = TableShapes(n_items=50, n_ids=50, sid_sizes=sizes, content_dims={m: 12 for m in mods}, sid_aliases=aliases)
+    shapes = TableShapes(
+        n_items=50,
+        n_ids=50,
+        sid_sizes=sizes,
+        content_dims={m: 12 for m in mods},
+        sid_aliases=aliases,
+    )
     model = MCCA(shapes, dim=16, attention_hidden=(24, 8), sparse_embeddings=False, **params)
     with torch.no_grad():
         for cb in model.codebooks:
@@ -171,8 +187,18 @@ def test_batched_poolings_keep_the_state_dict_layout(syn_loaded):
     stay per pooling module, as before batching."""
     model = make_model(TrainConfig(model="MCCA", model_params={"content": True}), syn_loaded.tables)
     keys = set(model.state_dict())
-    for prefix in ("id_pooling", "sid_poolings.text", "sid_poolings.audio", "sid_poolings.joint", "content_pooling"):
-        assert {f"{prefix}.unit.key_proj.weight", f"{prefix}.unit.query_proj.weight", f"{prefix}.unit.product_proj.weight"} <= keys
+    for prefix in (
+        "id_pooling",
+        "sid_poolings.text",
+        "sid_poolings.audio",
+        "sid_poolings.joint",
+        "content_pooling",
+    ):
+        assert {
+            f"{prefix}.unit.key_proj.weight",
+            f"{prefix}.unit.query_proj.weight",
+            f"{prefix}.unit.product_proj.weight",
+        } <= keys
 
 
 def test_ablation_switches_select_codebooks(syn_loaded):
@@ -192,7 +218,9 @@ def test_ablation_switches_select_codebooks(syn_loaded):
 
 
 def test_w_o_msc_ignores_modal_sids(syn_loaded):
-    model = make_model(TrainConfig(model="MCCA", model_params={"use_msc": False}), syn_loaded.tables).eval()
+    model = make_model(
+        TrainConfig(model="MCCA", model_params={"use_msc": False}), syn_loaded.tables
+    ).eval()
     assert not hasattr(model, "sids_text")
 
 
@@ -229,7 +257,9 @@ def test_identical_codebooks_are_detected():
     other[17, 2] = (other[17, 2] + 1) % 8  # one code of one item differs: not identical
     assert identical_codebooks({"text": text, "joint": other}, sizes) == {}
     assert identical_codebooks({"text": text, "joint": text}, {**sizes, "joint": [8, 8, 16]}) == {}
-    assert identical_codebooks({"text": text, "audio": text.copy(), "joint": other}, sizes) == {"audio": "text"}
+    assert identical_codebooks({"text": text, "audio": text.copy(), "joint": other}, sizes) == {
+        "audio": "text"
+    }
 
 
 def test_single_modality_loads_with_joint_aliased(tmp_path):
@@ -238,7 +268,9 @@ def test_single_modality_loads_with_joint_aliased(tmp_path):
     from psrq.rank.synthetic import make_synthetic_ranking_data
     from psrq.rank.train import load_ranking_data
 
-    paths = make_synthetic_ranking_data(tmp_path, n_users=20, n_items=60, events_per_user=8, modalities=("text",))
+    paths = make_synthetic_ranking_data(
+        tmp_path, n_users=20, n_items=60, events_per_user=8, modalities=("text",)
+    )
     # One modality, as MultimodalQuantizer writes it: no sid_joint column (SYNTHETIC data).
     sids = tmp_path / "text-only-sids.parquet"
     pq.write_table(pq.read_table(paths["sids"]).drop_columns(["sid_joint"]), sids)
@@ -255,25 +287,40 @@ def test_single_modality_mcca_builds_one_table_and_one_pooling():
     distinct = TableShapes(n_items=20, n_ids=20, sid_sizes=sizes)
     full = MCCA(aliased)
     d = full.dim
-    assert full.codebooks == ["text"] and full.attended == ["text"] and full.query_codebook == "text"
+    assert (
+        full.codebooks == ["text"] and full.attended == ["text"] and full.query_codebook == "text"
+    )
     assert list(full.sid_embeddings) == ["text"] and list(full.sid_poolings) == ["text"]
     assert full.tower.net[0].in_features == d * (1 + 2 + 1)  # [h^t (= h^o), h^r, e^r_t, e^o_t]
     # With one modality the two ablations are the same network as the full model.
-    assert _n_params(full) == _n_params(MCCA(aliased, use_msc=False)) == _n_params(MCCA(aliased, use_mjc=False))
+    assert (
+        _n_params(full)
+        == _n_params(MCCA(aliased, use_msc=False))
+        == _n_params(MCCA(aliased, use_mjc=False))
+    )
     # Built twice (no alias), MCCA pays one more SID table, one more pooling and d more tower inputs.
     twice = MCCA(distinct)
-    extra = _n_params(SIDEmbedding(sizes["text"], d)) + _n_params(full._pooling()) + d * full.tower_hidden[0]
+    extra = (
+        _n_params(SIDEmbedding(sizes["text"], d))
+        + _n_params(full._pooling())
+        + d * full.tower_hidden[0]
+    )
     assert _n_params(twice) - _n_params(full) == extra
     # The query is the target's joint embedding, which is its text embedding.
     target = torch.tensor([2, 3, 4])
-    torch.testing.assert_close(full.target_query(target), full.sid_embeddings["text"](full.sid_codes("joint", target)))
+    torch.testing.assert_close(
+        full.target_query(target), full.sid_embeddings["text"](full.sid_codes("joint", target))
+    )
     with torch.no_grad():
         assert full.eval()(target, torch.tensor([[5, 6], [0, 0], [7, 0]])).shape == (3,)
 
 
 def test_din_on_an_aliased_codebook_reads_the_shared_table():
     sizes = {"text": [8, 8], "joint": [8, 8]}
-    model = DIN(TableShapes(n_items=20, n_ids=20, sid_sizes=sizes, sid_aliases={"joint": "text"}), sid_codebook="joint")
+    model = DIN(
+        TableShapes(n_items=20, n_ids=20, sid_sizes=sizes, sid_aliases={"joint": "text"}),
+        sid_codebook="joint",
+    )
     assert model.codebooks == ["text"]
 
 
@@ -281,7 +328,9 @@ def test_dot_head_adds_the_vbpr_interactions(syn_loaded):
     """With the tower silenced (last layer zero), +dot's logit is exactly the sum over branches
     (item IDs, each SID codebook with the target's own SID, projected content) of
     <masked mean of the history's embeddings, the target's embedding>."""
-    model = make_model(TrainConfig(model="MCCA", model_params={"dot": True, "content": True}), syn_loaded.tables).eval()
+    model = make_model(
+        TrainConfig(model="MCCA", model_params={"dot": True, "content": True}), syn_loaded.tables
+    ).eval()
     last = model.tower.net[-1]
     with torch.no_grad():
         last.weight.zero_()
@@ -298,12 +347,19 @@ def test_dot_head_adds_the_vbpr_interactions(syn_loaded):
         want = mean_dot(ids(model.item_to_id[history]), ids(model.item_to_id[target]))
         for cb in model.attended:
             emb = model.sid_embeddings[cb]
-            want = want + mean_dot(emb(model.sid_codes(cb, history)), emb(model.sid_codes(cb, target)))
+            want = want + mean_dot(
+                emb(model.sid_codes(cb, history)), emb(model.sid_codes(cb, target))
+            )
         proj = model.content_proj
         want = want + mean_dot(proj(model.content(history)), proj(model.content(target)))
     torch.testing.assert_close(got, want)
     plain = make_model(TrainConfig(model="MCCA"), syn_loaded.tables)
-    with_content = make_model(TrainConfig(model="MCCA", model_params={"content": True}), syn_loaded.tables)
+    with_content = make_model(
+        TrainConfig(model="MCCA", model_params={"content": True}), syn_loaded.tables
+    )
     d = plain.dim
     assert with_content.tower.net[0].in_features == plain.tower.net[0].in_features + 2 * d
-    assert sorted(with_content.content_modalities) == ["audio", "text"] and plain.content_modalities == []
+    assert (
+        sorted(with_content.content_modalities) == ["audio", "text"]
+        and plain.content_modalities == []
+    )

@@ -41,28 +41,46 @@ def whole_tables_with(ranker: Ranker, items, new_sids, new_content):
     """The model's whole item tables plus rows for the described unknown items (the old way)."""
     uniq = list(dict.fromkeys(items))
     unseen = ranker.tables.rows_of(uniq) == 1
-    unknown = [i for i, u in zip(uniq, unseen, strict=True) if u and (i in new_sids or i in new_content)]
+    unknown = [
+        i for i, u in zip(uniq, unseen, strict=True) if u and (i in new_sids or i in new_content)
+    ]
     if not unknown:
         return ranker.tables
     sids = {
-        cb: np.stack([np.asarray(new_sids.get(i, {}).get(cb, [-1] * len(sizes)), dtype=np.int64) for i in unknown])
+        cb: np.stack(
+            [
+                np.asarray(new_sids.get(i, {}).get(cb, [-1] * len(sizes)), dtype=np.int64)
+                for i in unknown
+            ]
+        )
         for cb, sizes in ranker.tables.sid_sizes.items()
     }
     content = {
-        m: np.stack([np.asarray(new_content.get(i, {}).get(m, np.zeros(x.shape[1])), dtype=np.float32) for i in unknown])
+        m: np.stack(
+            [
+                np.asarray(new_content.get(i, {}).get(m, np.zeros(x.shape[1])), dtype=np.float32)
+                for i in unknown
+            ]
+        )
         for m, x in ranker.tables.content.items()
     }
     return ranker.tables.with_new_items(unknown, sids, content)
 
 
-def reference_logits(ranker: Ranker, history, candidates, new_sids=None, new_content=None) -> np.ndarray:
+def reference_logits(
+    ranker: Ranker, history, candidates, new_sids=None, new_content=None
+) -> np.ndarray:
     """The path Ranker.score used before: whole tables + new rows swapped into a model copy,
     history repeated per candidate (the training-time forward)."""
-    tables = whole_tables_with(ranker, list(history) + list(candidates), new_sids or {}, new_content or {})
+    tables = whole_tables_with(
+        ranker, list(history) + list(candidates), new_sids or {}, new_content or {}
+    )
     model = copy.deepcopy(ranker.model)
     load_item_tables(model, tables)
     rows_c = tables.rows_of(list(candidates))
-    rows_h = tables.rows_of(list(history))[-ranker.max_history :] if history else np.zeros(0, np.int64)
+    rows_h = (
+        tables.rows_of(list(history))[-ranker.max_history :] if history else np.zeros(0, np.int64)
+    )
     hist = np.zeros((len(candidates), ranker.max_history), dtype=np.int64)
     hist[:, : len(rows_h)] = rows_h
     with torch.no_grad():
@@ -87,7 +105,12 @@ def rankers(syn_loaded, tmp_path_factory):
     out = {}
     for i, (name, params) in enumerate(MODELS):
         path = tmp_path_factory.mktemp(f"scoring_{i}")
-        train_model(syn_loaded, TrainConfig(model=name, model_params=params, **FAST), out=path, progress=False)
+        train_model(
+            syn_loaded,
+            TrainConfig(model=name, model_params=params, **FAST),
+            out=path,
+            progress=False,
+        )
         out[i] = Ranker.load(path)
     return out
 
@@ -100,8 +123,12 @@ def requests(ranker: Ranker) -> list[tuple]:
         (ids[:12], ids[20:70], None, None),
         ([], ids[:5], None, None),
         (ids[:40], ids[50:60], None, None),  # longer than max_history: newest kept
-        ([*ids[3:9], "new_h"], ["new_a", *ids[30:40], "new_b", "nobody"],
-         {"new_a": donor, "new_h": donor}, {"new_b": content}),
+        (
+            [*ids[3:9], "new_h"],
+            ["new_a", *ids[30:40], "new_b", "nobody"],
+            {"new_a": donor, "new_h": donor},
+            {"new_b": content},
+        ),
     ]
 
 
@@ -109,7 +136,9 @@ def requests(ranker: Ranker) -> list[tuple]:
 def test_score_equals_reference_path(rankers, which):
     ranker = rankers[which]
     for history, candidates, new_sids, new_content in requests(ranker):
-        got = logits_by_item(ranker.score(history, candidates, new_sids=new_sids, new_content=new_content))
+        got = logits_by_item(
+            ranker.score(history, candidates, new_sids=new_sids, new_content=new_content)
+        )
         want = reference_logits(ranker, history, candidates, new_sids, new_content)
         np.testing.assert_allclose([got[c] for c in candidates], want, rtol=0, atol=1e-6)
 
@@ -117,8 +146,17 @@ def test_score_equals_reference_path(rankers, which):
 def test_concurrent_scoring_matches_sequential(rankers):
     ranker = rankers[0]
     reqs = requests(ranker) * 6
-    sequential = [logits_by_item(ranker.score(h, c, new_sids=s, new_content=n)) for h, c, s, n in reqs]
+    sequential = [
+        logits_by_item(ranker.score(h, c, new_sids=s, new_content=n)) for h, c, s, n in reqs
+    ]
     with ThreadPoolExecutor(8) as pool:
-        concurrent = list(pool.map(lambda r: logits_by_item(ranker.score(r[0], r[1], new_sids=r[2], new_content=r[3])), reqs))
+        concurrent = list(
+            pool.map(
+                lambda r: logits_by_item(ranker.score(r[0], r[1], new_sids=r[2], new_content=r[3])),
+                reqs,
+            )
+        )
     assert concurrent == sequential
-    assert ranker.model.item_to_id.shape[0] == ranker.tables.n_items  # nothing swapped into the shared model
+    assert (
+        ranker.model.item_to_id.shape[0] == ranker.tables.n_items
+    )  # nothing swapped into the shared model

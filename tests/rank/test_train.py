@@ -36,7 +36,9 @@ def test_best_epoch_is_restored(syn_loaded):
 
 
 def test_nan_loss_stops_with_the_batch(syn_loaded):
-    data = load_ranking_data(syn_loaded.source["samples"], embeddings=syn_loaded.source["embeddings"])
+    data = load_ranking_data(
+        syn_loaded.source["samples"], embeddings=syn_loaded.source["embeddings"]
+    )
     data.tables.content["text"][5] = np.nan  # a corrupted embedding upstream
     with pytest.raises(TrainingError, match=r"epoch 1, batch \d+ of \d+ \(sample rows"):
         train_model(data, _cfg("VBPR"), progress=False)
@@ -60,7 +62,9 @@ def test_save_load_roundtrip_and_resume(syn_loaded, tmp_path):
 def test_resume_with_another_config_is_refused(syn_loaded, tmp_path):
     train_model(syn_loaded, _cfg(epochs=1), out=tmp_path / "r", progress=False)
     with pytest.raises(ConfigError, match="another configuration"):
-        train_model(syn_loaded, _cfg(epochs=2, lr=0.5), out=tmp_path / "r", resume=True, progress=False)
+        train_model(
+            syn_loaded, _cfg(epochs=2, lr=0.5), out=tmp_path / "r", resume=True, progress=False
+        )
 
 
 def test_corrupted_model_dir_fails_clearly(syn_loaded, tmp_path):
@@ -76,7 +80,9 @@ def test_wrong_sid_artifacts_fail(syn_loaded, syn_data, tmp_path):
     train_model(syn_loaded, _cfg(epochs=1), out=tmp_path / "m", progress=False)
     ranker = Ranker.load(tmp_path / "m")
     ranker.check_sids(syn_data["sids"])
-    other = make_synthetic_ranking_data(tmp_path / "other", n_users=5, n_items=120, modalities=("text", "audio"), seed=9)
+    other = make_synthetic_ranking_data(
+        tmp_path / "other", n_users=5, n_items=120, modalities=("text", "audio"), seed=9
+    )
     with pytest.raises(ArtifactError, match="does not match the model's semantic IDs"):
         ranker.check_sids(other["sids"])
 
@@ -90,9 +96,17 @@ def test_score_ranks_new_items_by_their_sids(syn_loaded, tmp_path):
     donor = 2  # a known item: a new item with its SIDs should score like a cold twin of it
     twin = {cb: (tables.sids[cb][donor] - 1) for cb in tables.sids}
     other = {cb: np.zeros_like(v) for cb, v in twin.items()}
-    ranked = ranker.score(history, ["brand_new", "brand_new_2", "never_described"], new_sids={"brand_new": twin, "brand_new_2": other})
+    ranked = ranker.score(
+        history,
+        ["brand_new", "brand_new_2", "never_described"],
+        new_sids={"brand_new": twin, "brand_new_2": other},
+    )
     status = {r["item_id"]: r["status"] for r in ranked}
-    assert status == {"brand_new": "new (SIDs/content)", "brand_new_2": "new (SIDs/content)", "never_described": "unknown (OOV only)"}
+    assert status == {
+        "brand_new": "new (SIDs/content)",
+        "brand_new_2": "new (SIDs/content)",
+        "never_described": "unknown (OOV only)",
+    }
     scores = {r["item_id"]: r["logit"] for r in ranked}
     assert scores["brand_new"] != scores["brand_new_2"]  # the SIDs reach the score
     # Scoring does not leak the new rows into the model.
@@ -126,7 +140,14 @@ def test_unknown_users_are_fine(syn_loaded, tmp_path):
     ranker = Ranker.load(tmp_path / "m")
     items = [str(i) for i in ranker.tables.item_ids[2:6]]
     pq.write_table(
-        pa.table({"user_id": ["new_user"] * 4, "item_id": items, "label": pa.array([1, 0, 1, 0], pa.int8()), "history": [items[:2]] * 4}),
+        pa.table(
+            {
+                "user_id": ["new_user"] * 4,
+                "item_id": items,
+                "label": pa.array([1, 0, 1, 0], pa.int8()),
+                "history": [items[:2]] * 4,
+            }
+        ),
         tmp_path / "s.parquet",
     )
     metrics = ranker.evaluate(tmp_path / "s.parquet")
@@ -135,7 +156,13 @@ def test_unknown_users_are_fine(syn_loaded, tmp_path):
 
 def test_presets():
     paper = TrainConfig.from_preset("paper")
-    assert (paper.dim, paper.max_history, paper.batch_size, paper.lr, paper.epochs) == (64, 20, 512, 1e-4, 1)
+    assert (paper.dim, paper.max_history, paper.batch_size, paper.lr, paper.epochs) == (
+        64,
+        20,
+        512,
+        1e-4,
+        1,
+    )
     with pytest.raises(ConfigError):
         TrainConfig.from_preset("fast")
     with pytest.raises(ConfigError, match="unknown training option"):
@@ -155,10 +182,14 @@ def test_planted_structure_is_learned(tmp_path):
 
     p = make_synthetic_ranking_data(tmp_path, n_users=150, n_items=300, events_per_user=16, seed=1)
     data = load_ranking_data(p["samples"], sids=p["sids"])
-    res = train_model(data, TrainConfig(model="MCCA", epochs=4, batch_size=128, seed=0), progress=False)
+    res = train_model(
+        data, TrainConfig(model="MCCA", epochs=4, batch_size=128, seed=0), progress=False
+    )
     assert res.metrics["test"]["auc"] > 0.85
     assert res.metrics["test"]["cold_auc"] > 0.8
-    din = train_model(data, TrainConfig(model="DIN", epochs=4, batch_size=128, seed=0), progress=False)
+    din = train_model(
+        data, TrainConfig(model="DIN", epochs=4, batch_size=128, seed=0), progress=False
+    )
     assert res.metrics["test"]["cold_auc"] > din.metrics["test"]["cold_auc"]
 
 
@@ -171,7 +202,9 @@ def _one_batch(data, n=64):
 def test_embedding_l2_is_the_looked_up_rows_penalty_with_sparse_gradients(syn_loaded):
     from psrq.rank.train import EmbeddingL2, make_model
 
-    model = make_model(_cfg("DIN", model_params={"sid_codebook": "text"}), syn_loaded.tables).train()
+    model = make_model(
+        _cfg("DIN", model_params={"sid_codebook": "text"}), syn_loaded.tables
+    ).train()
     target, history, _ = _one_batch(syn_loaded)
     reg = EmbeddingL2(model, 0.5)
     model(target, history)
@@ -182,7 +215,14 @@ def test_embedding_l2_is_the_looked_up_rows_penalty_with_sparse_gradients(syn_lo
     codes = model.sid_codes("text", torch.cat([target, history.flatten()]))
     sid_rows = torch.unique(torch.where(codes > 0, codes + model.sid_embedding.offsets, 0))
     sid_rows = sid_rows[sid_rows != 0]
-    want = 0.5 * (model.id_embedding.weight[ids].pow(2).sum() + model.sid_embedding.table.weight[sid_rows].pow(2).sum()) / len(target)
+    want = (
+        0.5
+        * (
+            model.id_embedding.weight[ids].pow(2).sum()
+            + model.sid_embedding.table.weight[sid_rows].pow(2).sum()
+        )
+        / len(target)
+    )
     torch.testing.assert_close(penalty, want)
     penalty.backward()
     grad = model.id_embedding.weight.grad
@@ -200,10 +240,20 @@ def test_embedding_l2_is_the_looked_up_rows_penalty_with_sparse_gradients(syn_lo
 
 
 def test_embedding_l2_shrinks_the_embedding_tables_and_changes_the_result(syn_loaded):
-    plain = train_model(syn_loaded, _cfg("DIN", model_params={"sid_codebook": "text"}, embedding_l2=0.0), progress=False)
-    reg = train_model(syn_loaded, _cfg("DIN", model_params={"sid_codebook": "text"}, embedding_l2=5.0), progress=False)
+    plain = train_model(
+        syn_loaded,
+        _cfg("DIN", model_params={"sid_codebook": "text"}, embedding_l2=0.0),
+        progress=False,
+    )
+    reg = train_model(
+        syn_loaded,
+        _cfg("DIN", model_params={"sid_codebook": "text"}, embedding_l2=5.0),
+        progress=False,
+    )
     for name in ("id_embedding.weight", "sid_embedding.table.weight"):
-        assert reg.model.state_dict()[name].norm() < 0.9 * plain.model.state_dict()[name].norm(), name
+        assert reg.model.state_dict()[name].norm() < 0.9 * plain.model.state_dict()[name].norm(), (
+            name
+        )
     assert reg.history[0]["train_loss"] != plain.history[0]["train_loss"]
     assert reg.metrics["valid"]["auc"] != plain.metrics["valid"]["auc"]
 
@@ -214,7 +264,9 @@ def test_dropout_is_in_the_tower_and_off_in_eval(syn_loaded):
     target, history, _ = _one_batch(syn_loaded)
     for name, params in (("MCCA", {}), ("DIN", {"sid_codebook": "text"}), ("ContentConcat", {})):
         model = make_model(_cfg(name, model_params=params, dropout=0.5), syn_loaded.tables)
-        assert any(isinstance(m, torch.nn.Dropout) and m.p == 0.5 for m in model.tower.modules()), name
+        assert any(isinstance(m, torch.nn.Dropout) and m.p == 0.5 for m in model.tower.modules()), (
+            name
+        )
         with torch.no_grad():
             model.eval()
             torch.testing.assert_close(model(target, history), model(target, history))
@@ -230,7 +282,9 @@ def test_regularised_resume_equals_an_uninterrupted_run(syn_loaded, tmp_path):
     full = train_model(syn_loaded, _cfg(epochs=2, **reg), progress=False)
     train_model(syn_loaded, _cfg(epochs=1, **reg), out=tmp_path / "p", progress=False)
     torch.manual_seed(12345)  # whatever happened in between must not matter
-    resumed = train_model(syn_loaded, _cfg(epochs=2, **reg), out=tmp_path / "p", resume=True, progress=False)
+    resumed = train_model(
+        syn_loaded, _cfg(epochs=2, **reg), out=tmp_path / "p", resume=True, progress=False
+    )
     assert resumed.metrics == full.metrics
 
 
@@ -238,9 +292,15 @@ def test_regularisation_defaults_come_from_the_model_family():
     from psrq.rank.train import FAMILY_DEFAULTS
 
     sid = TrainConfig(model="DIN", model_params={"sid_codebook": "text"})
-    assert (sid.embedding_l2, sid.dropout) == (FAMILY_DEFAULTS["DIN+SID"]["embedding_l2"], FAMILY_DEFAULTS["DIN+SID"]["dropout"])
+    assert (sid.embedding_l2, sid.dropout) == (
+        FAMILY_DEFAULTS["DIN+SID"]["embedding_l2"],
+        FAMILY_DEFAULTS["DIN+SID"]["dropout"],
+    )
     mcca = TrainConfig.from_preset("default", model="MCCA", model_params={"use_mjc": False})
-    assert mcca.embedding_l2 == FAMILY_DEFAULTS["MCCA"]["embedding_l2"] and mcca.dropout == FAMILY_DEFAULTS["MCCA"]["dropout"]
+    assert (
+        mcca.embedding_l2 == FAMILY_DEFAULTS["MCCA"]["embedding_l2"]
+        and mcca.dropout == FAMILY_DEFAULTS["MCCA"]["dropout"]
+    )
     paper = TrainConfig.from_preset("paper", model="MCCA")
     assert (paper.embedding_l2, paper.dropout) == (0.0, 0.0)  # the paper has none
     assert TrainConfig.from_preset("default", model="VBPR", embedding_l2=0.25).embedding_l2 == 0.25
@@ -255,7 +315,9 @@ def test_model_directory_describes_a_single_modality_mcca(tmp_path):
 
     from psrq.rank.synthetic import make_synthetic_ranking_data
 
-    paths = make_synthetic_ranking_data(tmp_path, n_users=30, n_items=60, events_per_user=8, modalities=("text",))
+    paths = make_synthetic_ranking_data(
+        tmp_path, n_users=30, n_items=60, events_per_user=8, modalities=("text",)
+    )
     sids = tmp_path / "text-only.parquet"
     pq.write_table(pq.read_table(paths["sids"]).drop_columns(["sid_joint"]), sids)
     data = load_ranking_data(paths["samples"], sids=sids)

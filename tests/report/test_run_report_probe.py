@@ -6,10 +6,24 @@ from psrq.report.run_report import data_section
 
 
 def _meta(valid: float, test: float, kind: str = "implicit") -> dict:
-    probe = {"score": "log((p + 1) / (n + 1))", "tolerance": 0.03, "train": 0.62, "valid": valid,
-             "test": test, "valid_cold": valid, "test_cold": test}
-    return {"dataset": "mine", "items": 10, "interactions": 20, "label_rule": {"kind": kind},
-            "protocol": {"split": [0.8, 0.1, 0.1]}, "splits": {}, "popularity_probe": probe}
+    probe = {
+        "score": "log((p + 1) / (n + 1))",
+        "tolerance": 0.03,
+        "train": 0.62,
+        "valid": valid,
+        "test": test,
+        "valid_cold": valid,
+        "test_cold": test,
+    }
+    return {
+        "dataset": "mine",
+        "items": 10,
+        "interactions": 20,
+        "label_rule": {"kind": kind},
+        "protocol": {"split": [0.8, 0.1, 0.1]},
+        "splits": {},
+        "popularity_probe": probe,
+    }
 
 
 def test_probe_within_tolerance_is_shown_without_warning():

@@ -60,10 +60,21 @@ def trained(tmp_path_factory):
     from psrq.rank.train import TrainConfig, load_ranking_data, train_model
 
     root = tmp_path_factory.mktemp("trained")
-    paths = make_synthetic_ranking_data(root / "data", n_users=40, n_items=80, events_per_user=10,
-                                        modalities=("text", "audio"), seed=0)
+    paths = make_synthetic_ranking_data(
+        root / "data",
+        n_users=40,
+        n_items=80,
+        events_per_user=10,
+        modalities=("text", "audio"),
+        seed=0,
+    )
     data = load_ranking_data(paths["samples"], sids=paths["sids"])
-    train_model(data, TrainConfig(model="MCCA", epochs=1, dim=8, batch_size=128), out=root / "run", progress=False)
+    train_model(
+        data,
+        TrainConfig(model="MCCA", epochs=1, dim=8, batch_size=128),
+        out=root / "run",
+        progress=False,
+    )
     return {**paths, "run": root / "run"}
 
 
@@ -77,19 +88,32 @@ def sid_run(tmp_path_factory):
     from psrq.rank.train import TrainConfig, load_ranking_data, train_model
 
     root = tmp_path_factory.mktemp("sid_run")
-    paths = make_synthetic_ranking_data(root / "data", n_users=40, n_items=80, events_per_user=10,
-                                        modalities=("text", "audio"), seed=0)
+    paths = make_synthetic_ranking_data(
+        root / "data",
+        n_users=40,
+        n_items=80,
+        events_per_user=10,
+        modalities=("text", "audio"),
+        seed=0,
+    )
     mods = {m: read_embedding_parquet(paths[f"emb_{m}"], m) for m in ("text", "audio")}
     models = {}
     for method, seed in (("PSRQ", 0), ("RQKMeans", 0), ("PSRQ", 1)):
-        mq = MultimodalQuantizer(method=method, params={"n_levels": 2, "codebook_size": 4}, seed=seed)
+        mq = MultimodalQuantizer(
+            method=method, params={"n_levels": 2, "codebook_size": 4}, seed=seed
+        )
         sids = mq.fit_transform(mods)
         name = f"{method}-{seed}"
         mq.save(root / name)
         sids.write(root / f"{name}.parquet")
         models[name] = mq
     data = load_ranking_data(paths["samples"], sids=root / "PSRQ-0.parquet")
-    train_model(data, TrainConfig(model="MCCA", epochs=1, dim=8, batch_size=128), out=root / "run", progress=False)
+    train_model(
+        data,
+        TrainConfig(model="MCCA", epochs=1, dim=8, batch_size=128),
+        out=root / "run",
+        progress=False,
+    )
 
     def new_sids(name: str, ids: list[str], out: str) -> str:
         X = mods["text"].X[: len(ids)] + 0.01
@@ -97,4 +121,10 @@ def sid_run(tmp_path_factory):
         models[name].transform({"text": (np.asarray(ids, dtype=object), X)}).write(path)
         return str(path)
 
-    return {**paths, "root": root, "run": root / "run", "sids": root / "PSRQ-0.parquet", "new_sids": new_sids}
+    return {
+        **paths,
+        "root": root,
+        "run": root / "run",
+        "sids": root / "PSRQ-0.parquet",
+        "new_sids": new_sids,
+    }

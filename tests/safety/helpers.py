@@ -13,7 +13,11 @@ def write_embeddings(path: Path, ids: list[str], X: np.ndarray) -> Path:
     """embeddings/<modality>.parquet (item_id + fixed-size list embedding), SYNTHETIC."""
     path.parent.mkdir(parents=True, exist_ok=True)
     flat = pa.array(np.ascontiguousarray(X, dtype=np.float32).reshape(-1), type=pa.float32())
-    table = pa.table({"item_id": pa.array(ids, type=pa.string()),
-                      "embedding": pa.FixedSizeListArray.from_arrays(flat, X.shape[1])})
+    table = pa.table(
+        {
+            "item_id": pa.array(ids, type=pa.string()),
+            "embedding": pa.FixedSizeListArray.from_arrays(flat, X.shape[1]),
+        }
+    )
     pq.write_table(table.replace_schema_metadata({b"psrq.synthetic": b"true"}), path)
     return path

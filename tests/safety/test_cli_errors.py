@@ -18,41 +18,81 @@ def _listing(root: Path) -> list[str]:
 
 
 def _one_line(err: str) -> bool:
-    return "Traceback" not in err and len([line for line in err.strip().splitlines() if line.strip()]) <= 6
+    return (
+        "Traceback" not in err
+        and len([line for line in err.strip().splitlines() if line.strip()]) <= 6
+    )
 
 
-@pytest.mark.parametrize(("option", "value"), [("--batch-size", "0"), ("--lr", "-1"), ("--lr", "nan"), ("--epochs", "0")])
+@pytest.mark.parametrize(
+    ("option", "value"), [("--batch-size", "0"), ("--lr", "-1"), ("--lr", "nan"), ("--epochs", "0")]
+)
 def test_train_bad_numbers(cli, sid_run, tmp_path, option, value):
     before = _listing(tmp_path)
-    res = cli("train", "--samples", sid_run["samples"], "--sids", sid_run["sids"], "--out", tmp_path / "out", option, value)
+    res = cli(
+        "train",
+        "--samples",
+        sid_run["samples"],
+        "--sids",
+        sid_run["sids"],
+        "--out",
+        tmp_path / "out",
+        option,
+        value,
+    )
     assert res.code == 2 and option in res.err and _one_line(res.err)
     assert _listing(tmp_path) == before
 
 
 def test_report_dimension_mismatch_names_the_file(cli, sid_run, tmp_path):
     wrong = write_embeddings(tmp_path / "text.parquet", ["a", "b", "c"], np.ones((3, 5)))
-    res = cli("report", "--model-dir", sid_run["root"] / "PSRQ-0", "-i", f"text={wrong}", "--out-dir", tmp_path / "rep")
+    res = cli(
+        "report",
+        "--model-dir",
+        sid_run["root"] / "PSRQ-0",
+        "-i",
+        f"text={wrong}",
+        "--out-dir",
+        tmp_path / "rep",
+    )
     assert res.code == 2 and str(wrong) in res.err and "5 values" in res.err and _one_line(res.err)
     assert not (tmp_path / "rep").exists()
 
 
 def test_report_max_items_zero(cli, sid_run, tmp_path):
-    res = cli("report", "--model-dir", sid_run["root"] / "PSRQ-0", "-i", f"text={sid_run['emb_text']}",
-              "--out-dir", tmp_path / "rep", "--max-items", "0")
+    res = cli(
+        "report",
+        "--model-dir",
+        sid_run["root"] / "PSRQ-0",
+        "-i",
+        f"text={sid_run['emb_text']}",
+        "--out-dir",
+        tmp_path / "rep",
+        "--max-items",
+        "0",
+    )
     assert res.code == 2 and "--max-items" in res.err
     assert not (tmp_path / "rep").exists()
 
 
 def test_evaluate_samples_directory_says_what_it_expected(cli, sid_run):
     res = cli("evaluate", "--model", sid_run["run"], "--samples", sid_run["samples"])
-    assert res.code == 2 and "is a directory" in res.err and "test.parquet" in res.err and _one_line(res.err)
+    assert (
+        res.code == 2
+        and "is a directory" in res.err
+        and "test.parquet" in res.err
+        and _one_line(res.err)
+    )
 
 
 @pytest.mark.parametrize(
     ("yaml", "key"),
     [
         ("quantize:\n  methods:\n    - {name: p, kind: PSRQ, codebook_size: 0}\n", "codebook_size"),
-        ("quantize:\n  methods:\n    - {name: p, kind: PSRQ, levels: 3, codebook_size: [8, 8]}\n", "levels"),
+        (
+            "quantize:\n  methods:\n    - {name: p, kind: PSRQ, levels: 3, codebook_size: [8, 8]}\n",
+            "levels",
+        ),
         ("rank: {seeds: true}\n", "rank.seeds"),
         ('rank: {lr: "0.1"}\n', "rank.lr"),
         ("rank: {max_epochs: 2.0}\n", "rank.max_epochs"),

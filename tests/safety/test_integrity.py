@@ -44,9 +44,15 @@ def test_a_manifest_without_its_digest_is_refused(sid_run, tmp_path):
 
 
 def test_every_file_of_a_model_directory_is_listed(sid_run):
-    for root in (sid_run["root"] / "PSRQ-0", Path(sid_run["run"]) / "model", Path(sid_run["run"]) / "checkpoint"):
+    for root in (
+        sid_run["root"] / "PSRQ-0",
+        Path(sid_run["run"]) / "model",
+        Path(sid_run["run"]) / "checkpoint",
+    ):
         manifest = read_model_dir(root)
-        on_disk = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()} - {"manifest.json"}
+        on_disk = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()} - {
+            "manifest.json"
+        }
         assert on_disk == set(manifest["files"]), root
         for name, digest in manifest["files"].items():
             assert sha256_file(root / name) == digest
@@ -80,7 +86,13 @@ def test_checkpoint_with_pickled_code_is_refused_not_run(sid_run, tmp_path, monk
     _reseal(run / "checkpoint", "checkpoint.pt")
     data = load_ranking_data(sid_run["samples"], sids=sid_run["sids"])
     with pytest.raises(ArtifactError, match="weights_only"):
-        train_model(data, TrainConfig(model="MCCA", epochs=2, dim=8, batch_size=128), out=run, resume=True, progress=False)
+        train_model(
+            data,
+            TrainConfig(model="MCCA", epochs=2, dim=8, batch_size=128),
+            out=run,
+            resume=True,
+            progress=False,
+        )
     assert not pwned.exists()
 
 

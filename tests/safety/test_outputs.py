@@ -36,15 +36,33 @@ def test_quantize_out_naming_a_user_directory_is_refused_before_work(cli, emb_fi
 def test_quantize_model_dir_with_user_files_is_refused(cli, emb_files, tmp_path):
     p = _user_dir(tmp_path / "p")
     before = _listing(tmp_path)
-    res = cli("quantize", "-i", f"text={emb_files['text']}", "--codebook-size", "4",
-              "--out", tmp_path / "sids.parquet", "--model-dir", p)
+    res = cli(
+        "quantize",
+        "-i",
+        f"text={emb_files['text']}",
+        "--codebook-size",
+        "4",
+        "--out",
+        tmp_path / "sids.parquet",
+        "--model-dir",
+        p,
+    )
     assert res.code == 2 and str(p) in res.err and "manifest" in res.err
     assert _listing(tmp_path) == before
 
 
 def test_quantize_replaces_its_own_outputs(cli, emb_files, tmp_path):
-    args = ("quantize", "-i", f"text={emb_files['text']}", "--codebook-size", "4",
-            "--out", tmp_path / "sids.parquet", "--model-dir", tmp_path / "m")
+    args = (
+        "quantize",
+        "-i",
+        f"text={emb_files['text']}",
+        "--codebook-size",
+        "4",
+        "--out",
+        tmp_path / "sids.parquet",
+        "--model-dir",
+        tmp_path / "m",
+    )
     assert cli(*args).code == 0
     first = (tmp_path / "m" / "manifest.json").stat().st_mtime_ns
     assert cli(*args, "--seed", "1").code == 0  # a psrq model directory is replaced by a new one
@@ -53,8 +71,17 @@ def test_quantize_replaces_its_own_outputs(cli, emb_files, tmp_path):
 
 def test_empty_directory_may_be_replaced(cli, emb_files, tmp_path):
     (tmp_path / "m").mkdir()
-    res = cli("quantize", "-i", f"text={emb_files['text']}", "--codebook-size", "4",
-              "--out", tmp_path / "sids.parquet", "--model-dir", tmp_path / "m")
+    res = cli(
+        "quantize",
+        "-i",
+        f"text={emb_files['text']}",
+        "--codebook-size",
+        "4",
+        "--out",
+        tmp_path / "sids.parquet",
+        "--model-dir",
+        tmp_path / "m",
+    )
     assert res.code == 0, res.err
     assert (tmp_path / "m" / "manifest.json").is_file()
 
@@ -74,29 +101,62 @@ def test_score_json_naming_a_directory_is_refused(cli, trained, tmp_path):
 
 
 def test_report_out_dir_naming_a_file_is_refused(cli, emb_files, tmp_path):
-    assert cli("quantize", "-i", f"text={emb_files['text']}", "--codebook-size", "4",
-               "--out", tmp_path / "s.parquet", "--model-dir", tmp_path / "m").code == 0
+    assert (
+        cli(
+            "quantize",
+            "-i",
+            f"text={emb_files['text']}",
+            "--codebook-size",
+            "4",
+            "--out",
+            tmp_path / "s.parquet",
+            "--model-dir",
+            tmp_path / "m",
+        ).code
+        == 0
+    )
     f = tmp_path / "report"
     f.write_text("not a folder")
-    res = cli("report", "--model-dir", tmp_path / "m", "-i", f"text={emb_files['text']}", "--out-dir", f)
+    res = cli(
+        "report", "--model-dir", tmp_path / "m", "-i", f"text={emb_files['text']}", "--out-dir", f
+    )
     assert res.code == 2 and str(f) in res.err and "--out-dir" in res.err
     assert f.read_text() == "not a folder"
 
 
-@pytest.mark.parametrize("where", ["/sys/psrq-test/sids.parquet", "/proc/psrq-test.parquet", "under-a-file"])
+@pytest.mark.parametrize(
+    "where", ["/sys/psrq-test/sids.parquet", "/proc/psrq-test.parquet", "under-a-file"]
+)
 def test_unwritable_out_is_refused_before_fitting(cli, emb_files, tmp_path, where):
     if where == "under-a-file":
         (tmp_path / "afile").write_text("x")
         where = str(tmp_path / "afile" / "sids.parquet")
-    res = cli("quantize", "-i", f"text={emb_files['text']}", "--codebook-size", "4",
-              "--out", where, "--model-dir", tmp_path / "m")
+    res = cli(
+        "quantize",
+        "-i",
+        f"text={emb_files['text']}",
+        "--codebook-size",
+        "4",
+        "--out",
+        where,
+        "--model-dir",
+        tmp_path / "m",
+    )
     assert res.code == 2 and where in res.err and "cannot be written" in res.err
     assert "Traceback" not in res.err
     assert not (tmp_path / "m").exists()
 
 
 def test_score_json_to_an_impossible_path(cli, trained, tmp_path):
-    res = cli("score", "--model", trained["run"], "--candidates", "syn_item_1", "--json", "/proc/psrq/s.json")
+    res = cli(
+        "score",
+        "--model",
+        trained["run"],
+        "--candidates",
+        "syn_item_1",
+        "--json",
+        "/proc/psrq/s.json",
+    )
     assert res.code == 2 and "/proc/psrq/s.json" in res.err and "--json" in res.err
 
 
@@ -113,7 +173,17 @@ def test_run_output_naming_a_file(cli, tmp_path):
 def test_train_out_holding_a_user_model_folder(cli, trained, tmp_path):
     out = tmp_path / "train"
     _user_dir(out / "model")
-    res = cli("train", "--samples", trained["samples"], "--sids", trained["sids"], "--out", out, "--epochs", "1")
+    res = cli(
+        "train",
+        "--samples",
+        trained["samples"],
+        "--sids",
+        trained["sids"],
+        "--out",
+        out,
+        "--epochs",
+        "1",
+    )
     assert res.code == 2 and str(out / "model") in res.err
     assert _listing(out) == ["model", "model/keep.txt"]
 

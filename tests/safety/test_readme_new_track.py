@@ -33,19 +33,32 @@ def test_readme_new_track_text_only_scores(cli, tmp_path, monkeypatch):
     from psrq.rank.synthetic import make_synthetic_ranking_data
 
     # SYNTHETIC files at the paths the README names.
-    paths = make_synthetic_ranking_data(tmp_path / "data", n_users=60, n_items=300, events_per_user=12,
-                                        modalities=("text", "audio"), seed=0)
+    paths = make_synthetic_ranking_data(
+        tmp_path / "data",
+        n_users=60,
+        n_items=300,
+        events_per_user=12,
+        modalities=("text", "audio"),
+        seed=0,
+    )
     shutil.copytree(paths["embeddings"], tmp_path / "embeddings")
     text = pq.read_table(paths["emb_text"])
-    write_embeddings(tmp_path / "new_items_text.parquet", ["new-track"],
-                     np.asarray(text.column("embedding")[0].as_py(), np.float32)[None] + 0.01)
+    write_embeddings(
+        tmp_path / "new_items_text.parquet",
+        ["new-track"],
+        np.asarray(text.column("embedding")[0].as_py(), np.float32)[None] + 0.01,
+    )
     monkeypatch.chdir(tmp_path)
 
     commands = _new_track_commands()
     assert [c[0] for c in commands] == ["quantize", "assign", "report", "train", "score"]
     for argv in commands:
         if argv[0] == "train":
-            argv = [*argv, "--epochs", "2"]  # the README trains to convergence; two epochs show the path
+            argv = [
+                *argv,
+                "--epochs",
+                "2",
+            ]  # the README trains to convergence; two epochs show the path
         if argv[0] == "score":
             argv = [*argv, "--json", "scores.json"]
         res = cli(*argv)

@@ -35,14 +35,26 @@ class Server:
         return httpx.Client(base_url=self.url, timeout=60.0, **kw)
 
 
-def start_server(args: list[str], log: Path, *, token: str | None = None, timeout: float = 120.0) -> Server:
+def start_server(
+    args: list[str], log: Path, *, token: str | None = None, timeout: float = 120.0
+) -> Server:
     """`python -m psrq.cli serve ARGS --port P`; returns once /readyz answers (or raises with the log)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "PSRQ_ADMIN_TOKEN"}
     env.update({"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"})
     if token:
         env["PSRQ_ADMIN_TOKEN"] = token
-    cmd = [sys.executable, "-m", "psrq.cli", "serve", *args, "--host", "127.0.0.1", "--port", str(port)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "psrq.cli",
+        "serve",
+        *args,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     fh = log.open("wb")
     proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"

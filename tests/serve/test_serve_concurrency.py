@@ -23,12 +23,20 @@ def score_requests(artifacts: dict[str, Any], n: int, seed: int = 0) -> list[dic
     train = MultimodalQuantizer.load(artifacts["quantizer"]).train_sids_
     out = []
     for i in range(n):
-        history = [ids[j] for j in rng.choice(len(ids), size=int(rng.integers(0, 25)), replace=False)]
+        history = [
+            ids[j] for j in rng.choice(len(ids), size=int(rng.integers(0, 25)), replace=False)
+        ]
         candidates = [ids[j] for j in rng.choice(len(ids), size=100, replace=False)]
         request: dict[str, Any] = {"history": history, "candidates": candidates}
         if i % 4:
             rows = rng.choice(len(train.item_ids), size=3, replace=False)
-            new = [{"item_id": f"new-{i}-{k}", "sids": {cb: train.codes[cb][r].tolist() for cb in ("text", "audio", "joint")}} for k, r in enumerate(rows)]
+            new = [
+                {
+                    "item_id": f"new-{i}-{k}",
+                    "sids": {cb: train.codes[cb][r].tolist() for cb in ("text", "audio", "joint")},
+                }
+                for k, r in enumerate(rows)
+            ]
             request["new_items"] = new
             request["candidates"] = candidates[:97] + [x["item_id"] for x in new]
             request["history"] = [*history, new[0]["item_id"]]
@@ -36,7 +44,9 @@ def score_requests(artifacts: dict[str, Any], n: int, seed: int = 0) -> list[dic
     return out
 
 
-async def _post_all(url: str, requests: list[dict[str, Any]], concurrency: int) -> list[httpx.Response]:
+async def _post_all(
+    url: str, requests: list[dict[str, Any]], concurrency: int
+) -> list[httpx.Response]:
     limits = httpx.Limits(max_connections=concurrency)
     sem = asyncio.Semaphore(concurrency)
     async with httpx.AsyncClient(base_url=url, timeout=60.0, limits=limits) as client:
@@ -48,7 +58,9 @@ async def _post_all(url: str, requests: list[dict[str, Any]], concurrency: int) 
         return await asyncio.gather(*(one(b) for b in requests))
 
 
-def test_concurrent_scoring_equals_sequential(full_server: Server, serve_artifacts: dict[str, Any]) -> None:
+def test_concurrent_scoring_equals_sequential(
+    full_server: Server, serve_artifacts: dict[str, Any]
+) -> None:
     requests = score_requests(serve_artifacts, 240)
     with full_server.client() as c:
         sequential = [c.post("/v1/score", json=r) for r in requests]
@@ -60,7 +72,9 @@ def test_concurrent_scoring_equals_sequential(full_server: Server, serve_artifac
     assert statuses == {"known", "new"}
 
 
-async def _load_during_reloads(server: Server, requests: list[dict[str, Any]], reloads: list[dict[str, str]]) -> tuple[list[httpx.Response], list[httpx.Response]]:
+async def _load_during_reloads(
+    server: Server, requests: list[dict[str, Any]], reloads: list[dict[str, str]]
+) -> tuple[list[httpx.Response], list[httpx.Response]]:
     """Score in 8 concurrent loops while reloading; returns (score responses, reload responses)."""
     stop = asyncio.Event()
     responses: list[httpx.Response] = []
@@ -76,7 +90,13 @@ async def _load_during_reloads(server: Server, requests: list[dict[str, Any]], r
             done = []
             await asyncio.sleep(0.5)
             for body in reloads:
-                done.append(await client.post("/admin/reload", json=body, headers={"authorization": f"Bearer {ADMIN_TOKEN}"}))
+                done.append(
+                    await client.post(
+                        "/admin/reload",
+                        json=body,
+                        headers={"authorization": f"Bearer {ADMIN_TOKEN}"},
+                    )
+                )
                 await asyncio.sleep(0.5)
             stop.set()
             return done
@@ -87,12 +107,23 @@ async def _load_during_reloads(server: Server, requests: list[dict[str, Any]], r
     return responses, reload_responses
 
 
-def test_reload_under_load_fails_no_request(reload_server: Server, serve_artifacts: dict[str, Any]) -> None:
+def test_reload_under_load_fails_no_request(
+    reload_server: Server, serve_artifacts: dict[str, Any]
+) -> None:
     rankers = serve_artifacts["rankers"]
     requests = score_requests(serve_artifacts, 40, seed=1)
-    reloads = [{"ranker": str(rankers["DIN"])}, {}, {"ranker": str(rankers["MCCA"])}, {"ranker": str(rankers["DIN"])}]
-    responses, reload_responses = asyncio.run(_load_during_reloads(reload_server, requests, reloads))
-    assert [r.status_code for r in reload_responses] == [200] * 4, [r.text for r in reload_responses]
+    reloads = [
+        {"ranker": str(rankers["DIN"])},
+        {},
+        {"ranker": str(rankers["MCCA"])},
+        {"ranker": str(rankers["DIN"])},
+    ]
+    responses, reload_responses = asyncio.run(
+        _load_during_reloads(reload_server, requests, reloads)
+    )
+    assert [r.status_code for r in reload_responses] == [200] * 4, [
+        r.text for r in reload_responses
+    ]
     assert [r.json()["generation"] for r in reload_responses] == [1, 2, 3, 4]
     assert len(responses) > 40
     failed = [r for r in responses if r.status_code != 200]
@@ -108,9 +139,15 @@ def test_reload_under_load_fails_no_request(reload_server: Server, serve_artifac
 def test_failed_reload_keeps_the_current_models(reload_server: Server, tmp_path: Any) -> None:
     with reload_server.client() as c:
         before = c.get("/v1/version").json()
-        r = c.post("/admin/reload", json={"ranker": str(tmp_path / "missing")}, headers={"authorization": f"Bearer {ADMIN_TOKEN}"})
+        r = c.post(
+            "/admin/reload",
+            json={"ranker": str(tmp_path / "missing")},
+            headers={"authorization": f"Bearer {ADMIN_TOKEN}"},
+        )
         assert r.status_code == 422 and r.json()["detail"][0]["field"] == "ranker"
-        r = c.post("/admin/reload", json={"ranker": 3}, headers={"authorization": f"Bearer {ADMIN_TOKEN}"})
+        r = c.post(
+            "/admin/reload", json={"ranker": 3}, headers={"authorization": f"Bearer {ADMIN_TOKEN}"}
+        )
         assert r.status_code == 422 and r.json()["detail"][0]["field"] == "ranker"
         assert c.get("/v1/version").json() == before
 
@@ -119,11 +156,26 @@ def test_reload_reaches_every_worker(serve_artifacts: dict[str, Any], tmp_path: 
     from serve_fixtures import start_server, stop_server
 
     a = serve_artifacts
-    server = start_server(["--quantizer", str(a["quantizer"]), "--ranker", str(a["rankers"]["MCCA"]), "--workers", "2"],
-                          tmp_path / "workers.log", token=ADMIN_TOKEN)
+    server = start_server(
+        [
+            "--quantizer",
+            str(a["quantizer"]),
+            "--ranker",
+            str(a["rankers"]["MCCA"]),
+            "--workers",
+            "2",
+        ],
+        tmp_path / "workers.log",
+        token=ADMIN_TOKEN,
+    )
     try:
         body = {"history": a["item_ids"][:5], "candidates": a["item_ids"][10:20]}
-        r = httpx.post(f"{server.url}/admin/reload", json={"ranker": str(a["rankers"]["DIN"])}, headers={"authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=60)
+        r = httpx.post(
+            f"{server.url}/admin/reload",
+            json={"ranker": str(a["rankers"]["DIN"])},
+            headers={"authorization": f"Bearer {ADMIN_TOKEN}"},
+            timeout=60,
+        )
         assert r.status_code == 200 and r.json()["generation"] == 1
         seen: list[str] = []
         for _ in range(100):  # bounded: new connections land on either worker

@@ -22,21 +22,33 @@ CHROMEDRIVER = shutil.which("chromedriver")
 @pytest.fixture
 def browser() -> Any:
     if not Path(CHROMIUM).is_file() or CHROMEDRIVER is None:
-        pytest.skip("Debian's chromium + chromium-driver are needed (scripts/install-chromium.sh installs both)")
+        pytest.skip(
+            "Debian's chromium + chromium-driver are needed (scripts/install-chromium.sh installs both)"
+        )
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,1300",
-                 "--disable-background-networking", "--disable-component-update", "--no-first-run"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1300",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     yield driver
     driver.quit()
 
 
-def test_explorer_browse_click_lookup_screenshot(full_server: Server, browser: Any, tmp_path: Path) -> None:
+def test_explorer_browse_click_lookup_screenshot(
+    full_server: Server, browser: Any, tmp_path: Path
+) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
@@ -65,10 +77,14 @@ def test_explorer_browse_click_lookup_screenshot(full_server: Server, browser: A
     assert "syn_item_7" in detail and "joint:" in detail and "text:" in detail
     assert "Neighbours in code space" in detail and "Neighbours in embedding space" in detail
     tables = browser.find_elements(By.CSS_SELECTOR, "#detail table")
-    assert len(tables) == 2 and all(len(t.find_elements(By.CSS_SELECTOR, "tbody tr")) == 10 for t in tables)
+    assert len(tables) == 2 and all(
+        len(t.find_elements(By.CSS_SELECTOR, "tbody tr")) == 10 for t in tables
+    )
 
     # the cluster-size plot loaded
-    assert browser.execute_script("const i = document.getElementById('sizes'); return i.complete && i.naturalWidth > 0;")
+    assert browser.execute_script(
+        "const i = document.getElementById('sizes'); return i.complete && i.naturalWidth > 0;"
+    )
     shot = tmp_path / "explorer.png"
     browser.save_screenshot(str(shot))
     assert shot.stat().st_size > 20_000

@@ -13,7 +13,9 @@ import torch
 pytestmark = pytest.mark.slow  # starts real servers / trains or exports models
 
 
-def samples(n_items: int, max_history: int, n: int = 1000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def samples(
+    n_items: int, max_history: int, n: int = 1000, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """1,000 (target, history) pairs: known and OOV rows, histories of every length (0 = padding)."""
     rng = np.random.default_rng(seed)
     target = rng.integers(1, n_items, size=n)
@@ -24,7 +26,9 @@ def samples(n_items: int, max_history: int, n: int = 1000, seed: int = 0) -> tup
 
 
 @pytest.mark.parametrize("model", ["MCCA", "DIN", "VBPR"])
-def test_onnx_and_torchscript_match_pytorch(serve_artifacts: dict[str, Any], tmp_path: Path, model: str) -> None:
+def test_onnx_and_torchscript_match_pytorch(
+    serve_artifacts: dict[str, Any], tmp_path: Path, model: str
+) -> None:
     from psrq.rank.train import Ranker
     from psrq.serve.export import export_ranker, onnx_logits
 
@@ -52,7 +56,9 @@ def test_onnx_and_torchscript_match_pytorch(serve_artifacts: dict[str, Any], tmp
     assert float(np.abs(got_ts - want).max()) < 1e-5
 
 
-def test_onnx_graph_has_no_inplace_ops_and_tables_inside(serve_artifacts: dict[str, Any], tmp_path: Path) -> None:
+def test_onnx_graph_has_no_inplace_ops_and_tables_inside(
+    serve_artifacts: dict[str, Any], tmp_path: Path
+) -> None:
     import onnx
 
     from psrq.serve.export import export_ranker
@@ -62,9 +68,13 @@ def test_onnx_graph_has_no_inplace_ops_and_tables_inside(serve_artifacts: dict[s
     assert [i.name for i in graph.input] == ["target", "history"]
     assert [o.name for o in graph.output] == ["logits"]
     ops = {n.op_type for n in graph.node}
-    assert "ScatterND" not in ops and "ScatterElements" not in ops  # what in-place index writes export to
+    assert (
+        "ScatterND" not in ops and "ScatterElements" not in ops
+    )  # what in-place index writes export to
     sizes = {tuple(t.dims) for t in graph.initializer}
-    assert any(d and d[0] == info["n_items"] for d in sizes)  # item tables are constants of the graph
+    assert any(
+        d and d[0] == info["n_items"] for d in sizes
+    )  # item tables are constants of the graph
 
 
 def test_export_cli(serve_artifacts: dict[str, Any], tmp_path: Path) -> None:
@@ -73,8 +83,30 @@ def test_export_cli(serve_artifacts: dict[str, Any], tmp_path: Path) -> None:
     from psrq.cli import app
 
     out = tmp_path / "din.onnx"
-    result = CliRunner().invoke(app, ["export", "--model", str(serve_artifacts["rankers"]["DIN"]), "--format", "onnx", "--out", str(out)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "export",
+            "--model",
+            str(serve_artifacts["rankers"]["DIN"]),
+            "--format",
+            "onnx",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert out.is_file() and out.stat().st_size > 1000
-    bad = CliRunner().invoke(app, ["export", "--model", str(serve_artifacts["rankers"]["DIN"]), "--format", "tflite", "--out", str(out)])
+    bad = CliRunner().invoke(
+        app,
+        [
+            "export",
+            "--model",
+            str(serve_artifacts["rankers"]["DIN"]),
+            "--format",
+            "tflite",
+            "--out",
+            str(out),
+        ],
+    )
     assert bad.exit_code != 0 and "unknown export format" in str(bad.exception)

@@ -26,7 +26,7 @@ from .schema import require_columns, require_file
 def _decode_error(path: Path, raw: bytes, encoding: str, err: UnicodeDecodeError) -> InputError:
     line = raw.count(b"\n", 0, err.start) + 1
     return InputError(
-        f"{path}: line {line} is not valid {encoding} (byte {raw[err.start:err.start + 1]!r} at offset "
+        f"{path}: line {line} is not valid {encoding} (byte {raw[err.start : err.start + 1]!r} at offset "
         f"{err.start}); save the file as {encoding} or pass the right encoding"
     )
 
@@ -58,7 +58,9 @@ def read_delimited(
     if p.suffix == ".gz":
         raw = gzip.decompress(raw)
     is_utf8 = codecs.lookup(encoding).name == "utf-8"
-    if not is_utf8:  # re-encode once; UTF-8 input goes to pyarrow as is (it validates strings itself)
+    if (
+        not is_utf8
+    ):  # re-encode once; UTF-8 input goes to pyarrow as is (it validates strings itself)
         raw = _decode(p, raw, encoding).encode("utf-8")
     if not raw.strip():
         raise InputError(f"{p}: the file is empty (expected a header with {', '.join(columns)})")
@@ -68,8 +70,12 @@ def read_delimited(
         table = pacsv.read_csv(
             io.BytesIO(raw),
             read_options=pacsv.ReadOptions(encoding="utf-8", block_size=1 << 26),
-            parse_options=pacsv.ParseOptions(delimiter=delimiter, quote_char=False, newlines_in_values=False),
-            convert_options=pacsv.ConvertOptions(column_types=column_types, strings_can_be_null=False),
+            parse_options=pacsv.ParseOptions(
+                delimiter=delimiter, quote_char=False, newlines_in_values=False
+            ),
+            convert_options=pacsv.ConvertOptions(
+                column_types=column_types, strings_can_be_null=False
+            ),
         )
     except pa.ArrowInvalid as e:
         if is_utf8:
@@ -87,7 +93,9 @@ def _open_text(path: Path) -> io.TextIOBase:
     return io.TextIOWrapper(stream, encoding="utf-8", errors="strict")
 
 
-def iter_json_lines(path: str | Path, *, what: str = "file", allow_python_literals: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
+def iter_json_lines(
+    path: str | Path, *, what: str = "file", allow_python_literals: bool = False
+) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line_number, record) of a JSON-lines file (optionally gzipped).
 
     The 2014 Amazon metadata files hold Python dict literals (single quotes), not JSON:
@@ -100,7 +108,9 @@ def iter_json_lines(path: str | Path, *, what: str = "file", allow_python_litera
             try:
                 line = f.readline()
             except UnicodeDecodeError as e:
-                raise InputError(f"{p}: line {lineno + 1} is not valid UTF-8 ({e.reason})") from None
+                raise InputError(
+                    f"{p}: line {lineno + 1} is not valid UTF-8 ({e.reason})"
+                ) from None
             if not line:
                 break
             lineno += 1
@@ -109,7 +119,9 @@ def iter_json_lines(path: str | Path, *, what: str = "file", allow_python_litera
             yield lineno, _parse_record(line, p, lineno, allow_python_literals)
 
 
-def _parse_record(line: str, path: Path, lineno: int, allow_python_literals: bool) -> dict[str, Any]:
+def _parse_record(
+    line: str, path: Path, lineno: int, allow_python_literals: bool
+) -> dict[str, Any]:
     try:
         rec = json.loads(line)
     except json.JSONDecodeError as e:
@@ -118,7 +130,9 @@ def _parse_record(line: str, path: Path, lineno: int, allow_python_literals: boo
         try:
             rec = ast.literal_eval(line.strip())
         except (ValueError, SyntaxError) as e2:
-            raise InputError(f"{path}: line {lineno} is neither JSON nor a Python dict literal: {e2}") from None
+            raise InputError(
+                f"{path}: line {lineno} is neither JSON nor a Python dict literal: {e2}"
+            ) from None
     if not isinstance(rec, dict):
         raise InputError(f"{path}: line {lineno} is a {type(rec).__name__}, expected an object")
     return rec

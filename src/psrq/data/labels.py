@@ -34,7 +34,9 @@ class LabelRule:
 
     def __post_init__(self) -> None:
         if self.kind not in RULES:
-            raise ConfigError(f"label rule {self.kind!r} is unknown; choose one of {', '.join(RULES)}")
+            raise ConfigError(
+                f"label rule {self.kind!r} is unknown; choose one of {', '.join(RULES)}"
+            )
         if self.n_negatives < 0:
             raise ConfigError(f"n_negatives must be >= 0, got {self.n_negatives}")
 
@@ -45,8 +47,21 @@ class LabelRule:
         kind = default
         if default == "auto":
             names = interactions.column_names
-            kind = next((k for k, col in (("explicit", "label"), ("rating", "rating"), ("play_count", "play_count")) if col in names), "implicit")
-        return LabelRule(kind=kind, rating_threshold=self.rating_threshold, n_negatives=self.n_negatives)
+            kind = next(
+                (
+                    k
+                    for k, col in (
+                        ("explicit", "label"),
+                        ("rating", "rating"),
+                        ("play_count", "play_count"),
+                    )
+                    if col in names
+                ),
+                "implicit",
+            )
+        return LabelRule(
+            kind=kind, rating_threshold=self.rating_threshold, n_negatives=self.n_negatives
+        )
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -56,16 +71,24 @@ def apply_label_rule(interactions: pa.Table, rule: LabelRule, source: str) -> np
     """int8 [n] labels for the interactions under a resolved rule (implicit: all ones)."""
     column = {"explicit": "label", "rating": "rating", "play_count": "play_count"}.get(rule.kind)
     if column is not None and column not in interactions.column_names:
-        raise InputError(f"{source}: label rule {rule.kind!r} needs column {column!r}, which the interactions lack")
+        raise InputError(
+            f"{source}: label rule {rule.kind!r} needs column {column!r}, which the interactions lack"
+        )
     if rule.kind == "explicit":
         labels = interactions.column("label").to_numpy(zero_copy_only=False).astype(np.int8)
         if not np.isin(labels, (0, 1)).all():
             raise InputError(f"{source}: column label must be 0 or 1")
         return labels
     if rule.kind == "rating":
-        return pc.greater_equal(interactions.column("rating"), rule.rating_threshold).to_numpy(zero_copy_only=False).astype(np.int8)
+        return (
+            pc.greater_equal(interactions.column("rating"), rule.rating_threshold)
+            .to_numpy(zero_copy_only=False)
+            .astype(np.int8)
+        )
     if rule.kind == "play_count":
-        return (interactions.column("play_count").to_numpy(zero_copy_only=False) > 1).astype(np.int8)
+        return (interactions.column("play_count").to_numpy(zero_copy_only=False) > 1).astype(
+            np.int8
+        )
     if rule.kind == "implicit":
         return np.ones(interactions.num_rows, dtype=np.int8)
     raise ConfigError(f"label rule {rule.kind!r} must be resolved before use")

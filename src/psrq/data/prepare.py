@@ -80,14 +80,24 @@ def _outputs_present(out: Path) -> bool:
     return all((out / n).is_file() for n in names)
 
 
-def prepare(spec: DatasetSpec, config: ProtocolConfig, out: str | Path, *, force: bool = False,
-            verbose: bool = True) -> PrepareResult:
+def prepare(
+    spec: DatasetSpec,
+    config: ProtocolConfig,
+    out: str | Path,
+    *,
+    force: bool = False,
+    verbose: bool = True,
+) -> PrepareResult:
     """Prepare `spec` under `config` into `out` (or reuse the cached result)."""
     out = Path(out)
-    fingerprint = fingerprint_obj({
-        "dataset": spec.name, "inputs": fingerprint_inputs(spec.inputs),
-        "options": spec.options, "protocol": config.to_dict(),
-    })
+    fingerprint = fingerprint_obj(
+        {
+            "dataset": spec.name,
+            "inputs": fingerprint_inputs(spec.inputs),
+            "options": spec.options,
+            "protocol": config.to_dict(),
+        }
+    )
     meta = _read_meta(out)
     if not force and meta and meta.get("fingerprint") == fingerprint and _outputs_present(out):
         if verbose:
@@ -100,7 +110,9 @@ def prepare(spec: DatasetSpec, config: ProtocolConfig, out: str | Path, *, force
     if data.rebuild_items is not None:
         # Item text built from interactions (tags) must not see the validation/test period.
         content_until = samples.stats["boundaries"]["train_until"]
-        data = replace(data, items=data.rebuild_items(samples.stats["boundaries"]["train_until_ts"]))
+        data = replace(
+            data, items=data.rebuild_items(samples.stats["boundaries"]["train_until_ts"])
+        )
     meta = {
         "dataset": spec.name,
         "synthetic": data.synthetic,
@@ -140,7 +152,9 @@ def label_balance_warnings(tables: dict[str, pa.Table], where: Path) -> list[str
         positives = int(pc.sum(pc.cast(table.column("label"), pa.int64())).as_py() or 0)
         if positives in (0, table.num_rows):
             kind = "positive" if positives else "negative"
-            out.append(f"{where / name}.parquet: all {table.num_rows:,} labels are {kind}; AUC and GAUC will be undefined")
+            out.append(
+                f"{where / name}.parquet: all {table.num_rows:,} labels are {kind}; AUC and GAUC will be undefined"
+            )
     return out
 
 
@@ -152,11 +166,16 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def _with_metadata(table: pa.Table, data: DataSet) -> pa.Table:
-    extra = {b"psrq.dataset": data.name.encode(), b"psrq.synthetic": b"true" if data.synthetic else b"false"}
+    extra = {
+        b"psrq.dataset": data.name.encode(),
+        b"psrq.synthetic": b"true" if data.synthetic else b"false",
+    }
     return table.replace_schema_metadata({**(table.schema.metadata or {}), **extra})
 
 
-def write_outputs(data: DataSet, tables: dict[str, pa.Table], meta: dict[str, Any], out: Path) -> None:
+def write_outputs(
+    data: DataSet, tables: dict[str, pa.Table], meta: dict[str, Any], out: Path
+) -> None:
     """Write items, interactions, embeddings and samples; each file (and samples/) atomically.
 
     samples/ goes last and carries meta.json, so a crash leaves no meta.json claiming fresh data.

@@ -51,16 +51,18 @@ NEGATIVE_POOLS = ("window", "whole_log")
 # The popularity probe must lie within 0.5 +- this on valid and test (docs/protocol.md).
 PROBE_TOLERANCE = 0.03
 
-SAMPLE_SCHEMA = pa.schema([
-    ("user_id", pa.string()),
-    ("item_id", pa.string()),
-    ("label", pa.int8()),
-    ("timestamp", pa.int64()),
-    ("history", pa.list_(pa.string())),
-    ("split", pa.string()),
-    ("item_train_count", pa.int32()),
-    ("is_cold", pa.bool_()),
-])
+SAMPLE_SCHEMA = pa.schema(
+    [
+        ("user_id", pa.string()),
+        ("item_id", pa.string()),
+        ("label", pa.int8()),
+        ("timestamp", pa.int64()),
+        ("history", pa.list_(pa.string())),
+        ("split", pa.string()),
+        ("item_train_count", pa.int32()),
+        ("is_cold", pa.bool_()),
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -80,16 +82,26 @@ class ProtocolConfig:
     def __post_init__(self) -> None:
         if self.max_history < 0:
             raise ConfigError(f"max_history must be >= 0, got {self.max_history}")
-        if len(self.split) != 3 or any(f < 0 for f in self.split) or not math.isclose(sum(self.split), 1.0, abs_tol=1e-6):
-            raise ConfigError(f"split must be three non-negative fractions (train, valid, test) summing to 1, got {self.split}")
+        if (
+            len(self.split) != 3
+            or any(f < 0 for f in self.split)
+            or not math.isclose(sum(self.split), 1.0, abs_tol=1e-6)
+        ):
+            raise ConfigError(
+                f"split must be three non-negative fractions (train, valid, test) summing to 1, got {self.split}"
+            )
         if self.split[0] <= 0:
             raise ConfigError("split: the train fraction must be > 0")
         if self.cold_threshold < 0:
             raise ConfigError(f"cold_threshold must be >= 0, got {self.cold_threshold}")
         if self.negative_window is not None and self.negative_window < 1:
-            raise ConfigError(f"negative_window must be >= 1 (or None for the whole split so far), got {self.negative_window}")
+            raise ConfigError(
+                f"negative_window must be >= 1 (or None for the whole split so far), got {self.negative_window}"
+            )
         if self.negative_pool not in NEGATIVE_POOLS:
-            raise ConfigError(f"negative_pool must be one of {', '.join(NEGATIVE_POOLS)}, got {self.negative_pool!r}")
+            raise ConfigError(
+                f"negative_pool must be one of {', '.join(NEGATIVE_POOLS)}, got {self.negative_pool!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -118,11 +130,15 @@ def _sorted_vocab(values: pa.ChunkedArray | pa.Array) -> pa.Array:
     return uniq.take(pc.array_sort_indices(uniq))
 
 
-def _codes(values: pa.ChunkedArray | pa.Array, vocab: pa.Array, source: str, column: str) -> np.ndarray:
+def _codes(
+    values: pa.ChunkedArray | pa.Array, vocab: pa.Array, source: str, column: str
+) -> np.ndarray:
     codes = pc.index_in(values, value_set=vocab)
     if codes.null_count:
         row = int(np.flatnonzero(codes.is_null().to_numpy(zero_copy_only=False))[0])
-        raise InputError(f"{source}: {column} {values[row].as_py()!r} at row {row} is not in the items table")
+        raise InputError(
+            f"{source}: {column} {values[row].as_py()!r} at row {row} is not in the items table"
+        )
     return codes.to_numpy(zero_copy_only=False).astype(np.int64)
 
 
@@ -155,27 +171,41 @@ def _encode_events(data: DataSet, rule: LabelRule, source: str) -> _Events:
     return _Events(users[order], items[order], ts[order], labels[order], user_vocab, item_vocab)
 
 
-def _with_sampled_negatives(ev: _Events, n_negatives: int, seed: int, event_split: np.ndarray,
-                            config: ProtocolConfig) -> tuple[dict[str, np.ndarray], int]:
+def _with_sampled_negatives(
+    ev: _Events, n_negatives: int, seed: int, event_split: np.ndarray, config: ProtocolConfig
+) -> tuple[dict[str, np.ndarray], int]:
     """Sample rows (user, item, ts, label, event) with each positive followed by its negatives."""
     pos = np.flatnonzero(ev.labels == 1)
     rng = np.random.default_rng(seed)
     if config.negative_pool == "whole_log":  # protocol 2, bit for bit
         negatives, n_unsampled = sample_negatives(
-            ev.users[pos], ev.users, ev.items, popularity=np.bincount(ev.items[pos], minlength=len(ev.item_vocab)),
-            n_negatives=n_negatives, rng=rng,
+            ev.users[pos],
+            ev.users,
+            ev.items,
+            popularity=np.bincount(ev.items[pos], minlength=len(ev.item_vocab)),
+            n_negatives=n_negatives,
+            rng=rng,
         )
     else:
         lo, hi = negative_windows(ev.ts[pos], event_split[pos], config.negative_window)
         negatives, n_unsampled = sample_window_negatives(
-            ev.users[pos], ev.items[pos], lo, hi, ev.users, ev.items, n_items=len(ev.item_vocab),
-            n_negatives=n_negatives, rng=rng,
+            ev.users[pos],
+            ev.items[pos],
+            lo,
+            hi,
+            ev.users,
+            ev.items,
+            n_items=len(ev.item_vocab),
+            n_negatives=n_negatives,
+            rng=rng,
         )
     # event order is time order; a positive's negatives follow it
     return _interleave_negatives(ev, pos, negatives, n_negatives), n_unsampled
 
 
-def negative_windows(pos_ts: np.ndarray, pos_split: np.ndarray, window: int | None) -> tuple[np.ndarray, np.ndarray]:
+def negative_windows(
+    pos_ts: np.ndarray, pos_split: np.ndarray, window: int | None
+) -> tuple[np.ndarray, np.ndarray]:
     """The pool of each positive's negatives, as index ranges [lo, hi) into the positives.
 
     pos_ts, pos_split: [n_pos] timestamps and split codes of the positives, in time order.
@@ -186,7 +216,9 @@ def negative_windows(pos_ts: np.ndarray, pos_split: np.ndarray, window: int | No
     if len(pos_ts) and np.any(np.diff(pos_ts) < 0):
         raise AssertionError("positives must be in time order")
     hi = np.searchsorted(pos_ts, pos_ts, side="right")  # end of the sample's timestamp group
-    split_start = np.searchsorted(pos_split, pos_split, side="left")  # splits are contiguous in time
+    split_start = np.searchsorted(
+        pos_split, pos_split, side="left"
+    )  # splits are contiguous in time
     lo = split_start if window is None else np.maximum(split_start, hi - window)
     return lo.astype(np.int64), hi.astype(np.int64)
 
@@ -220,10 +252,19 @@ def sample_window_negatives(
         return pos_items[np.minimum(pick, hi[rows] - 1)]
 
     def popularity_of(row: int) -> np.ndarray:
-        return np.bincount(pos_items[lo[row]:hi[row]], minlength=n_items)
+        return np.bincount(pos_items[lo[row] : hi[row]], minlength=n_items)
 
-    return _rejection_sample(draw, popularity_of, pos_users, all_users, all_items, n_items=n_items,
-                             n_negatives=n_negatives, rng=rng, max_rounds=max_rounds)
+    return _rejection_sample(
+        draw,
+        popularity_of,
+        pos_users,
+        all_users,
+        all_items,
+        n_items=n_items,
+        n_negatives=n_negatives,
+        rng=rng,
+        max_rounds=max_rounds,
+    )
 
 
 def build_samples(data: DataSet, config: ProtocolConfig) -> Samples:
@@ -237,29 +278,60 @@ def build_samples(data: DataSet, config: ProtocolConfig) -> Samples:
     n_unsampled = 0
     if rule.kind == "implicit" and rule.n_negatives > 0:
         event_split = np.searchsorted(bounds, ev.ts, side="left")
-        rows, n_unsampled = _with_sampled_negatives(ev, rule.n_negatives, config.seed, event_split, config)
+        rows, n_unsampled = _with_sampled_negatives(
+            ev, rule.n_negatives, config.seed, event_split, config
+        )
     else:
         rows = _event_rows(ev)
     # histories are computed once per event; sampled negatives point at their positive's event
-    hist_offsets, hist_items = history_indices(ev.users, ev.items, ev.ts, ev.labels, config.max_history)
+    hist_offsets, hist_items = history_indices(
+        ev.users, ev.items, ev.ts, ev.labels, config.max_history
+    )
     split = np.searchsorted(bounds, rows["ts"], side="left")  # 0 train, 1 valid, 2 test
-    return _samples(data, ev, rows, split, hist_offsets, hist_items, config, rule, bounds, n_unsampled)
+    return _samples(
+        data, ev, rows, split, hist_offsets, hist_items, config, rule, bounds, n_unsampled
+    )
 
 
 def _event_rows(ev: _Events) -> dict[str, np.ndarray]:
     """Sample rows when no negatives are sampled: one per event."""
-    return {"user": ev.users, "item": ev.items, "ts": ev.ts, "label": ev.labels, "event": np.arange(len(ev.ts))}
+    return {
+        "user": ev.users,
+        "item": ev.items,
+        "ts": ev.ts,
+        "label": ev.labels,
+        "event": np.arange(len(ev.ts)),
+    }
 
 
-def _samples(data: DataSet, ev: _Events, rows: dict[str, np.ndarray], split: np.ndarray, hist_offsets: np.ndarray,
-             hist_items: np.ndarray, config: ProtocolConfig, rule: LabelRule, bounds: np.ndarray | None,
-             n_unsampled: int) -> Samples:
+def _samples(
+    data: DataSet,
+    ev: _Events,
+    rows: dict[str, np.ndarray],
+    split: np.ndarray,
+    hist_offsets: np.ndarray,
+    hist_items: np.ndarray,
+    config: ProtocolConfig,
+    rule: LabelRule,
+    bounds: np.ndarray | None,
+    n_unsampled: int,
+) -> Samples:
     """The split tables (cold by training count), their statistics and the popularity probe."""
     train_pos = (split == 0) & (rows["label"] == 1)
-    train_count = np.bincount(rows["item"][train_pos], minlength=len(ev.item_vocab)).astype(np.int32)
+    train_count = np.bincount(rows["item"][train_pos], minlength=len(ev.item_vocab)).astype(
+        np.int32
+    )
     tables = {
-        name: _samples_table(np.flatnonzero(split == k), rows, hist_offsets, hist_items, ev, train_count,
-                             config.cold_threshold, name)
+        name: _samples_table(
+            np.flatnonzero(split == k),
+            rows,
+            hist_offsets,
+            hist_items,
+            ev,
+            train_count,
+            config.cold_threshold,
+            name,
+        )
         for k, name in enumerate(SPLITS)
     }
     stats = split_statistics(tables, bounds, config, rule)
@@ -269,8 +341,10 @@ def _samples(data: DataSet, ev: _Events, rows: dict[str, np.ndarray], split: np.
 
 
 # ---- data without timestamps, with its own split (TikTok) ------------------------------------------
-GIVEN_SPLIT_HISTORY = ("the user's training positives other than the target, in a seeded random order "
-                       "(the same for every sample of the user), the last max_history of that order")
+GIVEN_SPLIT_HISTORY = (
+    "the user's training positives other than the target, in a seeded random order "
+    "(the same for every sample of the user), the last max_history of that order"
+)
 
 
 def build_given_split_samples(data: DataSet, config: ProtocolConfig) -> Samples:
@@ -291,11 +365,20 @@ def build_given_split_samples(data: DataSet, config: ProtocolConfig) -> Samples:
     user_vocab = _sorted_vocab(inter.column("user_id"))
     users = _codes(inter.column("user_id"), user_vocab, source, "user_id")
     items = _codes(inter.column("item_id"), item_vocab, source, "item_id")
-    split_of = pc.index_in(inter.column("split"), value_set=pa.array(SPLITS)).to_numpy(zero_copy_only=False)
+    split_of = pc.index_in(inter.column("split"), value_set=pa.array(SPLITS)).to_numpy(
+        zero_copy_only=False
+    )
     split_of = split_of.astype(np.int64)
     # canonical order (split, user, item, label): the result cannot depend on the input's row order
     order = np.lexsort((-labels, items, users, split_of))
-    ev = _Events(users[order], items[order], np.zeros(len(order), np.int64), labels[order], user_vocab, item_vocab)
+    ev = _Events(
+        users[order],
+        items[order],
+        np.zeros(len(order), np.int64),
+        labels[order],
+        user_vocab,
+        item_vocab,
+    )
     split_of = split_of[order]
     if not (ev.labels == 1).any():
         raise InputError(f"{source}: the label rule {rule.kind!r} leaves no positive interaction")
@@ -311,14 +394,34 @@ def build_given_split_samples(data: DataSet, config: ProtocolConfig) -> Samples:
         if config.negative_pool == "whole_log":  # protocol 2's rule, for comparison only
             lo, hi = np.zeros_like(lo), np.full_like(hi, len(pos))
         negatives, n_unsampled = sample_window_negatives(
-            ev.users[pos], ev.items[pos], lo, hi, ev.users, ev.items, n_items=len(item_vocab),
-            n_negatives=rule.n_negatives, rng=rng)
+            ev.users[pos],
+            ev.items[pos],
+            lo,
+            hi,
+            ev.users,
+            ev.items,
+            n_items=len(item_vocab),
+            n_negatives=rule.n_negatives,
+            rng=rng,
+        )
         rows = _interleave_negatives(ev, pos, negatives, rule.n_negatives)
     else:
         rows = _event_rows(ev)
-    hist_offsets, hist_items = given_split_histories(ev.users, ev.items, split_of == 0, ev.labels,
-                                                     config.max_history, rng)
-    samples = _samples(data, ev, rows, split_of[rows["event"]], hist_offsets, hist_items, config, rule, None, n_unsampled)
+    hist_offsets, hist_items = given_split_histories(
+        ev.users, ev.items, split_of == 0, ev.labels, config.max_history, rng
+    )
+    samples = _samples(
+        data,
+        ev,
+        rows,
+        split_of[rows["event"]],
+        hist_offsets,
+        hist_items,
+        config,
+        rule,
+        None,
+        n_unsampled,
+    )
     protocol = samples.stats["protocol"]
     protocol["split"] = "given"
     protocol["history"] = GIVEN_SPLIT_HISTORY
@@ -327,7 +430,9 @@ def build_given_split_samples(data: DataSet, config: ProtocolConfig) -> Samples:
     return samples
 
 
-def _interleave_negatives(ev: _Events, pos: np.ndarray, negatives: np.ndarray, n_negatives: int) -> dict[str, np.ndarray]:
+def _interleave_negatives(
+    ev: _Events, pos: np.ndarray, negatives: np.ndarray, n_negatives: int
+) -> dict[str, np.ndarray]:
     """Sample rows with each positive event followed by its negatives (-1 slots dropped)."""
     keep = (negatives >= 0).ravel()
     neg_event = np.repeat(pos, n_negatives)[keep]
@@ -335,21 +440,31 @@ def _interleave_negatives(ev: _Events, pos: np.ndarray, negatives: np.ndarray, n
     slot = np.concatenate([np.zeros(len(ev.ts), np.int64), np.ones(len(neg_event), np.int64)])
     o = np.lexsort((slot, event))
     return {
-        "user": ev.users[event][o], "item": np.concatenate([ev.items, negatives.ravel()[keep]])[o],
-        "ts": ev.ts[event][o], "label": np.concatenate([ev.labels, np.zeros(len(neg_event), np.int8)])[o],
+        "user": ev.users[event][o],
+        "item": np.concatenate([ev.items, negatives.ravel()[keep]])[o],
+        "ts": ev.ts[event][o],
+        "label": np.concatenate([ev.labels, np.zeros(len(neg_event), np.int8)])[o],
         "event": event[o],
     }
 
 
-def given_split_histories(users: np.ndarray, items: np.ndarray, is_train: np.ndarray, labels: np.ndarray,
-                          max_history: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def given_split_histories(
+    users: np.ndarray,
+    items: np.ndarray,
+    is_train: np.ndarray,
+    labels: np.ndarray,
+    max_history: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
     """Histories (CSR: offsets int64 [n_events + 1], item indices) for data without timestamps.
 
     Each user's distinct training positives get one seeded random order; the history of an
     event (u, i) is that order without i, its last `max_history` items.
     """
     n_items = int(items.max()) + 1 if len(items) else 0
-    train_keys = sorted_unique(users[is_train & (labels == 1)].astype(np.int64) * n_items + items[is_train & (labels == 1)])
+    train_keys = sorted_unique(
+        users[is_train & (labels == 1)].astype(np.int64) * n_items + items[is_train & (labels == 1)]
+    )
     t_users, t_items = train_keys // max(n_items, 1), train_keys % max(n_items, 1)
     shuffled = np.lexsort((rng.random(len(train_keys)), t_users))  # per user, a seeded order
     t_users, t_items = t_users[shuffled], t_items[shuffled]
@@ -410,8 +525,17 @@ def sample_negatives(
     def draw(rows: np.ndarray) -> np.ndarray:
         return np.searchsorted(cdf, rng.random(len(rows)), side="right").clip(0, n_items - 1)
 
-    return _rejection_sample(draw, lambda row: popularity, pos_users, all_users, all_items, n_items=n_items,
-                             n_negatives=n_negatives, rng=rng, max_rounds=max_rounds)
+    return _rejection_sample(
+        draw,
+        lambda row: popularity,
+        pos_users,
+        all_users,
+        all_items,
+        n_items=n_items,
+        n_negatives=n_negatives,
+        rng=rng,
+        max_rounds=max_rounds,
+    )
 
 
 def _rejection_sample(
@@ -457,8 +581,16 @@ def _rejection_sample(
     return out, int(todo.sum())
 
 
-def _fill_slot_exactly(out: np.ndarray, todo: np.ndarray, row: int, col: int, pos_users: np.ndarray,
-                       seen: np.ndarray, popularity: np.ndarray, rng: np.random.Generator) -> None:
+def _fill_slot_exactly(
+    out: np.ndarray,
+    todo: np.ndarray,
+    row: int,
+    col: int,
+    pos_users: np.ndarray,
+    seen: np.ndarray,
+    popularity: np.ndarray,
+    rng: np.random.Generator,
+) -> None:
     """Draw out[row, col] from `popularity` without the user's items and the row's other negatives."""
     n_items = len(popularity)
     user = int(pos_users[row])
@@ -486,7 +618,11 @@ def _duplicates_in_row(x: np.ndarray) -> np.ndarray:
 
 
 def history_indices(
-    users: np.ndarray, items: np.ndarray, ts: np.ndarray, labels: np.ndarray, max_history: int,
+    users: np.ndarray,
+    items: np.ndarray,
+    ts: np.ndarray,
+    labels: np.ndarray,
+    max_history: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Histories of the events as a CSR list: (offsets int64 [n_events + 1], item indices).
 
@@ -514,7 +650,9 @@ def history_indices(
     return offsets, it[pos][flat]
 
 
-def chronological_split(ts: np.ndarray, fractions: tuple[float, float, float], source: str) -> np.ndarray:
+def chronological_split(
+    ts: np.ndarray, fractions: tuple[float, float, float], source: str
+) -> np.ndarray:
     """The two split boundaries (int64 [2]) from global time quantiles of the event times `ts`.
 
     Boundary b_k is the timestamp at the cumulative-fraction position of the sorted event times;
@@ -527,12 +665,22 @@ def chronological_split(ts: np.ndarray, fractions: tuple[float, float, float], s
     cut = [sorted_ts[min(math.floor(c * n), n - 1)] if c < 1 else sorted_ts[-1] + 1 for c in cum]
     bounds = np.array([cut[0] - 1, cut[1] - 1], dtype=np.int64)
     if not (ts <= bounds[0]).any():
-        raise InputError(f"{source}: the training split is empty (all events share the first split timestamp)")
+        raise InputError(
+            f"{source}: the training split is empty (all events share the first split timestamp)"
+        )
     return bounds
 
 
-def _samples_table(rows: np.ndarray, sample: dict[str, np.ndarray], hist_offsets: np.ndarray, hist_items: np.ndarray,
-                   ev: _Events, train_count: np.ndarray, cold_threshold: int, split: str) -> pa.Table:
+def _samples_table(
+    rows: np.ndarray,
+    sample: dict[str, np.ndarray],
+    hist_offsets: np.ndarray,
+    hist_items: np.ndarray,
+    ev: _Events,
+    train_count: np.ndarray,
+    cold_threshold: int,
+    split: str,
+) -> pa.Table:
     """The SAMPLE_SCHEMA table of the sample rows `rows` (one split)."""
     events = sample["event"][rows]
     starts, ends = hist_offsets[events], hist_offsets[events + 1]
@@ -540,19 +688,24 @@ def _samples_table(rows: np.ndarray, sample: dict[str, np.ndarray], hist_offsets
     offsets = np.zeros(len(rows) + 1, dtype=np.int32)
     np.cumsum(lengths, out=offsets[1:])
     flat = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])
-    history = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), ev.item_vocab.take(pa.array(hist_items[flat])))
+    history = pa.ListArray.from_arrays(
+        pa.array(offsets, pa.int32()), ev.item_vocab.take(pa.array(hist_items[flat]))
+    )
     items = sample["item"][rows]
     counts = train_count[items]
-    return pa.Table.from_arrays([
-        ev.user_vocab.take(pa.array(sample["user"][rows])),
-        ev.item_vocab.take(pa.array(items)),
-        pa.array(sample["label"][rows], pa.int8()),
-        pa.array(sample["ts"][rows], pa.int64()),
-        history,
-        pa.array(np.full(len(rows), split, dtype=object), pa.string()),
-        pa.array(counts, pa.int32()),
-        pa.array(counts < cold_threshold, pa.bool_()),
-    ], schema=SAMPLE_SCHEMA)
+    return pa.Table.from_arrays(
+        [
+            ev.user_vocab.take(pa.array(sample["user"][rows])),
+            ev.item_vocab.take(pa.array(items)),
+            pa.array(sample["label"][rows], pa.int8()),
+            pa.array(sample["ts"][rows], pa.int64()),
+            history,
+            pa.array(np.full(len(rows), split, dtype=object), pa.string()),
+            pa.array(counts, pa.int32()),
+            pa.array(counts < cold_threshold, pa.bool_()),
+        ],
+        schema=SAMPLE_SCHEMA,
+    )
 
 
 def _iso(t: int) -> str:
@@ -561,11 +714,14 @@ def _iso(t: int) -> str:
 
 def _n_new(values: pa.Array, known: pa.Array) -> int:
     """How many distinct `values` are not in `known`."""
-    return int(len(values) - pc.sum(pc.is_in(values, value_set=known)).as_py()) if len(values) else 0
+    return (
+        int(len(values) - pc.sum(pc.is_in(values, value_set=known)).as_py()) if len(values) else 0
+    )
 
 
-def split_statistics(tables: dict[str, pa.Table], bounds: np.ndarray | None, config: ProtocolConfig,
-                     rule: LabelRule) -> dict[str, Any]:
+def split_statistics(
+    tables: dict[str, pa.Table], bounds: np.ndarray | None, config: ProtocolConfig, rule: LabelRule
+) -> dict[str, Any]:
     """Rows, positives, users, items, positive rate, cold shares and time range per split.
 
     new_users: users absent from train; new_items: positive targets never a positive target in train.
@@ -582,7 +738,11 @@ def split_statistics(tables: dict[str, pa.Table], bounds: np.ndarray | None, con
         tsv = t.column("timestamp").to_numpy(zero_copy_only=False)
         users = pc.unique(t.column("user_id"))
         pos_items = pc.unique(pc.filter(t.column("item_id"), pc.equal(t.column("label"), 1)))
-        hist_len = pc.list_value_length(t.column("history")).to_numpy(zero_copy_only=False) if n else np.zeros(0)
+        hist_len = (
+            pc.list_value_length(t.column("history")).to_numpy(zero_copy_only=False)
+            if n
+            else np.zeros(0)
+        )
         per_split[name] = {
             "rows": n,
             "positives": int(label.sum()),
@@ -598,9 +758,16 @@ def split_statistics(tables: dict[str, pa.Table], bounds: np.ndarray | None, con
             "first_day": _iso(tsv.min()) if n and bounds is not None else None,
             "last_day": _iso(tsv.max()) if n and bounds is not None else None,
         }
-    boundaries = {} if bounds is None else {
-        "train_until": _iso(bounds[0]), "valid_until": _iso(bounds[1]),
-        "train_until_ts": int(bounds[0]), "valid_until_ts": int(bounds[1])}
+    boundaries = (
+        {}
+        if bounds is None
+        else {
+            "train_until": _iso(bounds[0]),
+            "valid_until": _iso(bounds[1]),
+            "train_until_ts": int(bounds[0]),
+            "valid_until_ts": int(bounds[1]),
+        }
+    )
     return {
         "label_rule": rule.to_dict(),
         "boundaries": boundaries,
@@ -626,8 +793,11 @@ def popularity_probe(tables: dict[str, pa.Table]) -> dict[str, Any]:
     from psrq.rank.metrics import auc
 
     train = tables["train"]
-    vocab = pc.unique(pa.chunked_array([t.column("item_id") for t in tables.values()],
-                                       type=pa.string()).combine_chunks())
+    vocab = pc.unique(
+        pa.chunked_array(
+            [t.column("item_id") for t in tables.values()], type=pa.string()
+        ).combine_chunks()
+    )
     idx = pc.index_in(train.column("item_id"), value_set=vocab).to_numpy(zero_copy_only=False)
     label = train.column("label").to_numpy(zero_copy_only=False).astype(np.int64)
     pos = np.bincount(idx, weights=label, minlength=len(vocab))
@@ -636,7 +806,11 @@ def popularity_probe(tables: dict[str, pa.Table]) -> dict[str, Any]:
     out: dict[str, Any] = {"score": PROBE_SCORE, "tolerance": PROBE_TOLERANCE}
     for name, t in tables.items():
         y = t.column("label").to_numpy(zero_copy_only=False)
-        s = score[pc.index_in(t.column("item_id"), value_set=vocab).to_numpy(zero_copy_only=False)] if t.num_rows else np.zeros(0)
+        s = (
+            score[pc.index_in(t.column("item_id"), value_set=vocab).to_numpy(zero_copy_only=False)]
+            if t.num_rows
+            else np.zeros(0)
+        )
         out[name] = _finite_or_none(auc(y, s))
         if name != "train":
             cold = t.column("is_cold").to_numpy(zero_copy_only=False)
@@ -661,13 +835,19 @@ def probe_warning(probe: dict[str, Any], label_rule: str) -> str | None:
         return None
     vals = ", ".join(f"{s} {probe[s]:.3f}" for s in ("valid", "test") if probe.get(s) is not None)
     if label_rule == "implicit":
-        why = ("the sampled negatives follow a different popularity than the positives, so the "
-               "item alone predicts the label and ID/SID tables learn that instead of the user")
+        why = (
+            "the sampled negatives follow a different popularity than the positives, so the "
+            "item alone predicts the label and ID/SID tables learn that instead of the user"
+        )
     else:
-        why = ("the data's own labels differ by item; a model can reach this AUC without knowing the "
-               "user, so compare models against it")
-    return (f"popularity probe outside 0.5 +- {probe.get('tolerance', PROBE_TOLERANCE)} ({vals}): {why} "
-            "(docs/protocol.md §3, \"The popularity probe\")")
+        why = (
+            "the data's own labels differ by item; a model can reach this AUC without knowing the "
+            "user, so compare models against it"
+        )
+    return (
+        f"popularity probe outside 0.5 +- {probe.get('tolerance', PROBE_TOLERANCE)} ({vals}): {why} "
+        '(docs/protocol.md §3, "The popularity probe")'
+    )
 
 
 def print_split_statistics(stats: dict[str, Any], title: str = "samples") -> None:
@@ -676,19 +856,37 @@ def print_split_statistics(stats: dict[str, Any], title: str = "samples") -> Non
     from rich.table import Table
 
     table = Table(title=f"{title}  (label rule: {stats['label_rule']['kind']})")
-    cols = [("split", "split"), ("rows", "rows"), ("pos", "positives"), ("pos rate", "positive_rate"),
-            ("users", "users"), ("items", "items"), ("new users", "new_users"), ("new items", "new_items"),
-            ("cold", "cold_share"), ("cold pos", "cold_share_positives"),
-            ("hist", "mean_history"), ("days", None)]
+    cols = [
+        ("split", "split"),
+        ("rows", "rows"),
+        ("pos", "positives"),
+        ("pos rate", "positive_rate"),
+        ("users", "users"),
+        ("items", "items"),
+        ("new users", "new_users"),
+        ("new items", "new_items"),
+        ("cold", "cold_share"),
+        ("cold pos", "cold_share_positives"),
+        ("hist", "mean_history"),
+        ("days", None),
+    ]
     for header, _ in cols:
-        table.add_column(header, justify="left" if header in ("split", "days") else "right", no_wrap=header == "days")
+        table.add_column(
+            header,
+            justify="left" if header in ("split", "days") else "right",
+            no_wrap=header == "days",
+        )
     for name, s in stats["splits"].items():
         cells = [name]
         for _, key in cols[1:]:
             if key is None:
-                cells.append(f"{s['first_day']} .. {s['last_day']}" if s["rows"] and s["first_day"] else "-")
+                cells.append(
+                    f"{s['first_day']} .. {s['last_day']}" if s["rows"] and s["first_day"] else "-"
+                )
             elif isinstance(s[key], float):
-                cells.append(f"{s[key]:.3f}" if "share" in key or "rate" in key else f"{s[key]:.1f}")
+                cells.append(
+                    f"{s[key]:.3f}" if "share" in key or "rate" in key else f"{s[key]:.1f}"
+                )
             else:
                 cells.append(f"{s[key]:,}")
         table.add_row(*cells)
@@ -705,9 +903,12 @@ def print_split_statistics(stats: dict[str, Any], title: str = "samples") -> Non
 
 def format_probe(probe: dict[str, Any]) -> str:
     """One line: the popularity probe's AUC per split."""
+
     def f(x: float | None) -> str:
         return "n/a" if x is None else f"{x:.3f}"
 
-    return (f"popularity probe (AUC of the item's training label rate; should be 0.5 +- {probe['tolerance']}): "
-            f"valid {f(probe['valid'])}, test {f(probe['test'])} "
-            f"(cold: valid {f(probe.get('valid_cold'))}, test {f(probe.get('test_cold'))}; train, in-sample: {f(probe['train'])})")
+    return (
+        f"popularity probe (AUC of the item's training label rate; should be 0.5 +- {probe['tolerance']}): "
+        f"valid {f(probe['valid'])}, test {f(probe['test'])} "
+        f"(cold: valid {f(probe.get('valid_cold'))}, test {f(probe.get('test_cold'))}; train, in-sample: {f(probe['train'])})"
+    )

@@ -65,7 +65,9 @@ class DataSet:
 
 def embedding_modalities(table: pa.Table) -> list[str]:
     """Modalities with a precomputed emb_<modality> column, in column order."""
-    return [c[len(EMBEDDING_PREFIX):] for c in table.column_names if c.startswith(EMBEDDING_PREFIX)]
+    return [
+        c[len(EMBEDDING_PREFIX) :] for c in table.column_names if c.startswith(EMBEDDING_PREFIX)
+    ]
 
 
 def describe_rows(rows: np.ndarray | list[int], limit: int = 5) -> str:
@@ -76,8 +78,13 @@ def describe_rows(rows: np.ndarray | list[int], limit: int = 5) -> str:
     return f"row{'s' if len(rows) > 1 else ''} {shown}{more}"
 
 
-def describe_item_rows(ids: pa.Array | pa.ChunkedArray, rows: np.ndarray | list[int], limit: int = 5, noun: str = "item") -> str:
-    """"item 'a' at row 3, item 'b' at row 17 and 40 more": each row named with its own item."""
+def describe_item_rows(
+    ids: pa.Array | pa.ChunkedArray,
+    rows: np.ndarray | list[int],
+    limit: int = 5,
+    noun: str = "item",
+) -> str:
+    """ "item 'a' at row 3, item 'b' at row 17 and 40 more": each row named with its own item."""
     rows = [int(r) for r in rows]
     shown = ", ".join(f"{noun} {ids[r].as_py()!r} at row {r}" for r in rows[:limit])
     more = f" and {len(rows) - limit} more" if len(rows) > limit else ""
@@ -108,7 +115,11 @@ def _as_string(table: pa.Table, name: str, source: str) -> pa.Table:
     bad = _null_rows(col)
     if len(bad):
         raise InputError(f"{source}: column {name} is null at {describe_rows(bad)}")
-    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type) or pa.types.is_integer(col.type)):
+    if not (
+        pa.types.is_string(col.type)
+        or pa.types.is_large_string(col.type)
+        or pa.types.is_integer(col.type)
+    ):
         raise InputError(f"{source}: column {name} must hold string or integer IDs, got {col.type}")
     return table.set_column(table.schema.get_field_index(name), name, pc.cast(col, pa.string()))
 
@@ -145,11 +156,20 @@ def precomputed_embeddings(items: pa.Table, source: str) -> dict[str, pa.Table]:
         check_modality_name(modality, where=f"{source}: column {column}")
         emb = table_to_embeddings(items.select(["item_id", column]), modality, column, source)
         flat = pa.array(emb.X.reshape(-1), pa.float32())
-        table = pa.table({"item_id": pa.array(emb.item_ids.tolist(), pa.string()),
-                          "embedding": pa.FixedSizeListArray.from_arrays(flat, emb.dim)})
-        meta = {"psrq.encoder": f"precomputed:{Path(source).name}:{column}", "psrq.dim": str(emb.dim),
-                "psrq.modality": modality, "psrq.n_items": str(items.num_rows),
-                "psrq.n_embedded": str(len(emb)), "psrq.n_skipped": str(emb.n_null)}
+        table = pa.table(
+            {
+                "item_id": pa.array(emb.item_ids.tolist(), pa.string()),
+                "embedding": pa.FixedSizeListArray.from_arrays(flat, emb.dim),
+            }
+        )
+        meta = {
+            "psrq.encoder": f"precomputed:{Path(source).name}:{column}",
+            "psrq.dim": str(emb.dim),
+            "psrq.modality": modality,
+            "psrq.n_items": str(items.num_rows),
+            "psrq.n_embedded": str(len(emb)),
+            "psrq.n_skipped": str(emb.n_null),
+        }
         out[modality] = table.replace_schema_metadata(meta)
     return out
 
@@ -176,7 +196,11 @@ def validate_items(
     items = _check_item_ids(items, source)
     id_col = items.column("item_id")
     text = items.column("text")
-    if not (pa.types.is_string(text.type) or pa.types.is_large_string(text.type) or pa.types.is_null(text.type)):
+    if not (
+        pa.types.is_string(text.type)
+        or pa.types.is_large_string(text.type)
+        or pa.types.is_null(text.type)
+    ):
         raise InputError(f"{source}: column text must be string, got {text.type}")
     text = pc.cast(text, pa.string())
     blank = pc.or_kleene(pc.is_null(text), pc.equal(pc.utf8_trim_whitespace(text), ""))
@@ -215,7 +239,9 @@ def validate_interactions(
         t = _cast_numeric(t, "play_count", pa.int64(), source)
         bad = np.flatnonzero(t.column("play_count").to_numpy(zero_copy_only=False) < 1)
         if len(bad):
-            raise InputError(f"{source}: column play_count must be >= 1, bad at {describe_rows(bad)}")
+            raise InputError(
+                f"{source}: column play_count must be >= 1, bad at {describe_rows(bad)}"
+            )
     return t
 
 
@@ -244,10 +270,14 @@ def validate_given_split_interactions(
     t = _as_string(interactions, "user_id", source)
     t = _as_string(t, "item_id", source)
     t = _as_string(t, "split", source)
-    bad = np.flatnonzero(~pc.is_in(t.column("split"), value_set=pa.array(SPLIT_NAMES)).to_numpy(zero_copy_only=False))
+    bad = np.flatnonzero(
+        ~pc.is_in(t.column("split"), value_set=pa.array(SPLIT_NAMES)).to_numpy(zero_copy_only=False)
+    )
     if len(bad):
-        raise InputError(f"{source}: column split must be one of {', '.join(SPLIT_NAMES)}, got "
-                         f"{t.column('split')[int(bad[0])].as_py()!r} at {describe_rows(bad)}")
+        raise InputError(
+            f"{source}: column split must be one of {', '.join(SPLIT_NAMES)}, got "
+            f"{t.column('split')[int(bad[0])].as_py()!r} at {describe_rows(bad)}"
+        )
     _check_known_items(t, item_ids, source)
     pairs = pc.binary_join_element_wise(t.column("user_id"), t.column("item_id"), "\x1f")
     if len(pc.unique(pairs)) != t.num_rows:
@@ -255,7 +285,9 @@ def validate_given_split_interactions(
         dup = pc.filter(counts[0], pc.greater(counts[1], 1))[0].as_py()
         rows = np.flatnonzero(pc.equal(pairs, dup).to_numpy(zero_copy_only=False))
         user, item = dup.split("\x1f")
-        raise InputError(f"{source}: (user_id {user!r}, item_id {item!r}) appears more than once, at {describe_rows(rows)}")
+        raise InputError(
+            f"{source}: (user_id {user!r}, item_id {item!r}) appears more than once, at {describe_rows(rows)}"
+        )
     return t
 
 
@@ -268,18 +300,27 @@ def _cast_numeric(t: pa.Table, name: str, to: pa.DataType, source: str) -> pa.Ta
         raise InputError(f"{source}: column {name} is null at {describe_rows(bad)}")
     values = col.to_numpy(zero_copy_only=False)
     if pa.types.is_floating(col.type) and not np.isfinite(values).all():
-        raise InputError(f"{source}: column {name} has NaN/inf at {describe_rows(np.flatnonzero(~np.isfinite(values)))}")
-    return t.set_column(t.schema.get_field_index(name), name, pa.array(values.astype(to.to_pandas_dtype())))
+        raise InputError(
+            f"{source}: column {name} has NaN/inf at {describe_rows(np.flatnonzero(~np.isfinite(values)))}"
+        )
+    return t.set_column(
+        t.schema.get_field_index(name), name, pa.array(values.astype(to.to_pandas_dtype()))
+    )
 
 
 def _check_timestamps(t: pa.Table, source: str) -> pa.Table:
     col = t.column("timestamp")
     if pa.types.is_timestamp(col.type):
         # sub-second precision is dropped on purpose: samples are ordered by whole seconds
-        seconds = pc.divide(pc.cast(col, pa.int64()), {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}[col.type.unit])
+        seconds = pc.divide(
+            pc.cast(col, pa.int64()),
+            {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}[col.type.unit],
+        )
         col = pc.cast(seconds, pa.int64())
     elif not pa.types.is_integer(col.type):
-        raise InputError(f"{source}: column timestamp must be int64 seconds since the epoch, got {col.type}")
+        raise InputError(
+            f"{source}: column timestamp must be int64 seconds since the epoch, got {col.type}"
+        )
     bad = _null_rows(col)
     if len(bad):
         raise InputError(f"{source}: column timestamp is null at {describe_rows(bad)}")
@@ -307,4 +348,6 @@ def _check_labels(t: pa.Table, source: str) -> pa.Table:
         raise InputError(
             f"{source}: column label must be 0 or 1, got {values[wrong[0]].item()!r} at {describe_rows(wrong)}"
         )
-    return t.set_column(t.schema.get_field_index("label"), "label", pa.array(values.astype(np.int8)))
+    return t.set_column(
+        t.schema.get_field_index("label"), "label", pa.array(values.astype(np.int8))
+    )

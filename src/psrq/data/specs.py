@@ -42,34 +42,61 @@ def dataset_spec(
         from .lastfm2k import FILES, builtin_root, load_lastfm2k
 
         base = Path(root) if root else builtin_root()
-        return DatasetSpec(name, [base / f for f in FILES], lambda: load_lastfm2k(base, min_year=min_year),
-                           {"min_year": min_year})
+        return DatasetSpec(
+            name,
+            [base / f for f in FILES],
+            lambda: load_lastfm2k(base, min_year=min_year),
+            {"min_year": min_year},
+        )
     if name == "music4all":
         from .music4all import load_music4all, music4all_inputs
 
         base = _need(root or source, "--root DIR", name)
-        return DatasetSpec(name, music4all_inputs(base), lambda: load_music4all(base, on_empty_text=on_empty),
-                           {"on_empty_text": on_empty})
+        return DatasetSpec(
+            name,
+            music4all_inputs(base),
+            lambda: load_music4all(base, on_empty_text=on_empty),
+            {"on_empty_text": on_empty},
+        )
     if name in ("amazon2014", "amazon2023"):
         from .amazon import load_amazon2014, load_amazon2023
 
         load = load_amazon2014 if name == "amazon2014" else load_amazon2023
         r, m = _need(reviews, "--reviews FILE", name), _need(meta, "--meta FILE", name)
         inputs = [r, m] + ([Path(image_features)] if image_features else [])
-        return DatasetSpec(name, inputs, lambda: load(r, m, image_features=image_features, image_dim=image_dim),
-                           {"image_dim": image_dim})
+        return DatasetSpec(
+            name,
+            inputs,
+            lambda: load(r, m, image_features=image_features, image_dim=image_dim),
+            {"image_dim": image_dim},
+        )
     if name == "tiktok":
         from .tiktok import load_tiktok, tiktok_inputs
 
-        base = _need(root or source, "--path DIR (the folder holding items.parquet and interactions.parquet)", name)
+        base = _need(
+            root or source,
+            "--path DIR (the folder holding items.parquet and interactions.parquet)",
+            name,
+        )
         return DatasetSpec(name, tiktok_inputs(base), lambda: load_tiktok(base))
     if name == "parquet":
         from .parquet_source import load_parquet
 
         i, x = _need(items, "--items FILE", name), _need(interactions, "--interactions FILE", name)
-        return DatasetSpec(name, [i, x], lambda: load_parquet(i, x, on_empty_text=on_empty), {"on_empty_text": on_empty})
+        return DatasetSpec(
+            name,
+            [i, x],
+            lambda: load_parquet(i, x, on_empty_text=on_empty),
+            {"on_empty_text": on_empty},
+        )
     from .parquet_source import load_synth_dir
 
-    base = _need(source or root, "the SYNTHETIC catalogue directory (psrq data prepare synth DIR)", name)
-    inputs = [base / "items.parquet", base / "interactions.parquet", *sorted((base / "embeddings").glob("*.parquet"))]
+    base = _need(
+        source or root, "the SYNTHETIC catalogue directory (psrq data prepare synth DIR)", name
+    )
+    inputs = [
+        base / "items.parquet",
+        base / "interactions.parquet",
+        *sorted((base / "embeddings").glob("*.parquet")),
+    ]
     return DatasetSpec(name, inputs, lambda: load_synth_dir(base))

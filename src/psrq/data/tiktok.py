@@ -39,18 +39,32 @@ def load_tiktok(root: str | Path) -> DataSet:
     """Load the TikTok folder into the psrq schema (items without text, interactions with a split)."""
     base = Path(root)
     if not base.is_dir():
-        raise InputError(f"TikTok folder not found: {base} (point --path at the folder holding {' and '.join(FILES)})")
+        raise InputError(
+            f"TikTok folder not found: {base} (point --path at the folder holding {' and '.join(FILES)})"
+        )
     items_path, inter_path = tiktok_inputs(base)
     items = read_parquet_table(items_path, "TikTok items file")
     missing = [m for m in MODALITIES if m not in embedding_modalities(items)]
     if missing:
-        raise InputError(f"{items_path}: missing column(s) {', '.join('emb_' + m for m in missing)} "
-                         f"(found: {', '.join(items.column_names)})")
+        raise InputError(
+            f"{items_path}: missing column(s) {', '.join('emb_' + m for m in missing)} "
+            f"(found: {', '.join(items.column_names)})"
+        )
     items, _ = validate_items(items, str(items_path))
     embeddings = precomputed_embeddings(items, str(items_path))
-    interactions = validate_given_split_interactions(read_parquet_table(inter_path, "TikTok interactions file"),
-                                                     items.column("item_id"), str(inter_path))
+    interactions = validate_given_split_interactions(
+        read_parquet_table(inter_path, "TikTok interactions file"),
+        items.column("item_id"),
+        str(inter_path),
+    )
     # The vectors live in embeddings/<modality>.parquet; items.parquet keeps the IDs only.
     lean = items.select([c for c in items.column_names if not c.startswith("emb_")])
-    return DataSet(name="tiktok", items=lean, interactions=interactions, sources=[items_path, inter_path],
-                   embeddings=dict(embeddings), default_label_rule="implicit", given_split=True)
+    return DataSet(
+        name="tiktok",
+        items=lean,
+        interactions=interactions,
+        sources=[items_path, inter_path],
+        embeddings=dict(embeddings),
+        default_label_rule="implicit",
+        given_split=True,
+    )

@@ -67,7 +67,9 @@ class EngineConfig:
         if self.batch_rows < 1 or self.actors < 1 or self.num_cpus < 1:
             raise ConfigError("engine: batch_rows, actors and num_cpus must be >= 1")
         if self.object_store_mb < 80:
-            raise ConfigError(f"engine: object_store_mb must be >= 80 (Ray's minimum), got {self.object_store_mb}")
+            raise ConfigError(
+                f"engine: object_store_mb must be >= 80 (Ray's minimum), got {self.object_store_mb}"
+            )
         if self.address is None and self.actors * self.actor_cpus >= self.num_cpus:
             raise ConfigError(
                 f"engine: {self.actors} actors x {self.actor_cpus} CPUs reserve all {self.num_cpus} CPUs; "
@@ -93,7 +95,11 @@ def list_shards(path: str | os.PathLike[str]) -> list[Path]:
     if p.is_file():
         return [p]
     if p.is_dir():
-        files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix == ".parquet" and not f.name.startswith((".", "_")))
+        files = sorted(
+            f
+            for f in p.iterdir()
+            if f.is_file() and f.suffix == ".parquet" and not f.name.startswith((".", "_"))
+        )
         if not files:
             raise InputError(f"{p}: no .parquet files in this directory")
         return files
@@ -130,7 +136,10 @@ def _publish(tmp: Path, out_dir: Path) -> list[Path]:
     from psrq.outputs import check_replaceable
 
     check_replaceable(out_dir, as_dir=True, option="output directory")
-    write_json(tmp / "manifest.json", {**SHARDS_MANIFEST, "files": sorted(f.name for f in list_shards(tmp))})
+    write_json(
+        tmp / "manifest.json",
+        {**SHARDS_MANIFEST, "files": sorted(f.name for f in list_shards(tmp))},
+    )
     if out_dir.exists():
         shutil.rmtree(out_dir)
     os.replace(tmp, out_dir)
@@ -163,9 +172,19 @@ def map_parquet(
         if engine.kind == "ray":
             from psrq.engines.ray_engine import ray_map_parquet
 
-            n_rows, extra = ray_map_parquet(shards, tmp, mapper, mapper_kwargs, columns=columns, engine=engine)
+            n_rows, extra = ray_map_parquet(
+                shards, tmp, mapper, mapper_kwargs, columns=columns, engine=engine
+            )
         else:
-            n_rows, extra = _local_map_parquet(shards, tmp, mapper, mapper_kwargs, columns=columns, batch_rows=engine.batch_rows, on_batch=on_batch)
+            n_rows, extra = _local_map_parquet(
+                shards,
+                tmp,
+                mapper,
+                mapper_kwargs,
+                columns=columns,
+                batch_rows=engine.batch_rows,
+                on_batch=on_batch,
+            )
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -195,7 +214,9 @@ def _local_map_parquet(
                 table = fn(pa.Table.from_batches([rb]))
                 if writer is None:
                     writer = pq.ParquetWriter(out_dir / f"part-{i:05d}.parquet", table.schema)
-                writer.write_table(table.cast(writer.schema) if table.schema != writer.schema else table)
+                writer.write_table(
+                    table.cast(writer.schema) if table.schema != writer.schema else table
+                )
                 n_rows += table.num_rows
                 if on_batch is not None:
                     on_batch(rb.num_rows)

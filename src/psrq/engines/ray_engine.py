@@ -21,7 +21,9 @@ def import_ray() -> Any:
         import ray
         import ray.data  # the Data library is a separate extra of ray
     except ImportError as e:
-        raise ConfigError("the Ray engine needs Ray Data: pip install 'psrq[ray]' (ray[data]==2.60.*)") from e
+        raise ConfigError(
+            "the Ray engine needs Ray Data: pip install 'psrq[ray]' (ray[data]==2.60.*)"
+        ) from e
     return ray
 
 
@@ -46,7 +48,11 @@ def ray_session(engine: Any) -> Iterator[Any]:
         return
     if engine.address:
         # Workers on other machines do not inherit this shell: ship PYTHONPATH if the user set one.
-        env = {"env_vars": {"PYTHONPATH": os.environ["PYTHONPATH"]}} if os.environ.get("PYTHONPATH") else None
+        env = (
+            {"env_vars": {"PYTHONPATH": os.environ["PYTHONPATH"]}}
+            if os.environ.get("PYTHONPATH")
+            else None
+        )
         ray.init(address=engine.address, runtime_env=env, log_to_driver=False)
     else:
         ray.init(**local_init_kwargs(engine))
@@ -90,7 +96,11 @@ def ray_map_parquet(
         )
         ds.write_parquet(str(out_dir.resolve()))
         n_rows = sum(_parquet_rows(p) for p in out_dir.glob("*.parquet"))
-        return n_rows, {"actors": engine.actors, "gpus_per_actor": gpus, "address": engine.address or "local"}
+        return n_rows, {
+            "actors": engine.actors,
+            "gpus_per_actor": gpus,
+            "address": engine.address or "local",
+        }
 
 
 def _parquet_rows(path: Path) -> int:

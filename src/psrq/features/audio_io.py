@@ -68,7 +68,9 @@ def check_waveform(wave: np.ndarray, name: str) -> np.ndarray:
     """Validate an in-memory mono waveform; raise AudioDecodeError naming it when unusable."""
     arr = np.asarray(wave, dtype=np.float32)
     if arr.ndim != 1:
-        raise InputError(f"{name}: a waveform must be mono float [n_samples], got shape {arr.shape}")
+        raise InputError(
+            f"{name}: a waveform must be mono float [n_samples], got shape {arr.shape}"
+        )
     if arr.size == 0:
         raise AudioDecodeError(name, "empty", "no samples")
     if not np.isfinite(arr).all():

@@ -32,14 +32,18 @@ def content_key(text: str) -> bytes:
 class EmbeddingCache:
     """get_many / put_many of float32 vectors of width `dim` for one encoder fingerprint."""
 
-    def __init__(self, cache_dir: str | os.PathLike[str], modality: str, fingerprint: str, dim: int) -> None:
+    def __init__(
+        self, cache_dir: str | os.PathLike[str], modality: str, fingerprint: str, dim: int
+    ) -> None:
         self.path = Path(cache_dir) / modality / f"{fingerprint}.sqlite"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.dim = dim
         # timeout: several processes may share one cache; wait for a writer rather than fail.
         self.conn = sqlite3.connect(self.path, timeout=60)
         self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("CREATE TABLE IF NOT EXISTS vectors (key BLOB PRIMARY KEY, vec BLOB NOT NULL)")
+        self.conn.execute(
+            "CREATE TABLE IF NOT EXISTS vectors (key BLOB PRIMARY KEY, vec BLOB NOT NULL)"
+        )
         self.conn.commit()
 
     def get_many(self, keys: list[bytes]) -> dict[bytes, np.ndarray]:
@@ -48,14 +52,21 @@ class EmbeddingCache:
         for start in range(0, len(unique), 500):  # SQLite caps bound parameters per statement
             chunk = unique[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            for key, blob in self.conn.execute(f"SELECT key, vec FROM vectors WHERE key IN ({marks})", chunk):
+            for key, blob in self.conn.execute(
+                f"SELECT key, vec FROM vectors WHERE key IN ({marks})", chunk
+            ):
                 vec = np.frombuffer(blob, dtype=np.float32)
-                if vec.shape[0] == self.dim:  # a foreign width means a corrupted entry: recompute it
+                if (
+                    vec.shape[0] == self.dim
+                ):  # a foreign width means a corrupted entry: recompute it
                     found[bytes(key)] = vec
         return found
 
     def put_many(self, keys: list[bytes], vectors: np.ndarray) -> None:
-        rows = [(k, np.ascontiguousarray(v, dtype=np.float32).tobytes()) for k, v in zip(keys, vectors, strict=True)]
+        rows = [
+            (k, np.ascontiguousarray(v, dtype=np.float32).tobytes())
+            for k, v in zip(keys, vectors, strict=True)
+        ]
         with self.conn:  # one transaction
             self.conn.executemany("INSERT OR REPLACE INTO vectors (key, vec) VALUES (?, ?)", rows)
 

@@ -49,7 +49,9 @@ def _outputs(out: Path, *, streamed: bool) -> tuple:
     """--out (a file, or with a streamed engine a directory of Parquet shards, psrq's, replaced whole) + its report."""
     from psrq.outputs import Output
 
-    return Output(out, "model_dir" if streamed else "file", "--out"), Output(out.with_suffix(".report.json"), "file", "--out", lock=False)
+    return Output(out, "model_dir" if streamed else "file", "--out"), Output(
+        out.with_suffix(".report.json"), "file", "--out", lock=False
+    )
 
 
 def _summary(report: dict, out: Path) -> None:
@@ -76,19 +78,68 @@ def _summary(report: dict, out: Path) -> None:
     ),
 )
 def embed_text(
-    items: Annotated[Path, typer.Option("--items", help="items.parquet with item_id and the text column.")],
-    out: Annotated[Path, typer.Option("--out", help="Output Parquet, e.g. embeddings/text.parquet.")],
-    model: Annotated[str | None, typer.Option("--model", help="Local model directory (sentence-transformers or any HF AutoModel). Default: all-MiniLM-L6-v2.")] = None,
-    column: Annotated[str, typer.Option("--column", help="Column holding the text to embed.")] = "text",
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Texts per forward pass.")] = 64,
-    cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Embedding cache folder (default: $PSRQ_CACHE_DIR/embeddings or .psrq-cache/embeddings).")] = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the cache.")] = False,
-    skip_empty: Annotated[bool, typer.Option("--skip-empty", help="Leave items with null/blank text out (counted in the report) instead of failing.")] = False,
-    no_normalize: Annotated[bool, typer.Option("--no-normalize", help="Keep raw vectors (default: L2-normalised).")] = False,
-    max_length: Annotated[int, typer.Option("--max-length", min=1, help="Token limit for HF models (longer text is truncated).")] = 512,
-    trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Allow a model directory's own code (Baichuan2 needs it).")] = False,
-    threads: Annotated[int | None, typer.Option("--threads", min=1, help="Torch CPU threads (default: torch's choice).")] = None,
-    backend: Annotated[str, typer.Option("--backend", help="torch, onnx (ONNX Runtime fp32) or onnx-int8 (dynamic int8); sentence-transformers models only. The ONNX export is made once and cached beside the embedding cache (docs/encoders.md).")] = "torch",
+    items: Annotated[
+        Path, typer.Option("--items", help="items.parquet with item_id and the text column.")
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", help="Output Parquet, e.g. embeddings/text.parquet.")
+    ],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="Local model directory (sentence-transformers or any HF AutoModel). Default: all-MiniLM-L6-v2.",
+        ),
+    ] = None,
+    column: Annotated[
+        str, typer.Option("--column", help="Column holding the text to embed.")
+    ] = "text",
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Texts per forward pass.")
+    ] = 64,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--cache-dir",
+            help="Embedding cache folder (default: $PSRQ_CACHE_DIR/embeddings or .psrq-cache/embeddings).",
+        ),
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Do not read or write the cache.")
+    ] = False,
+    skip_empty: Annotated[
+        bool,
+        typer.Option(
+            "--skip-empty",
+            help="Leave items with null/blank text out (counted in the report) instead of failing.",
+        ),
+    ] = False,
+    no_normalize: Annotated[
+        bool, typer.Option("--no-normalize", help="Keep raw vectors (default: L2-normalised).")
+    ] = False,
+    max_length: Annotated[
+        int,
+        typer.Option(
+            "--max-length", min=1, help="Token limit for HF models (longer text is truncated)."
+        ),
+    ] = 512,
+    trust_remote_code: Annotated[
+        bool,
+        typer.Option(
+            "--trust-remote-code", help="Allow a model directory's own code (Baichuan2 needs it)."
+        ),
+    ] = False,
+    threads: Annotated[
+        int | None,
+        typer.Option("--threads", min=1, help="Torch CPU threads (default: torch's choice)."),
+    ] = None,
+    backend: Annotated[
+        str,
+        typer.Option(
+            "--backend",
+            help="torch, onnx (ONNX Runtime fp32) or onnx-int8 (dynamic int8); sentence-transformers models only. The ONNX export is made once and cached beside the embedding cache (docs/encoders.md).",
+        ),
+    ] = "torch",
     wait: WaitOpt = False,
     engine: EngineOpt = "memory",
     address: AddressOpt = None,
@@ -105,20 +156,66 @@ def embed_text(
         from psrq.features.stream import TextEmbedMapper, embed_shards
 
         if backend != "torch":
-            raise ConfigError(f"--backend {backend} is for --engine memory; the streamed engines run the torch backend")
-        cfg = engine_config(engine, address=address, num_cpus=num_cpus, object_store_mb=object_store_mb, actors=actors, actor_cpus=actor_cpus, batch_rows=batch_rows)
-        kwargs = {"model": model, "column": column, "normalize": not no_normalize, "batch_size": batch_size,
-                  "max_length": max_length, "trust_remote_code": trust_remote_code, "skip_empty": skip_empty, "threads": threads}
+            raise ConfigError(
+                f"--backend {backend} is for --engine memory; the streamed engines run the torch backend"
+            )
+        cfg = engine_config(
+            engine,
+            address=address,
+            num_cpus=num_cpus,
+            object_store_mb=object_store_mb,
+            actors=actors,
+            actor_cpus=actor_cpus,
+            batch_rows=batch_rows,
+        )
+        kwargs = {
+            "model": model,
+            "column": column,
+            "normalize": not no_normalize,
+            "batch_size": batch_size,
+            "max_length": max_length,
+            "trust_remote_code": trust_remote_code,
+            "skip_empty": skip_empty,
+            "threads": threads,
+        }
         with claim_outputs(*_outputs(out, streamed=True), wait=wait):
-            _summary(embed_shards(items, out, TextEmbedMapper, kwargs, column=column, engine=cfg), out)
+            _summary(
+                embed_shards(items, out, TextEmbedMapper, kwargs, column=column, engine=cfg), out
+            )
         return
     with claim_outputs(*_outputs(out, streamed=False), wait=wait):
-        _embed_text(items, out, model, column, batch_size, cache_dir, no_cache, skip_empty, no_normalize, max_length,
-                    trust_remote_code, threads, backend)
+        _embed_text(
+            items,
+            out,
+            model,
+            column,
+            batch_size,
+            cache_dir,
+            no_cache,
+            skip_empty,
+            no_normalize,
+            max_length,
+            trust_remote_code,
+            threads,
+            backend,
+        )
 
 
-def _embed_text(items, out, model, column, batch_size, cache_dir, no_cache, skip_empty, no_normalize, max_length,
-                trust_remote_code, threads, backend) -> None:
+def _embed_text(
+    items,
+    out,
+    model,
+    column,
+    batch_size,
+    cache_dir,
+    no_cache,
+    skip_empty,
+    no_normalize,
+    max_length,
+    trust_remote_code,
+    threads,
+    backend,
+) -> None:
     from psrq.features.base import set_torch_threads
     from psrq.features.cache import default_cache_dir
     from psrq.features.embed import embed_text_items, read_items
@@ -128,11 +225,20 @@ def _embed_text(items, out, model, column, batch_size, cache_dir, no_cache, skip
     read_items(items, [column])  # fail on a bad items file before loading a model
     cache_root = cache_dir or default_cache_dir()
     encoder = load_text_encoder(
-        model, normalize=not no_normalize, batch_size=batch_size, max_length=max_length,
-        trust_remote_code=trust_remote_code, backend=backend, onnx_dir=Path(cache_root).parent / "onnx",
+        model,
+        normalize=not no_normalize,
+        batch_size=batch_size,
+        max_length=max_length,
+        trust_remote_code=trust_remote_code,
+        backend=backend,
+        onnx_dir=Path(cache_root).parent / "onnx",
     )
     report = embed_text_items(
-        items, out, encoder, column=column, batch_size=max(batch_size, 256),
+        items,
+        out,
+        encoder,
+        column=column,
+        batch_size=max(batch_size, 256),
         cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
         on_empty="skip" if skip_empty else "error",
     )
@@ -153,18 +259,56 @@ def _embed_text(items, out, model, column, batch_size, cache_dir, no_cache, skip
     ),
 )
 def embed_audio(
-    out: Annotated[Path, typer.Option("--out", help="Output Parquet, e.g. embeddings/audio.parquet.")],
-    items: Annotated[Path | None, typer.Option("--items", help="items.parquet with item_id and an audio path column.")] = None,
-    audio_dir: Annotated[Path | None, typer.Option("--audio-dir", help="A folder of audio files instead (item_id = file stem).")] = None,
-    model: Annotated[str, typer.Option("--model", help="musicnn-msd, musicnn-mtt, or a local HF directory (MERT).")] = "musicnn-msd",
-    column: Annotated[str, typer.Option("--column", help="Column with paths (relative to the items file).")] = "audio_path",
-    layer: Annotated[int, typer.Option("--layer", help="Hidden layer to mean-pool for HF models (-1 = last).")] = -1,
-    window_seconds: Annotated[float, typer.Option("--window-seconds", min=1.0, help="HF models: audio window per forward pass.")] = 30.0,
-    trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Allow a model directory's own code (the real MERT needs it).")] = False,
-    files_per_batch: Annotated[int, typer.Option("--files-per-batch", min=1, help="Files whose patches share a forward pass.")] = 8,
-    cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Embedding cache folder, keyed by file content (default: $PSRQ_CACHE_DIR/embeddings or .psrq-cache/embeddings).")] = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the cache.")] = False,
-    threads: Annotated[int | None, typer.Option("--threads", min=1, help="Torch CPU threads (default: torch's choice).")] = None,
+    out: Annotated[
+        Path, typer.Option("--out", help="Output Parquet, e.g. embeddings/audio.parquet.")
+    ],
+    items: Annotated[
+        Path | None,
+        typer.Option("--items", help="items.parquet with item_id and an audio path column."),
+    ] = None,
+    audio_dir: Annotated[
+        Path | None,
+        typer.Option("--audio-dir", help="A folder of audio files instead (item_id = file stem)."),
+    ] = None,
+    model: Annotated[
+        str,
+        typer.Option("--model", help="musicnn-msd, musicnn-mtt, or a local HF directory (MERT)."),
+    ] = "musicnn-msd",
+    column: Annotated[
+        str, typer.Option("--column", help="Column with paths (relative to the items file).")
+    ] = "audio_path",
+    layer: Annotated[
+        int, typer.Option("--layer", help="Hidden layer to mean-pool for HF models (-1 = last).")
+    ] = -1,
+    window_seconds: Annotated[
+        float,
+        typer.Option("--window-seconds", min=1.0, help="HF models: audio window per forward pass."),
+    ] = 30.0,
+    trust_remote_code: Annotated[
+        bool,
+        typer.Option(
+            "--trust-remote-code",
+            help="Allow a model directory's own code (the real MERT needs it).",
+        ),
+    ] = False,
+    files_per_batch: Annotated[
+        int,
+        typer.Option("--files-per-batch", min=1, help="Files whose patches share a forward pass."),
+    ] = 8,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--cache-dir",
+            help="Embedding cache folder, keyed by file content (default: $PSRQ_CACHE_DIR/embeddings or .psrq-cache/embeddings).",
+        ),
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Do not read or write the cache.")
+    ] = False,
+    threads: Annotated[
+        int | None,
+        typer.Option("--threads", min=1, help="Torch CPU threads (default: torch's choice)."),
+    ] = None,
     wait: WaitOpt = False,
     engine: EngineOpt = "memory",
     address: AddressOpt = None,
@@ -181,22 +325,66 @@ def embed_audio(
         from psrq.features.stream import AudioEmbedMapper, embed_shards
 
         if items is None:
-            raise InputError("--engine local/ray reads --items (a Parquet file or a directory of shards), not --audio-dir")
-        cfg = engine_config(engine, address=address, num_cpus=num_cpus, object_store_mb=object_store_mb, actors=actors, actor_cpus=actor_cpus, batch_rows=batch_rows)
+            raise InputError(
+                "--engine local/ray reads --items (a Parquet file or a directory of shards), not --audio-dir"
+            )
+        cfg = engine_config(
+            engine,
+            address=address,
+            num_cpus=num_cpus,
+            object_store_mb=object_store_mb,
+            actors=actors,
+            actor_cpus=actor_cpus,
+            batch_rows=batch_rows,
+        )
         # Relative audio paths resolve against the folder holding the items file (or the shards folder).
         base = (items if items.is_dir() else items.parent).resolve()
-        kwargs = {"model": model, "column": column, "base_dir": str(base), "layer": layer, "window_seconds": window_seconds,
-                  "trust_remote_code": trust_remote_code, "files_per_batch": files_per_batch, "threads": threads}
+        kwargs = {
+            "model": model,
+            "column": column,
+            "base_dir": str(base),
+            "layer": layer,
+            "window_seconds": window_seconds,
+            "trust_remote_code": trust_remote_code,
+            "files_per_batch": files_per_batch,
+            "threads": threads,
+        }
         with claim_outputs(*_outputs(out, streamed=True), wait=wait):
-            _summary(embed_shards(items, out, AudioEmbedMapper, kwargs, column=column, engine=cfg), out)
+            _summary(
+                embed_shards(items, out, AudioEmbedMapper, kwargs, column=column, engine=cfg), out
+            )
         return
     with claim_outputs(*_outputs(out, streamed=False), wait=wait):
-        _embed_audio(out, items, audio_dir, model, column, layer, window_seconds, trust_remote_code, files_per_batch,
-                     cache_dir, no_cache, threads)
+        _embed_audio(
+            out,
+            items,
+            audio_dir,
+            model,
+            column,
+            layer,
+            window_seconds,
+            trust_remote_code,
+            files_per_batch,
+            cache_dir,
+            no_cache,
+            threads,
+        )
 
 
-def _embed_audio(out, items, audio_dir, model, column, layer, window_seconds, trust_remote_code, files_per_batch,
-                 cache_dir, no_cache, threads) -> None:
+def _embed_audio(
+    out,
+    items,
+    audio_dir,
+    model,
+    column,
+    layer,
+    window_seconds,
+    trust_remote_code,
+    files_per_batch,
+    cache_dir,
+    no_cache,
+    threads,
+) -> None:
     from psrq.errors import InputError
     from psrq.features.base import set_torch_threads
     from psrq.features.cache import default_cache_dir
@@ -210,13 +398,21 @@ def _embed_audio(out, items, audio_dir, model, column, layer, window_seconds, tr
     if (items is None) == (audio_dir is None):
         raise InputError("give exactly one of --items ITEMS.parquet or --audio-dir FOLDER")
     set_torch_threads(threads)
-    pairs = audio_items_from_table(items, column) if items is not None else audio_items_from_dir(audio_dir)
+    pairs = (
+        audio_items_from_table(items, column)
+        if items is not None
+        else audio_items_from_dir(audio_dir)
+    )
     encoder = load_audio_encoder(
         model, layer=layer, window_seconds=window_seconds, trust_remote_code=trust_remote_code
     )
     report = embed_audio_items(
-        pairs, out, encoder, source=str(items if items is not None else audio_dir),
-        files_per_batch=files_per_batch, cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
+        pairs,
+        out,
+        encoder,
+        source=str(items if items is not None else audio_dir),
+        files_per_batch=files_per_batch,
+        cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
     )
     _summary(report, out)
 

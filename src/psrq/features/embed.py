@@ -43,7 +43,9 @@ def _listing(values: Sequence[Any]) -> str:
 
 
 # ---- reading items ---------------------------------------------------------------------------
-def read_items(path: str | os.PathLike[str], columns: Sequence[str], *, optional: Sequence[str] = ()) -> Any:
+def read_items(
+    path: str | os.PathLike[str], columns: Sequence[str], *, optional: Sequence[str] = ()
+) -> Any:
     """Read `columns` (+ those of `optional` present) of items.parquet as a pyarrow Table.
 
     Checks: the file exists and is Parquet, the columns exist, item_id is non-null and unique.
@@ -62,14 +64,18 @@ def read_items(path: str | os.PathLike[str], columns: Sequence[str], *, optional
     missing = [c for c in wanted if c not in schema.names]
     if missing:
         raise InputError(f"{p}: missing column(s) {missing}; available: {schema.names}")
-    table = pq.read_table(p, columns=wanted + [c for c in optional if c in schema.names and c not in wanted])
+    table = pq.read_table(
+        p, columns=wanted + [c for c in optional if c in schema.names and c not in wanted]
+    )
     ids = table.column("item_id")
     if ids.null_count:
         rows = np.flatnonzero(ids.is_null().to_numpy(zero_copy_only=False)).tolist()
         raise InputError(f"{p}: column 'item_id' is null at row(s) {_listing(rows)}")
     id_list = [str(v) for v in ids.to_pylist()]
     _check_unique(id_list, str(p))
-    return table.set_column(table.schema.get_field_index("item_id"), "item_id", pa.array(id_list, pa.string()))
+    return table.set_column(
+        table.schema.get_field_index("item_id"), "item_id", pa.array(id_list, pa.string())
+    )
 
 
 def _check_unique(item_ids: Sequence[str], source: str) -> None:
@@ -80,7 +86,9 @@ def _check_unique(item_ids: Sequence[str], source: str) -> None:
             dups.append(i)
         seen.add(i)
     if dups:
-        raise InputError(f"{source}: duplicate item_id(s) {_listing(sorted(set(dups)))}; item ids must be unique")
+        raise InputError(
+            f"{source}: duplicate item_id(s) {_listing(sorted(set(dups)))}; item ids must be unique"
+        )
 
 
 # ---- writing ---------------------------------------------------------------------------------
@@ -120,7 +128,11 @@ def _write_outputs(
     encoder: Encoder,
     report: dict[str, Any],
 ) -> dict[str, Any]:
-    counts = {"n_items": report["n_items"], "n_embedded": report["n_embedded"], "n_skipped": report["n_skipped"]}
+    counts = {
+        "n_items": report["n_items"],
+        "n_embedded": report["n_embedded"],
+        "n_skipped": report["n_skipped"],
+    }
     write_embeddings(out, ids, vectors, encoder, counts=counts)
     write_json(report_path_for(out), report)
     return report
@@ -160,7 +172,9 @@ def embed_text_items(
     ids = table.column("item_id").to_pylist()
     texts = table.column(column).to_pylist()
     if texts and not all(t is None or isinstance(t, str) for t in texts):
-        raise InputError(f"{items}: column {column!r} must hold strings, got {table.schema.field(column).type}")
+        raise InputError(
+            f"{items}: column {column!r} must hold strings, got {table.schema.field(column).type}"
+        )
     empty = [i for i, t in zip(ids, texts, strict=True) if t is None or not t.strip()]
     if empty and on_empty == "error":
         raise InputError(
@@ -189,14 +203,20 @@ def embed_text_items(
 
 
 # ---- audio -----------------------------------------------------------------------------------
-def audio_items_from_table(items: str | os.PathLike[str], column: str = "audio_path") -> list[tuple[str, str | None]]:
+def audio_items_from_table(
+    items: str | os.PathLike[str], column: str = "audio_path"
+) -> list[tuple[str, str | None]]:
     """(item_id, absolute audio path or None) per item; relative paths resolve against the items file."""
     table = read_items(items, [column])
     base = Path(items).resolve().parent
     pairs: list[tuple[str, str | None]] = []
-    for item_id, path in zip(table.column("item_id").to_pylist(), table.column(column).to_pylist(), strict=True):
+    for item_id, path in zip(
+        table.column("item_id").to_pylist(), table.column(column).to_pylist(), strict=True
+    ):
         if path is not None and not isinstance(path, str):
-            raise InputError(f"{items}: column {column!r} must hold file paths (strings); item {item_id!r} has {path!r}")
+            raise InputError(
+                f"{items}: column {column!r} must hold file paths (strings); item {item_id!r} has {path!r}"
+            )
         if path is None or not path.strip():
             pairs.append((item_id, None))
         else:
@@ -209,7 +229,9 @@ def audio_items_from_dir(folder: str | os.PathLike[str]) -> list[tuple[str, str 
     root = Path(folder)
     if not root.is_dir():
         raise InputError(f"audio folder not found: {root}")
-    files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+    files = sorted(
+        p for p in root.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS
+    )
     if not files:
         raise InputError(f"{root}: no audio files ({', '.join(sorted(AUDIO_EXTENSIONS))})")
     ids = [p.stem for p in files]
@@ -233,7 +255,10 @@ def _decoded(
         chunk = max(workers, 1) * 4
         for start in range(0, len(pairs), chunk):
             part = pairs[start : start + chunk]
-            yield from ((i, p, r) for (i, p), r in zip(part, pool.map(load, [p for _, p in part]), strict=True))
+            yield from (
+                (i, p, r)
+                for (i, p), r in zip(part, pool.map(load, [p for _, p in part]), strict=True)
+            )
 
 
 def _file_keys(pairs: list[tuple[str, str]], workers: int) -> dict[str, bytes]:
@@ -273,10 +298,16 @@ def embed_audio_items(
     from psrq.features.cache import EmbeddingCache
 
     started = time.perf_counter()
-    skipped: list[dict[str, str]] = [{"item_id": i, "reason": "no audio"} for i, p in pairs if p is None]
+    skipped: list[dict[str, str]] = [
+        {"item_id": i, "reason": "no audio"} for i, p in pairs if p is None
+    ]
     with_audio = [(i, p) for i, p in pairs if p is not None]
     results: dict[str, np.ndarray] = {}
-    cache = EmbeddingCache(cache_dir, "audio", encoder.fingerprint, encoder.dim) if cache_dir is not None else None
+    cache = (
+        EmbeddingCache(cache_dir, "audio", encoder.fingerprint, encoder.dim)
+        if cache_dir is not None
+        else None
+    )
     keys = _file_keys(with_audio, decode_workers) if cache is not None else {}
     if cache is not None:
         found = cache.get_many(list(keys.values()))
@@ -303,10 +334,19 @@ def embed_audio_items(
         pending.clear()
 
     try:
-        with tqdm(total=len(todo), desc=f"embed audio ({encoder.name})", unit="file", disable=not progress) as bar:
+        with tqdm(
+            total=len(todo), desc=f"embed audio ({encoder.name})", unit="file", disable=not progress
+        ) as bar:
             for item_id, path, result in _decoded(todo, encoder.sample_rate, decode_workers):
                 if isinstance(result, AudioDecodeError):
-                    skipped.append({"item_id": item_id, "path": path, "reason": result.reason, "detail": result.detail})
+                    skipped.append(
+                        {
+                            "item_id": item_id,
+                            "path": path,
+                            "reason": result.reason,
+                            "detail": result.detail,
+                        }
+                    )
                 else:
                     audio_seconds += len(result) / encoder.sample_rate
                     pending.append((item_id, path, result))
@@ -359,7 +399,9 @@ def load_audio_encoder(
         )
     from psrq.features.hf_audio import HFAudioEncoder
 
-    return HFAudioEncoder(model, layer=layer, window_seconds=window_seconds, trust_remote_code=trust_remote_code)
+    return HFAudioEncoder(
+        model, layer=layer, window_seconds=window_seconds, trust_remote_code=trust_remote_code
+    )
 
 
 def read_report(out: str | os.PathLike[str]) -> dict[str, Any]:

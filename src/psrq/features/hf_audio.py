@@ -55,7 +55,9 @@ class HFAudioEncoder:
 
         self.model_dir = Path(model_dir)
         if not (self.model_dir / "config.json").is_file():
-            raise InputError(f"{self.model_dir}: not a Hugging Face model directory (config.json missing)")
+            raise InputError(
+                f"{self.model_dir}: not a Hugging Face model directory (config.json missing)"
+            )
         if _needs_remote_code(self.model_dir) and not trust_remote_code:
             raise InputError(
                 f"{self.model_dir} ships its own model code (config.json has auto_map, as MERT does); "
@@ -74,7 +76,9 @@ class HFAudioEncoder:
                 self.extractor = None  # no preprocessor_config.json: feed raw samples
         except (OSError, ValueError, KeyError) as e:
             raise ArtifactError(f"{self.model_dir}: cannot load the audio model ({e})") from e
-        rate = getattr(self.extractor, "sampling_rate", None) or getattr(config, "sampling_rate", None)
+        rate = getattr(self.extractor, "sampling_rate", None) or getattr(
+            config, "sampling_rate", None
+        )
         if not rate:
             raise ArtifactError(
                 f"{self.model_dir}: no sampling rate found (preprocessor_config.json 'sampling_rate')"
@@ -126,7 +130,9 @@ class HFAudioEncoder:
         return torch.cat(frames).mean(0).float().numpy()
 
     def encode(self, batch: Sequence[Any]) -> np.ndarray:
-        vecs = [self._encode_wave(load_batch_item(x, self.sample_rate, i)) for i, x in enumerate(batch)]
+        vecs = [
+            self._encode_wave(load_batch_item(x, self.sample_rate, i)) for i, x in enumerate(batch)
+        ]
         if not vecs:
             return np.zeros((0, self.dim), np.float32)
         return np.stack(vecs).astype(np.float32, copy=False)

@@ -47,7 +47,10 @@ TF_BN_EPS = 1e-3  # tf.compat.v1.layers.batch_normalization default epsilon
 MTT_LABELS = ['guitar', 'classical', 'slow', 'techno', 'strings', 'drums', 'electronic', 'rock', 'fast', 'piano', 'ambient', 'beat', 'violin', 'vocal', 'synth', 'female', 'indian', 'opera', 'male', 'singing', 'vocals', 'no vocals', 'harpsichord', 'loud', 'quiet', 'flute', 'woman', 'male vocal', 'no vocal', 'pop', 'soft', 'sitar', 'solo', 'man', 'classic', 'choir', 'voice', 'new age', 'dance', 'male voice', 'female vocal', 'beats', 'harp', 'cello', 'no voice', 'weird', 'country', 'metal', 'female voice', 'choral']  # fmt: skip
 MSD_LABELS = ['rock', 'pop', 'alternative', 'indie', 'electronic', 'female vocalists', 'dance', '00s', 'alternative rock', 'jazz', 'beautiful', 'metal', 'chillout', 'male vocalists', 'classic rock', 'soul', 'indie rock', 'Mellow', 'electronica', '80s', 'folk', '90s', 'chill', 'instrumental', 'punk', 'oldies', 'blues', 'hard rock', 'ambient', 'acoustic', 'experimental', 'female vocalist', 'guitar', 'Hip-Hop', '70s', 'party', 'country', 'easy listening', 'sexy', 'catchy', 'funk', 'electro', 'heavy metal', 'Progressive rock', '60s', 'rnb', 'indie pop', 'sad', 'House', 'happy']  # fmt: skip
 
-CHECKPOINTS = {"musicnn-msd": ("MSD_musicnn", MSD_LABELS), "musicnn-mtt": ("MTT_musicnn", MTT_LABELS)}
+CHECKPOINTS = {
+    "musicnn-msd": ("MSD_musicnn", MSD_LABELS),
+    "musicnn-mtt": ("MTT_musicnn", MTT_LABELS),
+}
 
 
 # ---- front end -------------------------------------------------------------------------------
@@ -56,17 +59,25 @@ def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
     f_sp, min_log_hz = 200.0 / 3, 1000.0
     min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
     hz = np.asarray(hz, dtype=np.float64)
-    return np.where(hz >= min_log_hz, min_log_mel + np.log(np.maximum(hz, 1e-10) / min_log_hz) / logstep, hz / f_sp)
+    return np.where(
+        hz >= min_log_hz,
+        min_log_mel + np.log(np.maximum(hz, 1e-10) / min_log_hz) / logstep,
+        hz / f_sp,
+    )
 
 
 def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
     f_sp, min_log_hz = 200.0 / 3, 1000.0
     min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
     mel = np.asarray(mel, dtype=np.float64)
-    return np.where(mel >= min_log_mel, min_log_hz * np.exp(logstep * (mel - min_log_mel)), f_sp * mel)
+    return np.where(
+        mel >= min_log_mel, min_log_hz * np.exp(logstep * (mel - min_log_mel)), f_sp * mel
+    )
 
 
-def slaney_mel_filterbank(sr: int = SAMPLE_RATE, n_fft: int = N_FFT, n_mels: int = N_MELS) -> np.ndarray:
+def slaney_mel_filterbank(
+    sr: int = SAMPLE_RATE, n_fft: int = N_FFT, n_mels: int = N_MELS
+) -> np.ndarray:
     """float32 [n_mels, 1 + n_fft // 2]: ``librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels)``
     with its defaults (fmin 0, fmax sr/2, Slaney scale and area normalisation), in plain numpy
     (librosa's version JIT-compiles through numba on first use, seconds on a busy machine)."""
@@ -98,7 +109,13 @@ class LogMel(nn.Module):
         if wave.shape[0] <= N_FFT // 2:
             wave = F.pad(wave, (0, N_FFT // 2 + 1 - wave.shape[0]))
         spec = torch.stft(
-            wave, N_FFT, HOP, window=self.window, center=True, pad_mode="reflect", return_complex=True
+            wave,
+            N_FFT,
+            HOP,
+            window=self.window,
+            center=True,
+            pad_mode="reflect",
+            return_complex=True,
         )
         power = spec.real.square() + spec.imag.square()  # [257, n_frames]
         mel = self.mel_fb @ power  # [96, n_frames]
@@ -123,7 +140,11 @@ class _ConvReluBN(nn.Module):
     def __init__(self, conv: nn.Module, channels: int) -> None:
         super().__init__()
         self.conv = conv
-        self.bn = nn.BatchNorm1d(channels, eps=TF_BN_EPS) if isinstance(conv, nn.Conv1d) else nn.BatchNorm2d(channels, eps=TF_BN_EPS)
+        self.bn = (
+            nn.BatchNorm1d(channels, eps=TF_BN_EPS)
+            if isinstance(conv, nn.Conv1d)
+            else nn.BatchNorm2d(channels, eps=TF_BN_EPS)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.bn(F.relu(self.conv(x)))
@@ -136,7 +157,9 @@ class MusicnnNet(nn.Module):
              (logits [batch, n_tags], penultimate [batch, 200])
     """
 
-    def __init__(self, n_tags: int = 50, midend_filters: int = 64, backend_units: int = 200) -> None:
+    def __init__(
+        self, n_tags: int = 50, midend_filters: int = 64, backend_units: int = 200
+    ) -> None:
         super().__init__()
         self.input_bn = nn.BatchNorm2d(1, eps=TF_BN_EPS)
         # Timbral: kernels span 7 frames x 40% / 70% of the mel axis, then max over frequency.
@@ -194,7 +217,12 @@ def _tf_to_torch_names(net: MusicnnNet) -> dict[str, tuple[nn.Module, str]]:
     mapping: dict[str, tuple[nn.Module, str]] = {}
     for i, bn in enumerate(bns):
         scope = "batch_normalization" + (f"_{i}" if i else "")
-        for tf_name, attr in (("gamma", "weight"), ("beta", "bias"), ("moving_mean", "running_mean"), ("moving_variance", "running_var")):
+        for tf_name, attr in (
+            ("gamma", "weight"),
+            ("beta", "bias"),
+            ("moving_mean", "running_mean"),
+            ("moving_variance", "running_var"),
+        ):
             mapping[f"{scope}/{tf_name}"] = (bn, attr)
     for i, conv in enumerate(convs):
         scope = "conv2d" + (f"_{i}" if i else "")
@@ -212,7 +240,9 @@ def _convert(tf_value: np.ndarray, module: nn.Module, attr: str) -> np.ndarray:
         return tf_value
     if isinstance(module, nn.Linear):
         return tf_value.T
-    if isinstance(module, nn.Conv1d):  # TF kernel [7, features, 1, out]: the width is our channel axis
+    if isinstance(
+        module, nn.Conv1d
+    ):  # TF kernel [7, features, 1, out]: the width is our channel axis
         return tf_value[:, :, 0, :].transpose(2, 1, 0)
     return tf_value.transpose(3, 2, 0, 1)
 
@@ -222,7 +252,8 @@ def load_musicnn_weights(net: MusicnnNet, checkpoint_dir: str | os.PathLike[str]
     from psrq.features.tf_checkpoint import read_checkpoint
 
     tensors = {
-        k: v for k, v in read_checkpoint(checkpoint_dir).items()
+        k: v
+        for k, v in read_checkpoint(checkpoint_dir).items()
         if "Adam" not in k and k not in ("beta1_power", "beta2_power")
     }
     mapping = _tf_to_torch_names(net)
@@ -249,7 +280,9 @@ def musicnn_checkpoint_dir(variant: str) -> Path:
     import importlib.util
 
     if variant not in CHECKPOINTS:
-        raise InputError(f"unknown musicnn variant {variant!r}; choose one of {sorted(CHECKPOINTS)}")
+        raise InputError(
+            f"unknown musicnn variant {variant!r}; choose one of {sorted(CHECKPOINTS)}"
+        )
     spec = importlib.util.find_spec("musicnn")
     if spec is None or not spec.submodule_search_locations:
         raise ArtifactError(
@@ -291,7 +324,9 @@ class MusicnnEncoder:
     def patches(self, wave: np.ndarray) -> torch.Tensor:
         """float32 [n_samples] at 16 kHz -> [n_patches, 187, 96]."""
         with torch.no_grad():
-            return to_patches(self.logmel(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))))
+            return to_patches(
+                self.logmel(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)))
+            )
 
     def run_patches(self, patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """[n, 187, 96] -> (penultimate [n, 200], tag probabilities [n, n_tags]), batched."""
@@ -307,7 +342,9 @@ class MusicnnEncoder:
         """(float32 [b, 200] embeddings, float32 [b, n_tags] mean tag probabilities)."""
         per_item = [self.patches(load_batch_item(x, SAMPLE_RATE, i)) for i, x in enumerate(batch)]
         if not per_item:
-            return np.zeros((0, self.dim), np.float32), np.zeros((0, len(self.tag_names)), np.float32)
+            return np.zeros((0, self.dim), np.float32), np.zeros(
+                (0, len(self.tag_names)), np.float32
+            )
         # All patches of the batch go through the network together (never one at a time).
         emb, prob = self.run_patches(torch.cat(per_item))
         counts = [p.shape[0] for p in per_item]

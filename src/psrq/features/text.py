@@ -41,7 +41,9 @@ def _check_texts(batch: Sequence[Any]) -> list[str]:
     texts = list(batch)
     bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
     if bad:
-        raise InputError(f"text batch entries {bad[:10]} are not strings (got {type(texts[bad[0]]).__name__})")
+        raise InputError(
+            f"text batch entries {bad[:10]} are not strings (got {type(texts[bad[0]]).__name__})"
+        )
     return texts
 
 
@@ -62,16 +64,25 @@ class SentenceTransformerEncoder:
 
         self.model_dir = Path(model_dir) if model_dir is not None else default_text_model_dir()
         if not (self.model_dir / "modules.json").is_file():
-            raise InputError(f"{self.model_dir}: not a sentence-transformers directory (modules.json missing)")
+            raise InputError(
+                f"{self.model_dir}: not a sentence-transformers directory (modules.json missing)"
+            )
         try:
-            self.model = SentenceTransformer(str(self.model_dir), device=device, local_files_only=True)
+            self.model = SentenceTransformer(
+                str(self.model_dir), device=device, local_files_only=True
+            )
         except (OSError, ValueError) as e:
             raise ArtifactError(f"{self.model_dir}: cannot load the text model ({e})") from e
-        dim_of = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        dim_of = (
+            getattr(self.model, "get_embedding_dimension", None)
+            or self.model.get_sentence_embedding_dimension
+        )
         self.dim = int(dim_of() or 0)
         self.normalize = normalize
         self.batch_size = batch_size
-        self.name = f"sentence-transformers:{self._model_name()}" + ("" if normalize else " (unnormalised)")
+        self.name = f"sentence-transformers:{self._model_name()}" + (
+            "" if normalize else " (unnormalised)"
+        )
 
     def _model_name(self) -> str:
         if self.model_dir == default_text_model_dir():
@@ -128,12 +139,19 @@ class OnnxTextEncoder:
     ) -> None:
         import torch
 
-        self.reference = SentenceTransformerEncoder(model_dir, normalize=normalize, batch_size=batch_size)
+        self.reference = SentenceTransformerEncoder(
+            model_dir, normalize=normalize, batch_size=batch_size
+        )
         self.model_dir = self.reference.model_dir
         transformer = self.reference.model[0]
         self.tokenizer = transformer.tokenizer
         self.max_length = int(transformer.max_seq_length)
-        self.dim, self.normalize, self.batch_size, self.quantize = self.reference.dim, normalize, batch_size, quantize
+        self.dim, self.normalize, self.batch_size, self.quantize = (
+            self.reference.dim,
+            normalize,
+            batch_size,
+            quantize,
+        )
         if onnx_dir is None:
             from psrq.features.cache import default_cache_dir
 
@@ -143,13 +161,17 @@ class OnnxTextEncoder:
         self._session = _ort_session(self.onnx_path, threads or torch.get_num_threads())
         self._inputs = {i.name for i in self._session.get_inputs()}
         kind = "onnx-int8" if quantize else "onnx"
-        self.name = f"{kind}:{self.reference._model_name()}" + ("" if normalize else " (unnormalised)")
+        self.name = f"{kind}:{self.reference._model_name()}" + (
+            "" if normalize else " (unnormalised)"
+        )
 
     @cached_property
     def fingerprint(self) -> str:
         # Own cache keys: int8 (and, to float error, fp32 ONNX) vectors are not the torch ones.
         kind = "int8" if self.quantize else "fp32"
-        return fingerprint_model_dir(self.model_dir, extra=f"onnx-v1|{kind}|normalize={self.normalize}")
+        return fingerprint_model_dir(
+            self.model_dir, extra=f"onnx-v1|{kind}|normalize={self.normalize}"
+        )
 
     def encode(self, batch: Sequence[Any]) -> np.ndarray:
         texts = _check_texts(batch)
@@ -162,7 +184,9 @@ class OnnxTextEncoder:
         return l2_normalize(out) if self.normalize else out
 
     def _encode_chunk(self, texts: list[str]) -> np.ndarray:
-        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
+        enc = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="np"
+        )
         feeds = {k: np.asarray(v, dtype=np.int64) for k, v in enc.items() if k in self._inputs}
         hidden = self._session.run(None, feeds)[0]  # [b, seq, dim]
         mask = feeds["attention_mask"][..., None].astype(np.float32)
@@ -185,8 +209,13 @@ def export_onnx(transformer: Any, folder: Path, *, quantize: bool) -> Path:
         tmp = folder / f".model.{os.getpid()}.onnx"
         with torch.no_grad():
             torch.onnx.export(
-                model, tuple(enc[k] for k in names), str(tmp), input_names=names,
-                output_names=["last_hidden_state"], opset_version=17, dynamo=False,
+                model,
+                tuple(enc[k] for k in names),
+                str(tmp),
+                input_names=names,
+                output_names=["last_hidden_state"],
+                opset_version=17,
+                dynamo=False,
                 dynamic_axes={k: {0: "batch", 1: "seq"} for k in [*names, "last_hidden_state"]},
             )
         os.replace(tmp, fp32)
@@ -256,21 +285,31 @@ class HFTextEncoder:
 
         self.model_dir = Path(model_dir)
         if not (self.model_dir / "config.json").is_file():
-            raise InputError(f"{self.model_dir}: not a Hugging Face model directory (config.json missing)")
+            raise InputError(
+                f"{self.model_dir}: not a Hugging Face model directory (config.json missing)"
+            )
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(
                 self.model_dir, trust_remote_code=trust_remote_code, local_files_only=True
             )
-            self.model = AutoModel.from_pretrained(
-                self.model_dir, trust_remote_code=trust_remote_code, local_files_only=True,
-                torch_dtype=torch.float32,
-            ).to(device).eval()
+            self.model = (
+                AutoModel.from_pretrained(
+                    self.model_dir,
+                    trust_remote_code=trust_remote_code,
+                    local_files_only=True,
+                    torch_dtype=torch.float32,
+                )
+                .to(device)
+                .eval()
+            )
         except (OSError, ValueError, KeyError) as e:
             raise ArtifactError(f"{self.model_dir}: cannot load the text model ({e})") from e
         if self.tokenizer.pad_token is None:
             # LLaMA-style tokenizers ship no pad token; any id works because the mask hides it.
             if self.tokenizer.eos_token is None:
-                raise ArtifactError(f"{self.model_dir}: tokenizer has neither a pad nor an eos token")
+                raise ArtifactError(
+                    f"{self.model_dir}: tokenizer has neither a pad nor an eos token"
+                )
             self.tokenizer.pad_token = self.tokenizer.eos_token
         # Right padding: a causal model's real tokens then never see, or shift behind, the pads.
         self.tokenizer.padding_side = "right"
@@ -279,12 +318,15 @@ class HFTextEncoder:
         self.max_length = max_length
         self.batch_size = batch_size
         self.device = device
-        self.name = f"hf-text:{self.model_dir.name} (mean-pooled last layer{', L2' if normalize else ''})"
+        self.name = (
+            f"hf-text:{self.model_dir.name} (mean-pooled last layer{', L2' if normalize else ''})"
+        )
 
     @cached_property
     def fingerprint(self) -> str:
         return fingerprint_model_dir(
-            self.model_dir, extra=f"hf-text-v1|normalize={self.normalize}|max_length={self.max_length}"
+            self.model_dir,
+            extra=f"hf-text-v1|normalize={self.normalize}|max_length={self.max_length}",
         )
 
     def _encode_chunk(self, texts: list[str]) -> np.ndarray:
@@ -294,7 +336,9 @@ class HFTextEncoder:
             texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
         ).to(self.device)
         with torch.no_grad():
-            hidden = self.model(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"]).last_hidden_state
+            hidden = self.model(
+                input_ids=tok["input_ids"], attention_mask=tok["attention_mask"]
+            ).last_hidden_state
         mask = tok["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # [b, seq, 1]
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)  # [b, hidden]
         return pooled.float().cpu().numpy()
@@ -306,7 +350,10 @@ class HFTextEncoder:
         # Batch texts of similar length together: less padding, same vectors (the mask hides it).
         order = np.argsort([len(t) for t in texts], kind="stable")
         sorted_texts = [texts[i] for i in order]
-        chunks = [self._encode_chunk(sorted_texts[s : s + self.batch_size]) for s in range(0, len(texts), self.batch_size)]
+        chunks = [
+            self._encode_chunk(sorted_texts[s : s + self.batch_size])
+            for s in range(0, len(texts), self.batch_size)
+        ]
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         out[order] = np.concatenate(chunks)
         return l2_normalize(out) if self.normalize else out.astype(np.float32, copy=False)
@@ -341,11 +388,22 @@ def load_text_encoder(
     if path is None or (path / "modules.json").is_file():
         if backend == "torch":
             return SentenceTransformerEncoder(path, normalize=normalize, batch_size=batch_size)
-        return OnnxTextEncoder(path, quantize=backend == "onnx-int8", onnx_dir=onnx_dir, normalize=normalize, batch_size=batch_size)
+        return OnnxTextEncoder(
+            path,
+            quantize=backend == "onnx-int8",
+            onnx_dir=onnx_dir,
+            normalize=normalize,
+            batch_size=batch_size,
+        )
     if backend != "torch":
-        raise InputError(f"backend {backend!r} needs a sentence-transformers directory (modules.json); {path} has none")
+        raise InputError(
+            f"backend {backend!r} needs a sentence-transformers directory (modules.json); {path} has none"
+        )
     return HFTextEncoder(
-        path, normalize=normalize, max_length=max_length, batch_size=batch_size,
+        path,
+        normalize=normalize,
+        max_length=max_length,
+        batch_size=batch_size,
         trust_remote_code=trust_remote_code,
     )
 
@@ -368,7 +426,9 @@ def encode_texts(
     texts = _check_texts(texts)
     out = np.empty((len(texts), encoder.dim), dtype=np.float32)
     keys = [content_key(t) for t in texts]
-    cache = EmbeddingCache(cache_dir, "text", encoder.fingerprint, encoder.dim) if cache_dir else None
+    cache = (
+        EmbeddingCache(cache_dir, "text", encoder.fingerprint, encoder.dim) if cache_dir else None
+    )
     try:
         found = cache.get_many(keys) if cache is not None else {}
         todo: dict[bytes, str] = {}
@@ -376,8 +436,12 @@ def encode_texts(
             if k not in found:
                 todo.setdefault(k, t)
         todo_keys = list(todo)
-        with tqdm(total=len(todo_keys), desc=f"embed text ({encoder.name})", unit="text",
-                  disable=not progress or not todo_keys) as bar:
+        with tqdm(
+            total=len(todo_keys),
+            desc=f"embed text ({encoder.name})",
+            unit="text",
+            disable=not progress or not todo_keys,
+        ) as bar:
             for start in range(0, len(todo_keys), batch_size):
                 chunk = todo_keys[start : start + batch_size]
                 vecs = encoder.encode([todo[k] for k in chunk])

@@ -199,7 +199,9 @@ def read_checkpoint(prefix: str | os.PathLike[str]) -> dict[str, np.ndarray]:
             pattern = f"{stem}.data-{entry.shard_id:05d}-of-*"
             found = sorted(Path(folder or ".").glob(pattern))
             if not found:
-                raise ArtifactError(f"checkpoint data shard not found: {prefix_str}.data-{entry.shard_id:05d}-of-*")
+                raise ArtifactError(
+                    f"checkpoint data shard not found: {prefix_str}.data-{entry.shard_id:05d}-of-*"
+                )
             shard_path = found[0]
             shards[entry.shard_id] = shard_path.read_bytes()
         raw = shards[entry.shard_id][entry.offset : entry.offset + entry.size]

@@ -35,7 +35,9 @@ from psrq.quantize.registry import quantizer_class
 ENCODE_BATCH = 65_536
 
 
-def resolve_codebook_sizes(codebook_size: int | list[int] | tuple[int, ...], n_levels: int) -> list[int]:
+def resolve_codebook_sizes(
+    codebook_size: int | list[int] | tuple[int, ...], n_levels: int
+) -> list[int]:
     """One size per level: an int is repeated, a list must have `n_levels` entries."""
     if isinstance(n_levels, bool) or not isinstance(n_levels, int | np.integer):
         raise InputError(f"n_levels must be an int, got {n_levels!r}")
@@ -44,7 +46,9 @@ def resolve_codebook_sizes(codebook_size: int | list[int] | tuple[int, ...], n_l
         isinstance(codebook_size, list | tuple)
         and all(isinstance(k, int | np.integer) and not isinstance(k, bool) for k in codebook_size)
     ):
-        raise InputError(f"codebook_size must be an int or a list of ints (one per level), got {codebook_size!r}")
+        raise InputError(
+            f"codebook_size must be an int or a list of ints (one per level), got {codebook_size!r}"
+        )
     if is_int:
         sizes = [int(codebook_size)] * n_levels
     else:
@@ -118,7 +122,9 @@ class BaseQuantizer(BaseEstimator):
         if source.n_rows == 0:
             dropped = len(getattr(source, "dropped_rows", ()))
             why = f": all {dropped} rows hold NaN or inf" if dropped else ""
-            raise InputError(f"cannot fit {type(self).__name__} on empty input ({source.name}){why}")
+            raise InputError(
+                f"cannot fit {type(self).__name__} on empty input ({source.name}){why}"
+            )
         self._fit(source)
         self.dim_ = source.dim
         self.n_fit_rows_ = source.n_rows
@@ -252,14 +258,18 @@ class BaseQuantizer(BaseEstimator):
     def _check_codes(self, codes: Any) -> np.ndarray:
         codes = np.asarray(codes)
         if codes.ndim != 2 or codes.shape[1] != self.n_levels_:
-            raise InputError(f"codes must have shape [n_items, {self.n_levels_}], got {codes.shape}")
+            raise InputError(
+                f"codes must have shape [n_items, {self.n_levels_}], got {codes.shape}"
+            )
         if not np.issubdtype(codes.dtype, np.integer):
             raise InputError(f"codes must be integers, got dtype {codes.dtype}")
         for level, k in enumerate(self.codebook_sizes_):
             col = codes[:, level]
             if col.size and (col.min() < 0 or col.max() >= k):
                 bad = int(np.flatnonzero((col < 0) | (col >= k))[0])
-                raise InputError(f"code {int(col[bad])} at row {bad}, level {level} is outside [0, {k})")
+                raise InputError(
+                    f"code {int(col[bad])} at row {bad}, level {level} is outside [0, {k})"
+                )
         return codes.astype(np.int64, copy=False)
 
     # ---- to implement -------------------------------------------------------------------------
@@ -278,4 +288,3 @@ class BaseQuantizer(BaseEstimator):
 
     def _set_state(self, state: dict[str, Any]) -> None:
         raise NotImplementedError
-

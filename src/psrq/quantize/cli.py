@@ -43,13 +43,17 @@ ItemsOpt = Annotated[
 InputOpt = Annotated[
     list[str] | None,
     typer.Option(
-        "--input", "-i",
+        "--input",
+        "-i",
         help="MODALITY=PATH, repeatable: embeddings/<modality>.parquet (item_id + embedding) or a .npy matrix.",
     ),
 ]
 IdsOpt = Annotated[
     list[str] | None,
-    typer.Option("--ids", help="Item IDs of .npy inputs, one per row: MODALITY=ids.txt, or one file for all (.txt/.parquet/.npy)."),
+    typer.Option(
+        "--ids",
+        help="Item IDs of .npy inputs, one per row: MODALITY=ids.txt, or one file for all (.txt/.parquet/.npy).",
+    ),
 ]
 
 QUANTIZE_HELP = """Quantize item embeddings into semantic IDs: one codebook per modality plus the joint one.
@@ -88,7 +92,9 @@ Example:
 """
 
 
-def _gather(items: Path | None, inputs: list[str] | None, ids: list[str] | None, **kw: Any) -> dict[str, ModalityEmbeddings]:
+def _gather(
+    items: Path | None, inputs: list[str] | None, ids: list[str] | None, **kw: Any
+) -> dict[str, ModalityEmbeddings]:
     from rich.console import Console
 
     from psrq.quantize.embeddings_io import load_modalities
@@ -109,7 +115,9 @@ def _parse_codebook_size(text: str | None) -> int | list[int] | None:
     try:
         sizes = [int(s) for s in text.split(",")]
     except ValueError:
-        raise ConfigError(f"--codebook-size must be an int or a comma list of ints, got {text!r}") from None
+        raise ConfigError(
+            f"--codebook-size must be an int or a comma list of ints, got {text!r}"
+        ) from None
     return sizes[0] if len(sizes) == 1 else sizes
 
 
@@ -161,12 +169,16 @@ def _parse_overrides(specs: list[str] | None) -> dict[str, dict[str, Any]] | Non
         name, value = parse_assignment(spec, option="--set")
         codebook, dot, param = name.partition(".")
         if not dot or not codebook or not param:
-            raise ConfigError(f"--set expects CODEBOOK.PARAM=VALUE (e.g. joint.codebook_size=256), got {spec!r}")
+            raise ConfigError(
+                f"--set expects CODEBOOK.PARAM=VALUE (e.g. joint.codebook_size=256), got {spec!r}"
+            )
         out.setdefault(codebook, {})[param.replace("-", "_")] = _parse_value(value)
     return out
 
 
-def _quantizer_params(method: str, levels: int | None, codebook_size: str | None, prefix_weight: float | None) -> dict[str, Any]:
+def _quantizer_params(
+    method: str, levels: int | None, codebook_size: str | None, prefix_weight: float | None
+) -> dict[str, Any]:
     """Only the options the user gave; each must exist on the chosen quantizer."""
     from psrq.errors import ConfigError
     from psrq.quantize import QUANTIZERS
@@ -184,7 +196,9 @@ def _quantizer_params(method: str, levels: int | None, codebook_size: str | None
         if value is None:
             continue
         if name not in accepted:
-            raise ConfigError(f"{option} does not apply to --method {method} ({kind} has no {name})")
+            raise ConfigError(
+                f"{option} does not apply to --method {method} ({kind} has no {name})"
+            )
         params[name] = value
     return params
 
@@ -203,9 +217,13 @@ def print_collisions(sids: SemanticIDs, title: str = "Semantic-ID collisions") -
         table.add_column("+suffix unique", justify="right")
     for cb, s in sids.collisions().items():
         row = [
-            cb, f"{s['items']:,}", f"{s['distinct_ids']:,}",
+            cb,
+            f"{s['items']:,}",
+            f"{s['distinct_ids']:,}",
             f"{s['unique_ratio']:.1%}" if s["items"] else "-",
-            str(s["items_per_id_max"]), str(s["items_per_id_p99"]), f"{s['colliding_items']:,}",
+            str(s["items_per_id_max"]),
+            str(s["items_per_id_p99"]),
+            f"{s['colliding_items']:,}",
         ]
         if sids.suffixes is not None:
             row.append("yes" if s["unique_with_suffix"] else "NO")
@@ -213,7 +231,9 @@ def print_collisions(sids: SemanticIDs, title: str = "Semantic-ID collisions") -
     Console().print(table)
     missing = (~sids.has_modality).sum(axis=0)
     if missing.any():
-        parts = ", ".join(f"{m}: {int(k):,}" for m, k in zip(sids.modalities, missing, strict=True) if k)
+        parts = ", ".join(
+            f"{m}: {int(k):,}" for m, k in zip(sids.modalities, missing, strict=True) if k
+        )
         Console().print(f"items missing a modality (null codes there, joint imputed): {parts}")
 
 
@@ -222,24 +242,64 @@ def quantize(
     items: ItemsOpt = None,
     inputs: InputOpt = None,
     ids: IdsOpt = None,
-    modalities: Annotated[str | None, typer.Option(help="Comma list restricting/ordering the modalities, e.g. text,audio.")] = None,
+    modalities: Annotated[
+        str | None,
+        typer.Option(help="Comma list restricting/ordering the modalities, e.g. text,audio."),
+    ] = None,
     method: Annotated[str, typer.Option(help=" | ".join(METHOD_NAMES) + ".")] = "psrq",
-    levels: Annotated[int | None, typer.Option(help="Code levels (default: the quantizer's; PSRQ: 3).")] = None,
+    levels: Annotated[
+        int | None, typer.Option(help="Code levels (default: the quantizer's; PSRQ: 3).")
+    ] = None,
     # 64, not the quantizer classes' 256: the setting `psrq run` uses and the results were measured with,
     # so the README's step-by-step commands produce the reported IDs.
-    codebook_size: Annotated[str, typer.Option(help="Codes per level: 64, or one per level: 256,128,64. Default 64, as in `psrq run` and docs/results-lastfm2k.md.")] = "64",
-    prefix_weight: Annotated[float | None, typer.Option(help="PSRQ only: weight of the prefix half (default 0.5; 1 = the paper as written, 0 = RQ-KMeans).")] = None,
-    normalize: Annotated[str, typer.Option(help="l2 | standard | none, or per modality: text=l2,audio=standard.")] = "l2",
-    weight: Annotated[list[str] | None, typer.Option("--weight", help="MODALITY=W: block weight in the joint ID (repeatable).")] = None,
-    joint: Annotated[bool, typer.Option(help="Build the modal-joint codebook (needs >= 2 modalities).")] = True,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Per-codebook override CODEBOOK.PARAM=VALUE (repeatable): joint.method=rqkmeans, audio.codebook_size=64.")] = None,
+    codebook_size: Annotated[
+        str,
+        typer.Option(
+            help="Codes per level: 64, or one per level: 256,128,64. Default 64, as in `psrq run` and docs/results-lastfm2k.md."
+        ),
+    ] = "64",
+    prefix_weight: Annotated[
+        float | None,
+        typer.Option(
+            help="PSRQ only: weight of the prefix half (default 0.5; 1 = the paper as written, 0 = RQ-KMeans)."
+        ),
+    ] = None,
+    normalize: Annotated[
+        str, typer.Option(help="l2 | standard | none, or per modality: text=l2,audio=standard.")
+    ] = "l2",
+    weight: Annotated[
+        list[str] | None,
+        typer.Option("--weight", help="MODALITY=W: block weight in the joint ID (repeatable)."),
+    ] = None,
+    joint: Annotated[
+        bool, typer.Option(help="Build the modal-joint codebook (needs >= 2 modalities).")
+    ] = True,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Per-codebook override CODEBOOK.PARAM=VALUE (repeatable): joint.method=rqkmeans, audio.codebook_size=64.",
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of every codebook's k-means / training.")] = 0,
-    disambiguate: Annotated[bool, typer.Option(help="Add sid_<codebook>_suffix columns making IDs unique.")] = False,
+    disambiguate: Annotated[
+        bool, typer.Option(help="Add sid_<codebook>_suffix columns making IDs unique.")
+    ] = False,
     out: Annotated[Path, typer.Option(help="Output sids.parquet.")] = Path("sids.parquet"),
-    model_dir: Annotated[Path | None, typer.Option(help="Model directory to write (default: <out>.model next to --out).")] = None,
+    model_dir: Annotated[
+        Path | None,
+        typer.Option(help="Model directory to write (default: <out>.model next to --out)."),
+    ] = None,
     wait: WaitOpt = False,
     engine: EngineOpt = "memory",
-    sample_rows: Annotated[int, typer.Option("--sample-rows", min=1, help="Streamed engines: rows of the seeded sample the codebooks are fitted on.")] = 65_536,
+    sample_rows: Annotated[
+        int,
+        typer.Option(
+            "--sample-rows",
+            min=1,
+            help="Streamed engines: rows of the seeded sample the codebooks are fitted on.",
+        ),
+    ] = 65_536,
     address: AddressOpt = None,
     num_cpus: NumCpusOpt = 2,
     object_store_mb: ObjectStoreOpt = 256,
@@ -251,15 +311,66 @@ def quantize(
 
     streamed = engine != "memory"  # --out is then a directory of Parquet shards
     model_dir = model_dir or out.with_name((out.name if streamed else out.stem) + ".model")
-    with claim_outputs(Output(out, "model_dir" if streamed else "file", "--out"), Output(model_dir, "model_dir", "--model-dir"), wait=wait):
-        cfg = engine_config(engine, address=address, num_cpus=num_cpus, object_store_mb=object_store_mb, actors=actors,
-                            actor_cpus=actor_cpus, batch_rows=batch_rows) if streamed else None
-        _quantize(items, inputs, ids, modalities, method, levels, codebook_size, prefix_weight, normalize,
-                  weight, joint, set_, seed, disambiguate, out, model_dir, cfg, sample_rows)
+    with claim_outputs(
+        Output(out, "model_dir" if streamed else "file", "--out"),
+        Output(model_dir, "model_dir", "--model-dir"),
+        wait=wait,
+    ):
+        cfg = (
+            engine_config(
+                engine,
+                address=address,
+                num_cpus=num_cpus,
+                object_store_mb=object_store_mb,
+                actors=actors,
+                actor_cpus=actor_cpus,
+                batch_rows=batch_rows,
+            )
+            if streamed
+            else None
+        )
+        _quantize(
+            items,
+            inputs,
+            ids,
+            modalities,
+            method,
+            levels,
+            codebook_size,
+            prefix_weight,
+            normalize,
+            weight,
+            joint,
+            set_,
+            seed,
+            disambiguate,
+            out,
+            model_dir,
+            cfg,
+            sample_rows,
+        )
 
 
-def _quantize(items, inputs, ids, modalities, method, levels, codebook_size, prefix_weight, normalize,
-              weight, joint, set_, seed, disambiguate, out, model_dir, cfg, sample_rows) -> None:
+def _quantize(
+    items,
+    inputs,
+    ids,
+    modalities,
+    method,
+    levels,
+    codebook_size,
+    prefix_weight,
+    normalize,
+    weight,
+    joint,
+    set_,
+    seed,
+    disambiguate,
+    out,
+    model_dir,
+    cfg,
+    sample_rows,
+) -> None:
     from rich.console import Console
 
     from psrq.quantize.multimodal import MultimodalQuantizer
@@ -279,13 +390,17 @@ def _quantize(items, inputs, ids, modalities, method, levels, codebook_size, pre
         seed=seed,
     )
     if cfg is not None:
-        _quantize_streamed(items, inputs, wanted, mq, out, model_dir, cfg, sample_rows=sample_rows, seed=seed)
+        _quantize_streamed(
+            items, inputs, wanted, mq, out, model_dir, cfg, sample_rows=sample_rows, seed=seed
+        )
         return
     sids = mq.fit_transform(mods, disambiguate=disambiguate)
     mq.save(model_dir)
     sids.write(out)
     print_collisions(sids)
-    Console().print(f"wrote {out} ({len(sids):,} items, codebooks {', '.join(sids.codebooks)}) and model {model_dir}")
+    Console().print(
+        f"wrote {out} ({len(sids):,} items, codebooks {', '.join(sids.codebooks)}) and model {model_dir}"
+    )
 
 
 def assign(
@@ -293,9 +408,21 @@ def assign(
     items: ItemsOpt = None,
     inputs: InputOpt = None,
     ids: IdsOpt = None,
-    disambiguate: Annotated[bool, typer.Option(help="Add suffixes that do not reuse the training items' suffixes.")] = False,
-    taken: Annotated[list[Path] | None, typer.Option("--taken", help="Earlier sids.parquet whose suffixes stay reserved (repeatable).")] = None,
-    out: Annotated[Path, typer.Option(help="Output sids.parquet for the new items (a directory of shards with --engine local/ray).")] = Path("new_sids.parquet"),
+    disambiguate: Annotated[
+        bool, typer.Option(help="Add suffixes that do not reuse the training items' suffixes.")
+    ] = False,
+    taken: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--taken", help="Earlier sids.parquet whose suffixes stay reserved (repeatable)."
+        ),
+    ] = None,
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="Output sids.parquet for the new items (a directory of shards with --engine local/ray)."
+        ),
+    ] = Path("new_sids.parquet"),
     engine: EngineOpt = "memory",
     address: AddressOpt = None,
     num_cpus: NumCpusOpt = 2,
@@ -318,9 +445,19 @@ def assign(
             _check_streamable(disambiguate, ids)
             mq = MultimodalQuantizer.load(model_dir)
             path, layout = stream_layout(items=items, inputs=inputs, modalities=mq.modalities_)
-            cfg = engine_config(engine, address=address, num_cpus=num_cpus, object_store_mb=object_store_mb, actors=actors, actor_cpus=actor_cpus, batch_rows=batch_rows)
+            cfg = engine_config(
+                engine,
+                address=address,
+                num_cpus=num_cpus,
+                object_store_mb=object_store_mb,
+                actors=actors,
+                actor_cpus=actor_cpus,
+                batch_rows=batch_rows,
+            )
             res = assign_shards(model_dir, path, layout, out, engine=cfg)
-            Console().print(f"wrote {out}/ ({res.n_rows:,} items in {len(res.files)} shard(s), engine {engine}, {res.seconds:.1f} s)")
+            Console().print(
+                f"wrote {out}/ ({res.n_rows:,} items in {len(res.files)} shard(s), engine {engine}, {res.seconds:.1f} s)"
+            )
             return
         mq = MultimodalQuantizer.load(model_dir)
         mods = _gather(items, inputs, ids, modalities=mq.modalities_, require_all=False)
@@ -336,16 +473,23 @@ def report(
     items: ItemsOpt = None,
     inputs: InputOpt = None,
     ids: IdsOpt = None,
-    out_dir: Annotated[Path, typer.Option(help="Folder for quality.json and report.html.")] = Path("reports/sids"),
-    max_items: Annotated[int, typer.Option(min=1, help="Items sampled for the embedding-space metrics.")] = 50_000,
+    out_dir: Annotated[Path, typer.Option(help="Folder for quality.json and report.html.")] = Path(
+        "reports/sids"
+    ),
+    max_items: Annotated[
+        int, typer.Option(min=1, help="Items sampled for the embedding-space metrics.")
+    ] = 50_000,
     seed: Annotated[int, typer.Option(help="Seed of the metric sampling.")] = 0,
     title: Annotated[str | None, typer.Option(help="Report title.")] = None,
     wait: WaitOpt = False,
 ) -> None:
     from psrq.outputs import Output, claim_outputs
 
-    outputs = (Output(out_dir, "dir", "--out-dir"), Output(out_dir / "quality.json", "file", "--out-dir", lock=False),
-               Output(out_dir / "report.html", "file", "--out-dir", lock=False))
+    outputs = (
+        Output(out_dir, "dir", "--out-dir"),
+        Output(out_dir / "quality.json", "file", "--out-dir", lock=False),
+        Output(out_dir / "report.html", "file", "--out-dir", lock=False),
+    )
     with claim_outputs(*outputs, wait=wait):
         _report(model_dir, items, inputs, ids, out_dir, max_items, seed, title)
 
@@ -366,7 +510,10 @@ def _report(model_dir, items, inputs, ids, out_dir, max_items, seed, title) -> N
         results[cb] = evaluate_ids(X, codes, q, seed=seed, max_items=max_items)
         X_by_name[cb], codes_by_name[cb] = X, codes
     html = write_id_report(
-        results, out_dir, X_by_name=X_by_name, codes_by_name=codes_by_name,
+        results,
+        out_dir,
+        X_by_name=X_by_name,
+        codes_by_name=codes_by_name,
         title=title or f"Semantic-ID quality: {model_dir}",
     )
     _print_quality(results)
@@ -386,8 +533,14 @@ def _print_quality(results: dict[str, dict[str, Any]]) -> None:
     for cb, r in results.items():
         last = (r.get("levels") or [{}])[-1]
         ids = r.get("ids", {})
-        table.add_row(cb, fmt(r.get("n_items")), fmt(last.get("recon_cos")), fmt(ids.get("unique_ratio")),
-                      fmt(ids.get("items_per_id_max")), fmt(ids.get("neighbor_recall")))
+        table.add_row(
+            cb,
+            fmt(r.get("n_items")),
+            fmt(last.get("recon_cos")),
+            fmt(ids.get("unique_ratio")),
+            fmt(ids.get("items_per_id_max")),
+            fmt(ids.get("neighbor_recall")),
+        )
     Console().print(table)
 
 
@@ -395,14 +548,26 @@ def _check_streamable(disambiguate: bool, ids: list[str] | None) -> None:
     from psrq.errors import ConfigError
 
     if disambiguate:
-        raise ConfigError("--disambiguate needs every item at once: use --engine memory (suffixes are not streamed)")
+        raise ConfigError(
+            "--disambiguate needs every item at once: use --engine memory (suffixes are not streamed)"
+        )
     if ids:
-        raise ConfigError("--ids (.npy inputs) is for --engine memory; streamed engines read Parquet shards")
+        raise ConfigError(
+            "--ids (.npy inputs) is for --engine memory; streamed engines read Parquet shards"
+        )
 
 
 def _quantize_streamed(
-    items: Path | None, inputs: list[str] | None, wanted: list[str] | None, mq: Any, out: Path,
-    model_dir: Path, cfg: Any, *, sample_rows: int, seed: int,
+    items: Path | None,
+    inputs: list[str] | None,
+    wanted: list[str] | None,
+    mq: Any,
+    out: Path,
+    model_dir: Path,
+    cfg: Any,
+    *,
+    sample_rows: int,
+    seed: int,
 ) -> None:
     """Fit on a seeded sample of the shards, then assign every row on the chosen engine."""
     from rich.console import Console

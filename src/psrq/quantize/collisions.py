@@ -37,7 +37,9 @@ _MAX_RADIX_PRODUCT = 2**62
 def _as_codes(codes: Any) -> np.ndarray:
     codes = np.asarray(codes)
     if codes.ndim != 2 or not np.issubdtype(codes.dtype, np.integer):
-        raise InputError(f"codes must be an integer matrix [n_items, n_levels], got {codes.dtype} {codes.shape}")
+        raise InputError(
+            f"codes must be an integer matrix [n_items, n_levels], got {codes.dtype} {codes.shape}"
+        )
     if codes.size and codes.min() < 0:
         raise InputError("codes must be non-negative")
     return codes
@@ -55,7 +57,9 @@ def group_tuples(codes: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return np.zeros(0, np.int64), np.zeros((0, n_levels), codes.dtype), np.zeros(0, np.int64)
     key = _radix_keys(codes)
     if key is not None:
-        _, first, inverse, counts = np.unique(key, return_index=True, return_inverse=True, return_counts=True)
+        _, first, inverse, counts = np.unique(
+            key, return_index=True, return_inverse=True, return_counts=True
+        )
         return inverse.reshape(-1).astype(np.int64), codes[first], counts.astype(np.int64)
     tuples, inverse, counts = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
     return inverse.reshape(-1).astype(np.int64), tuples, counts.astype(np.int64)
@@ -91,8 +95,15 @@ def collision_stats(codes: Any) -> dict[str, Any]:
     n = int(codes.shape[0])
     if n == 0:
         # None, not NaN, for the undefined ratios: the stats go into JSON manifests.
-        return {"items": 0, "distinct_ids": 0, "unique_ratio": None, "items_per_id_max": 0,
-                "items_per_id_p99": 0, "items_per_id_mean": None, "colliding_items": 0}
+        return {
+            "items": 0,
+            "distinct_ids": 0,
+            "unique_ratio": None,
+            "items_per_id_max": 0,
+            "items_per_id_p99": 0,
+            "items_per_id_mean": None,
+            "colliding_items": 0,
+        }
     return {
         "items": n,
         "distinct_ids": len(sizes),
@@ -148,7 +159,9 @@ class SuffixTable:
     def merge(self, other: SuffixTable) -> SuffixTable:
         """Per tuple, the larger first-free suffix of the two tables."""
         if other.n_levels != self.n_levels:
-            raise InputError(f"cannot merge suffix tables of {self.n_levels} and {other.n_levels} levels")
+            raise InputError(
+                f"cannot merge suffix tables of {self.n_levels} and {other.n_levels} levels"
+            )
         inverse, tuples, _ = group_tuples(np.concatenate([self.tuples, other.tuples]))
         next_free = np.zeros(len(tuples), dtype=np.int64)
         np.maximum.at(next_free, inverse, np.concatenate([self.next_free, other.next_free]))
@@ -170,7 +183,9 @@ class SuffixTable:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        columns = {f"level_{i}": pa.array(self.tuples[:, i], pa.int32()) for i in range(self.n_levels)}
+        columns = {
+            f"level_{i}": pa.array(self.tuples[:, i], pa.int32()) for i in range(self.n_levels)
+        }
         columns["next_free"] = pa.array(self.next_free, pa.int64())
         pq.write_table(pa.table(columns), path)
 
@@ -183,7 +198,9 @@ class SuffixTable:
             table = pq.read_table(path)
         except Exception as e:  # a missing or damaged file inside a model dir
             raise ArtifactError(f"{path}: cannot read the suffix table ({e})") from e
-        levels = sorted((c for c in table.column_names if c.startswith("level_")), key=lambda c: int(c[6:]))
+        levels = sorted(
+            (c for c in table.column_names if c.startswith("level_")), key=lambda c: int(c[6:])
+        )
         if "next_free" not in table.column_names or not levels:
             raise ArtifactError(f"{path}: not a suffix table (columns {table.column_names})")
         tuples = np.stack([table.column(c).to_numpy() for c in levels], axis=1).astype(np.int32)

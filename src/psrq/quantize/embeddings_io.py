@@ -106,10 +106,16 @@ def ids_to_strings(ids: Any, *, source: str, column: str = ITEM_ID_COLUMN) -> np
         arr = arr.cast(arr.type.value_type)
     if arr.null_count:
         rows = np.flatnonzero(pc.is_null(arr).to_numpy(zero_copy_only=False))
-        raise InputError(f"{source}: column {column!r} is null at row(s) {_describe(rows.tolist())}")
+        raise InputError(
+            f"{source}: column {column!r} is null at row(s) {_describe(rows.tolist())}"
+        )
     if pa.types.is_integer(arr.type):
         arr = arr.cast(pa.string())
-    elif not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type) or pa.types.is_null(arr.type)):
+    elif not (
+        pa.types.is_string(arr.type)
+        or pa.types.is_large_string(arr.type)
+        or pa.types.is_null(arr.type)
+    ):
         raise InputError(
             f"{source}: column {column!r} has type {arr.type}; item IDs must be strings (or integers)"
         )
@@ -143,7 +149,9 @@ def check_unique_ids(item_ids: np.ndarray, *, source: str) -> None:
 def _check_finite(X: np.ndarray, item_ids: np.ndarray, source: str) -> None:
     bad = np.flatnonzero(~np.isfinite(X).all(axis=1))
     if len(bad):
-        raise InputError(f"{source}: NaN or inf in the embedding of item(s) {_describe(item_ids[bad].tolist())}")
+        raise InputError(
+            f"{source}: NaN or inf in the embedding of item(s) {_describe(item_ids[bad].tolist())}"
+        )
 
 
 def from_arrays(
@@ -156,7 +164,9 @@ def from_arrays(
     if mat.dtype == object or not np.issubdtype(mat.dtype, np.number):
         raise InputError(f"{source}: {modality} embeddings must be numeric, got dtype {mat.dtype}")
     if mat.ndim != 2 or mat.shape[1] == 0:
-        raise InputError(f"{source}: {modality} embeddings must be a matrix [n_items, dim], got shape {mat.shape}")
+        raise InputError(
+            f"{source}: {modality} embeddings must be a matrix [n_items, dim], got shape {mat.shape}"
+        )
     if mat.shape[0] != len(ids):
         raise InputError(
             f"{source}: {modality} has {len(ids)} item IDs but {mat.shape[0]} embedding rows"
@@ -216,7 +226,11 @@ def _table_to_embeddings(table: Any, modality: str, column: str, source: str) ->
         col = col.filter(valid)
     X = _list_column_to_matrix(col, ids, source, column)
     _check_finite(X, ids, source)
-    meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items() if k.startswith(b"psrq.")}
+    meta = {
+        k.decode(): v.decode()
+        for k, v in (table.schema.metadata or {}).items()
+        if k.startswith(b"psrq.")
+    }
     return ModalityEmbeddings(modality, ids, X, source, n_null, meta)
 
 
@@ -270,7 +284,9 @@ def read_id_file(path: str | os.PathLike[str]) -> np.ndarray:
     if not path.is_file():
         raise InputError(f"item-ID file not found: {path}")
     if path.suffix == ".parquet":
-        return ids_to_strings(_read_parquet(path, [ITEM_ID_COLUMN]).column(ITEM_ID_COLUMN), source=str(path))
+        return ids_to_strings(
+            _read_parquet(path, [ITEM_ID_COLUMN]).column(ITEM_ID_COLUMN), source=str(path)
+        )
     if path.suffix == ".npy":
         try:
             arr = np.load(path, allow_pickle=False)
@@ -286,7 +302,9 @@ def read_id_file(path: str | os.PathLike[str]) -> np.ndarray:
     return np.array([s.strip() for s in lines], dtype=object)
 
 
-def read_npy(path: str | os.PathLike[str], ids_path: str | os.PathLike[str], modality: str) -> ModalityEmbeddings:
+def read_npy(
+    path: str | os.PathLike[str], ids_path: str | os.PathLike[str], modality: str
+) -> ModalityEmbeddings:
     """One modality from a .npy matrix [n, d] and an item-ID file listing its n rows in order."""
     path = Path(path)
     if not path.is_file():
@@ -305,7 +323,9 @@ def parse_assignment(spec: str, *, option: str) -> tuple[str, str]:
     """'name=value' -> (name, value); a clear error otherwise."""
     name, sep, value = spec.partition("=")
     if not sep or not name.strip() or not value.strip():
-        raise InputError(f"{option} expects NAME=VALUE (e.g. text=embeddings/text.parquet), got {spec!r}")
+        raise InputError(
+            f"{option} expects NAME=VALUE (e.g. text=embeddings/text.parquet), got {spec!r}"
+        )
     return name.strip(), value.strip()
 
 
@@ -330,7 +350,9 @@ def load_modalities(
         item_modalities = None
         if modalities is not None:  # only the wanted ones the items file has and --input does not
             taken = _input_names(inputs)
-            item_modalities = [m for m in items_modalities(items) if m in modalities and m not in taken]
+            item_modalities = [
+                m for m in items_modalities(items) if m in modalities and m not in taken
+            ]
         if item_modalities != []:
             found.update(read_items_parquet(items, item_modalities))
     id_files = _id_files(ids)
@@ -338,10 +360,14 @@ def load_modalities(
         modality, path = parse_assignment(spec, option="--input")
         check_modality_name(modality, where=f"--input {spec}")
         if modality in found:
-            raise InputError(f"modality {modality!r} is given twice ({found[modality].source} and {path})")
+            raise InputError(
+                f"modality {modality!r} is given twice ({found[modality].source} and {path})"
+            )
         found[modality] = _read_one(modality, Path(path), id_files)
     if not found:
-        raise InputError("no embeddings given: pass --items items.parquet or --input text=embeddings/text.parquet")
+        raise InputError(
+            "no embeddings given: pass --items items.parquet or --input text=embeddings/text.parquet"
+        )
     if modalities is not None:
         absent = [m for m in modalities if m not in found]
         if absent and require_all:
@@ -394,4 +420,6 @@ def _read_one(modality: str, path: Path, id_files: dict[str | None, str]) -> Mod
         return read_npy(path, ids_path, modality)
     if path.suffix == ".parquet":
         return read_embedding_parquet(path, modality)
-    raise InputError(f"{path}: unsupported input; give a .parquet (item_id + embedding) or a .npy file")
+    raise InputError(
+        f"{path}: unsupported input; give a .parquet (item_id + embedding) or a .npy file"
+    )

@@ -77,7 +77,11 @@ class EmbeddingSource:
 
 
 def _spaced_rows(n: int, k: int = 10_000) -> np.ndarray:
-    return np.unique(np.linspace(0, max(n - 1, 0), num=min(n, k)).astype(np.int64)) if n else np.zeros(0, np.int64)
+    return (
+        np.unique(np.linspace(0, max(n - 1, 0), num=min(n, k)).astype(np.int64))
+        if n
+        else np.zeros(0, np.int64)
+    )
 
 
 class ArraySource(EmbeddingSource):
@@ -193,7 +197,9 @@ class ParquetSource(EmbeddingSource):
             if len(valid):
                 return int(valid.shape[1])
             start += rb.num_rows
-        raise InputError(f"{self.path}: column {self.columns[0]!r} has no rows with a valid (non-null, finite) vector")
+        raise InputError(
+            f"{self.path}: column {self.columns[0]!r} has no rows with a valid (non-null, finite) vector"
+        )
 
     def _to_matrix(self, record_batch: Any, first_row: int) -> np.ndarray:
         import pyarrow as pa
@@ -209,7 +215,9 @@ class ParquetSource(EmbeddingSource):
             )
         if isinstance(col, pa.ChunkedArray):
             col = col.combine_chunks()
-        lengths = np.diff(col.offsets.to_numpy()) if not pa.types.is_fixed_size_list(col.type) else None
+        lengths = (
+            np.diff(col.offsets.to_numpy()) if not pa.types.is_fixed_size_list(col.type) else None
+        )
         if lengths is not None and len(lengths) and (lengths != lengths[0]).any():
             bad = np.flatnonzero(lengths != lengths[0])
             raise InputError(
@@ -218,7 +226,9 @@ class ParquetSource(EmbeddingSource):
             )
         values = col.flatten().to_numpy(zero_copy_only=False)
         if not np.issubdtype(values.dtype, np.number):
-            raise InputError(f"{self.path}: column {self.columns[0]!r} is not numeric ({values.dtype})")
+            raise InputError(
+                f"{self.path}: column {self.columns[0]!r} is not numeric ({values.dtype})"
+            )
         return values.astype(np.float32, copy=False).reshape(len(col), -1)
 
     def _raw_batches(self) -> Iterator[tuple[int, np.ndarray]]:
@@ -263,7 +273,9 @@ class ParquetSource(EmbeddingSource):
             return
         for start, mat in self._raw_batches():
             if mat.shape[1] != self.dim:
-                raise InputError(f"{self.path}: vectors at row {start} have {mat.shape[1]} values, expected {self.dim}")
+                raise InputError(
+                    f"{self.path}: vectors at row {start} have {mat.shape[1]} values, expected {self.dim}"
+                )
             bad = _invalid_rows(mat)
             if len(bad):
                 raise InputError(f"{self.path}: NaN or inf in row(s) {_describe_rows(start + bad)}")
@@ -284,7 +296,9 @@ class ParquetSource(EmbeddingSource):
         return out
 
 
-def as_source(x: Any, *, on_invalid: OnInvalid = "raise", name: str | None = None) -> EmbeddingSource:
+def as_source(
+    x: Any, *, on_invalid: OnInvalid = "raise", name: str | None = None
+) -> EmbeddingSource:
     """Wrap an array, a memory map, a `.npy` path or an existing source."""
     if isinstance(x, ParquetSource) and on_invalid == "drop" and x.on_invalid == "raise":
         # The estimator asked to drop invalid rows: honour it for Parquet input too.

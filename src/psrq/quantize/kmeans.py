@@ -74,7 +74,11 @@ def assign_on_cuda() -> bool:
 
 def check_kmeans_params(*, seed: int, niter: int, max_points_per_centroid: int, owner: str) -> None:
     """Validate the k-means knobs every k-means quantizer shares; `owner` names the estimator."""
-    for name, value, low in (("seed", seed, 0), ("niter", niter, 1), ("max_points_per_centroid", max_points_per_centroid, 1)):
+    for name, value, low in (
+        ("seed", seed, 0),
+        ("niter", niter, 1),
+        ("max_points_per_centroid", max_points_per_centroid, 1),
+    ):
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
             raise InputError(f"{owner}: {name} must be an integer >= {low}, got {value!r}")
     # faiss stores the seed in a C int; level l uses seed + l, so leave head-room.
@@ -105,7 +109,12 @@ def training_sample(
     # Quantizers train in place on the sample. The built-in sources return fresh arrays; a
     # user-written source might hand back its own memory, so that one is copied.
     fresh = isinstance(source, ArraySource | ParquetSource)
-    if fresh and sample.dtype == np.float32 and sample.flags.c_contiguous and sample.flags.writeable:
+    if (
+        fresh
+        and sample.dtype == np.float32
+        and sample.flags.c_contiguous
+        and sample.flags.writeable
+    ):
         return sample
     return np.array(sample, dtype=np.float32, order="C", copy=True)
 
@@ -131,7 +140,9 @@ def train_kmeans(
     x = np.ascontiguousarray(x, dtype=np.float32)
     n, d = x.shape
     if n < k:
-        raise InputError(f"{name}: cannot learn {k} codes from {n} items; use a smaller codebook_size or more items")
+        raise InputError(
+            f"{name}: cannot learn {k} codes from {n} items; use a smaller codebook_size or more items"
+        )
     km = faiss.Kmeans(
         d,
         k,
@@ -176,8 +187,12 @@ def nearest_centroid(
     """
     centroids = np.ascontiguousarray(centroids, dtype=np.float32)
     if assign_on_cuda():
-        return _nearest_centroid_cuda(x, centroids, batch=batch, transform=transform, row_bias=row_bias, distances=distances)
-    neg2_t = np.ascontiguousarray(np.float32(-2.0) * centroids.T)  # [d, k]: the -2 folded into the product
+        return _nearest_centroid_cuda(
+            x, centroids, batch=batch, transform=transform, row_bias=row_bias, distances=distances
+        )
+    neg2_t = np.ascontiguousarray(
+        np.float32(-2.0) * centroids.T
+    )  # [d, k]: the -2 folded into the product
     centroid_sq = np.einsum("kd,kd->k", centroids, centroids)
     n, k = x.shape[0], centroids.shape[0]
     labels = np.empty(n, dtype=np.int64)
@@ -205,7 +220,9 @@ def nearest_centroid(
     return labels, dists
 
 
-def run_chunks(work: Callable[[int, np.ndarray], None], starts: range, buffer_shape: tuple[int, int]) -> None:
+def run_chunks(
+    work: Callable[[int, np.ndarray], None], starts: range, buffer_shape: tuple[int, int]
+) -> None:
     """Call work(start, buffer) for every chunk start, on as many threads as BLAS may use.
 
     Why threads: after each chunk's matrix product come the bias, the argmin and the writes,
@@ -283,7 +300,9 @@ def _nearest_centroid_cuda(
             best = scores.argmin(axis=1)
             best_scores = scores[np.arange(len(best)), best] + np.einsum("bd,bd->b", chunk, chunk)
         else:
-            gpu_best_scores, gpu_best = (products + c_sq).min(dim=1)  # ties: lowest index, as argmin on CPU
+            gpu_best_scores, gpu_best = (products + c_sq).min(
+                dim=1
+            )  # ties: lowest index, as argmin on CPU
             best = gpu_best.cpu().numpy()
             best_scores = np.maximum((gpu_best_scores + (xb * xb).sum(dim=1)).cpu().numpy(), 0.0)
         labels[rows] = best

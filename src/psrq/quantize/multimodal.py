@@ -175,11 +175,15 @@ class SemanticIDs:
         columns: dict[str, Any] = {"item_id": pa.array(self.item_ids, type=pa.string())}
         for cb, codes in self.codes.items():
             n_levels = codes.shape[1]
-            values = pa.array(np.ascontiguousarray(codes, dtype=np.int32).reshape(-1), type=pa.int32())
+            values = pa.array(
+                np.ascontiguousarray(codes, dtype=np.int32).reshape(-1), type=pa.int32()
+            )
             absent = pa.array(~self.present[cb])
             columns[f"sid_{cb}"] = pa.FixedSizeListArray.from_arrays(values, n_levels, mask=absent)
             if self.suffixes is not None:
-                columns[f"sid_{cb}_suffix"] = pa.array(self.suffixes[cb], type=pa.int32(), mask=~self.present[cb])
+                columns[f"sid_{cb}_suffix"] = pa.array(
+                    self.suffixes[cb], type=pa.int32(), mask=~self.present[cb]
+                )
         missing = ~self.has_modality
         offsets = np.concatenate([[0], np.cumsum(missing.sum(axis=1))]).astype(np.int32)
         names = np.array(self.modalities, dtype=object)[np.nonzero(missing)[1]]
@@ -221,18 +225,26 @@ class SemanticIDs:
             raise InputError(f"{source}: no item_id column")
         ids = ids_to_strings(table.column("item_id"), source=source)
         check_unique_ids(ids, source=source)
-        cbs = [c[4:] for c in table.column_names if c.startswith("sid_") and not c.endswith("_suffix")]
+        cbs = [
+            c[4:] for c in table.column_names if c.startswith("sid_") and not c.endswith("_suffix")
+        ]
         if not cbs:
             raise InputError(f"{source}: no sid_<codebook> column (columns: {table.column_names})")
         codes, present = {}, {}
         for cb in cbs:
-            codes[cb], present[cb] = _codes_from_column(table.column(f"sid_{cb}"), source, f"sid_{cb}")
+            codes[cb], present[cb] = _codes_from_column(
+                table.column(f"sid_{cb}"), source, f"sid_{cb}"
+            )
         suffixes = None
         if all(f"sid_{cb}_suffix" in table.column_names for cb in cbs):
             suffixes = {
-                cb: table.column(f"sid_{cb}_suffix").fill_null(-1).to_numpy().astype(np.int32) for cb in cbs
+                cb: table.column(f"sid_{cb}_suffix").fill_null(-1).to_numpy().astype(np.int32)
+                for cb in cbs
             }
-        meta = {k.decode(errors="replace"): v.decode(errors="replace") for k, v in (table.schema.metadata or {}).items()}
+        meta = {
+            k.decode(errors="replace"): v.decode(errors="replace")
+            for k, v in (table.schema.metadata or {}).items()
+        }
         modalities = [c for c in cbs if c != JOINT]
         if "psrq.modalities" in meta:
             try:
@@ -240,19 +252,36 @@ class SemanticIDs:
             except ValueError:
                 modalities = None
             if not isinstance(modalities, list) or not all(isinstance(m, str) for m in modalities):
-                raise InputError(f"{source}: metadata psrq.modalities must be a JSON list of names, got {meta['psrq.modalities']!r}")
+                raise InputError(
+                    f"{source}: metadata psrq.modalities must be a JSON list of names, got {meta['psrq.modalities']!r}"
+                )
         if "missing_modalities" in table.column_names:
             col = table.column("missing_modalities")
-            if not ((pa.types.is_list(col.type) or pa.types.is_large_list(col.type)) and pa.types.is_string(col.type.value_type)):
-                raise InputError(f"{source}: column 'missing_modalities' is {col.type}, expected a list of modality names")
+            if not (
+                (pa.types.is_list(col.type) or pa.types.is_large_list(col.type))
+                and pa.types.is_string(col.type.value_type)
+            ):
+                raise InputError(
+                    f"{source}: column 'missing_modalities' is {col.type}, expected a list of modality names"
+                )
             has = _has_from_missing(col, modalities)
         else:
             unknown = [m for m in modalities if m not in present]
             if unknown:
-                raise InputError(f"{source}: metadata names modality {unknown[0]!r} but there is no sid_{unknown[0]} column")
-            has = np.stack([present[m] for m in modalities], axis=1) if modalities else np.ones((len(ids), 0), bool)
+                raise InputError(
+                    f"{source}: metadata names modality {unknown[0]!r} but there is no sid_{unknown[0]} column"
+                )
+            has = (
+                np.stack([present[m] for m in modalities], axis=1)
+                if modalities
+                else np.ones((len(ids), 0), bool)
+            )
         has = has.reshape(len(ids), len(modalities))
-        extra = {k: v for k, v in meta.items() if k.startswith("psrq.") and k not in ("psrq.codebooks", "psrq.modalities")}
+        extra = {
+            k: v
+            for k, v in meta.items()
+            if k.startswith("psrq.") and k not in ("psrq.codebooks", "psrq.modalities")
+        }
         return cls(ids, modalities, has, codes, present, suffixes, extra)
 
 
@@ -286,9 +315,15 @@ def _codes_from_column(col: Any, source: str, name: str) -> tuple[np.ndarray, np
     present = pc.is_valid(col).to_numpy(zero_copy_only=False).astype(bool)
     sub = col.filter(pa.array(present))
     if len(sub) and sub.flatten().null_count:
-        raise InputError(f"{source}: column {name!r} has a null code inside a code list (a missing ID is a null list)")
+        raise InputError(
+            f"{source}: column {name!r} has a null code inside a code list (a missing ID is a null list)"
+        )
     flat = sub.flatten().to_numpy(zero_copy_only=False) if len(sub) else np.zeros(0)
-    n_levels = int(t.list_size) if pa.types.is_fixed_size_list(t) else (len(flat) // len(sub) if len(sub) else 0)
+    n_levels = (
+        int(t.list_size)
+        if pa.types.is_fixed_size_list(t)
+        else (len(flat) // len(sub) if len(sub) else 0)
+    )
     if len(sub) and len(flat) != n_levels * len(sub):
         raise InputError(f"{source}: column {name!r} has code tuples of different lengths")
     codes = np.zeros((len(col), n_levels), dtype=np.int32)
@@ -309,7 +344,9 @@ class _Aligned:
 
 def _coerce_inputs(inputs: Mapping[str, Any]) -> dict[str, ModalityEmbeddings]:
     if not isinstance(inputs, Mapping) or not inputs:
-        raise InputError("inputs must be a non-empty dict {modality: ModalityEmbeddings or (item_ids, X)}")
+        raise InputError(
+            "inputs must be a non-empty dict {modality: ModalityEmbeddings or (item_ids, X)}"
+        )
     out: dict[str, ModalityEmbeddings] = {}
     for name, value in inputs.items():
         check_modality_name(name)
@@ -320,11 +357,15 @@ def _coerce_inputs(inputs: Mapping[str, Any]) -> dict[str, ModalityEmbeddings]:
         elif isinstance(value, tuple) and len(value) == 2:
             out[name] = from_arrays(name, value[0], value[1], source=f"inputs[{name!r}]")
         else:
-            raise InputError(f"inputs[{name!r}] must be ModalityEmbeddings or a tuple (item_ids, X)")
+            raise InputError(
+                f"inputs[{name!r}] must be ModalityEmbeddings or a tuple (item_ids, X)"
+            )
     return out
 
 
-def _align(mods: dict[str, ModalityEmbeddings], model_modalities: list[str], item_ids: Any = None) -> _Aligned:
+def _align(
+    mods: dict[str, ModalityEmbeddings], model_modalities: list[str], item_ids: Any = None
+) -> _Aligned:
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -332,7 +373,9 @@ def _align(mods: dict[str, ModalityEmbeddings], model_modalities: list[str], ite
     if item_ids is None:
         # First-appearance order over the modalities in model order: deterministic, and it keeps
         # the caller's row order when every modality lists the same items.
-        union = pc.unique(pa.chunked_array([arrays[m] for m in model_modalities if m in arrays], type=pa.string()))
+        union = pc.unique(
+            pa.chunked_array([arrays[m] for m in model_modalities if m in arrays], type=pa.string())
+        )
     else:
         ids = ids_to_strings(item_ids, source="item_ids")
         check_unique_ids(ids, source="item_ids")
@@ -394,7 +437,9 @@ class MultimodalQuantizer(BaseEstimator):
         self.seed = seed
 
     def __repr__(self) -> str:
-        return f"MultimodalQuantizer({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
+        return (
+            f"MultimodalQuantizer({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
+        )
 
     @property
     def is_fitted(self) -> bool:
@@ -405,7 +450,9 @@ class MultimodalQuantizer(BaseEstimator):
 
     def _check_fitted(self) -> None:
         if not self.is_fitted:
-            raise NotFittedError("this MultimodalQuantizer is not fitted yet: call fit(inputs) or MultimodalQuantizer.load(path)")
+            raise NotFittedError(
+                "this MultimodalQuantizer is not fitted yet: call fit(inputs) or MultimodalQuantizer.load(path)"
+            )
 
     @property
     def codebooks_(self) -> list[str]:
@@ -414,9 +461,15 @@ class MultimodalQuantizer(BaseEstimator):
 
     # ---- configuration ------------------------------------------------------------------------
     def _mode(self, modality: str) -> str:
-        mode = self.normalize.get(modality, "l2") if isinstance(self.normalize, dict) else self.normalize
+        mode = (
+            self.normalize.get(modality, "l2")
+            if isinstance(self.normalize, dict)
+            else self.normalize
+        )
         if mode not in NORMALIZATIONS:
-            raise ConfigError(f"normalize for {modality!r} is {mode!r}; choose one of {', '.join(NORMALIZATIONS)}")
+            raise ConfigError(
+                f"normalize for {modality!r} is {mode!r}; choose one of {', '.join(NORMALIZATIONS)}"
+            )
         return mode
 
     def _weight(self, modality: str) -> float:
@@ -424,7 +477,9 @@ class MultimodalQuantizer(BaseEstimator):
 
     def _codebooks(self, modalities: list[str]) -> list[str]:
         """The codebooks fit builds: one per modality, plus joint when asked and possible."""
-        return [*modalities, JOINT] if bool(self.joint) and len(modalities) >= 2 else list(modalities)
+        return (
+            [*modalities, JOINT] if bool(self.joint) and len(modalities) >= 2 else list(modalities)
+        )
 
     def _check_params(self, modalities: list[str]) -> None:
         """The one parameter check, run by fit before any codebook is fitted.
@@ -441,7 +496,9 @@ class MultimodalQuantizer(BaseEstimator):
             allowed = codebooks if option == "codebook_params" else modalities
             unknown = [k for k in keys if k not in allowed]
             if unknown:
-                raise ConfigError(f"{option} names {unknown}, which is not among the codebooks {allowed}")
+                raise ConfigError(
+                    f"{option} names {unknown}, which is not among the codebooks {allowed}"
+                )
         for m, w in (self.weights or {}).items():
             if not (isinstance(w, int | float) and np.isfinite(w) and w > 0):
                 raise ConfigError(f"weights[{m!r}] must be a number > 0, got {w!r}")
@@ -481,7 +538,9 @@ class MultimodalQuantizer(BaseEstimator):
         self._fit(inputs)
         return self
 
-    def fit_transform(self, inputs: Mapping[str, Any], *, disambiguate: bool = False) -> SemanticIDs:
+    def fit_transform(
+        self, inputs: Mapping[str, Any], *, disambiguate: bool = False
+    ) -> SemanticIDs:
         """fit, then the training items' IDs (computed once, during fit)."""
         sids = self._fit(inputs)
         return replace(sids) if disambiguate else sids.without_suffixes()
@@ -526,7 +585,9 @@ class MultimodalQuantizer(BaseEstimator):
         )
         sids = self._encode(aligned, normalized)
         rank = id_ranks(sids.item_ids)
-        sids.suffixes = {cb: _suffixes_for(sids, cb, taken=None, id_rank=rank) for cb in sids.codebooks}
+        sids.suffixes = {
+            cb: _suffixes_for(sids, cb, taken=None, id_rank=rank) for cb in sids.codebooks
+        }
         self.train_sids_ = sids
         self.suffix_tables_ = {
             cb: SuffixTable.from_codes(sids.codes[cb][sids.present[cb]]) for cb in sids.codebooks
@@ -584,7 +645,10 @@ class MultimodalQuantizer(BaseEstimator):
             sids.metadata["psrq.synthetic"] = "true"
         if disambiguate:
             rank = id_ranks(sids.item_ids)
-            sids.suffixes = {cb: self._suffixes_after_training(sids, cb, taken or [], rank) for cb in sids.codebooks}
+            sids.suffixes = {
+                cb: self._suffixes_after_training(sids, cb, taken or [], rank)
+                for cb in sids.codebooks
+            }
         return sids
 
     def quantizer_fingerprint(self) -> str:
@@ -592,23 +656,31 @@ class MultimodalQuantizer(BaseEstimator):
         same for sids written by `fit_transform` and by `transform` of the saved model, different
         for another method, other settings or other training data."""
         self._check_fitted()
-        return fingerprint_obj({
-            "params": self.get_params(),
-            "input": str(self.input_fingerprint_),
-            "kinds": {cb: q.kind for cb, q in self.quantizers_.items()},
-            "sizes": {cb: [int(k) for k in q.codebook_sizes_] for cb, q in self.quantizers_.items()},
-            "dims": self.dims_,
-        })
+        return fingerprint_obj(
+            {
+                "params": self.get_params(),
+                "input": str(self.input_fingerprint_),
+                "kinds": {cb: q.kind for cb, q in self.quantizers_.items()},
+                "sizes": {
+                    cb: [int(k) for k in q.codebook_sizes_] for cb, q in self.quantizers_.items()
+                },
+                "dims": self.dims_,
+            }
+        )
 
     def _checked_inputs(self, inputs: Mapping[str, Any]) -> dict[str, ModalityEmbeddings]:
         """Inputs as ModalityEmbeddings; InputError for a modality not fitted or a wrong width."""
         mods = _coerce_inputs(inputs)
         unknown = [m for m in mods if m not in self.modalities_]
         if unknown:
-            raise InputError(f"modality {unknown} was not fitted; this model knows {self.modalities_}")
+            raise InputError(
+                f"modality {unknown} was not fitted; this model knows {self.modalities_}"
+            )
         for m, e in mods.items():
             if e.dim != self.dims_[m]:
-                raise InputError(f"{e.source}: {m} embeddings have {e.dim} values; the model was fitted on {self.dims_[m]}")
+                raise InputError(
+                    f"{e.source}: {m} embeddings have {e.dim} values; the model was fitted on {self.dims_[m]}"
+                )
         return mods
 
     def _encode(self, aligned: _Aligned, normalized: dict[str, np.ndarray]) -> SemanticIDs:
@@ -622,7 +694,9 @@ class MultimodalQuantizer(BaseEstimator):
             present[cb] = np.zeros(n, dtype=bool)
             if cb == JOINT:
                 rows = np.flatnonzero(aligned.has.any(axis=1))
-                X = self._joint_matrix(aligned, normalized, self.normalizers_, rows, self.modalities_)
+                X = self._joint_matrix(
+                    aligned, normalized, self.normalizers_, rows, self.modalities_
+                )
             elif cb in normalized:
                 rows, X = aligned.rows[cb], normalized[cb]
             else:
@@ -633,13 +707,17 @@ class MultimodalQuantizer(BaseEstimator):
         meta = {
             "psrq.model_fingerprint": str(self.input_fingerprint_),
             # codebook -> k per level: what the ranking stage sizes its embedding tables with.
-            "psrq.sid_sizes": json.dumps({cb: [int(k) for k in q.codebook_sizes_] for cb, q in self.quantizers_.items()}),
+            "psrq.sid_sizes": json.dumps(
+                {cb: [int(k) for k in q.codebook_sizes_] for cb, q in self.quantizers_.items()}
+            ),
             "psrq.methods": json.dumps({cb: q.kind for cb, q in self.quantizers_.items()}),
             "psrq.quantizer_fingerprint": self.quantizer_fingerprint(),
         }
         if self.synthetic_:  # a model fitted on SYNTHETIC data labels everything it encodes
             meta["psrq.synthetic"] = "true"
-        return SemanticIDs(aligned.item_ids, list(self.modalities_), aligned.has, codes, present, None, meta)
+        return SemanticIDs(
+            aligned.item_ids, list(self.modalities_), aligned.has, codes, present, None, meta
+        )
 
     def _suffixes_after_training(
         self, sids: SemanticIDs, cb: str, taken: list[SemanticIDs], id_rank: np.ndarray
@@ -650,13 +728,17 @@ class MultimodalQuantizer(BaseEstimator):
             if other.suffixes is None or cb not in other.codes:
                 raise InputError(f"a taken semantic-ID table has no sid_{cb}_suffix column")
             if other.codes[cb].shape[1] != table.n_levels:
-                raise InputError(f"a taken semantic-ID table has {other.codes[cb].shape[1]} levels in sid_{cb}, the model {table.n_levels}")
+                raise InputError(
+                    f"a taken semantic-ID table has {other.codes[cb].shape[1]} levels in sid_{cb}, the model {table.n_levels}"
+                )
             p = other.present[cb]
             table = table.merge(SuffixTable.from_codes(other.codes[cb][p], other.suffixes[cb][p]))
         return _suffixes_for(sids, cb, taken=table, known=known, id_rank=id_rank)
 
     # ---- what each quantizer sees (for reports) --------------------------------------------------
-    def quantizer_inputs(self, inputs: Mapping[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    def quantizer_inputs(
+        self, inputs: Mapping[str, Any]
+    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """{codebook: (item_ids, X)}: the exact matrix each codebook's quantizer encodes.
 
         Modalities: their normalised rows. Joint: the weighted concatenation, for items with at
@@ -669,7 +751,10 @@ class MultimodalQuantizer(BaseEstimator):
         out = {m: (mods[m].item_ids, normalized[m]) for m in self.modalities_ if m in normalized}
         if JOINT in self.quantizers_:
             rows = np.flatnonzero(aligned.has.any(axis=1))
-            out[JOINT] = (aligned.item_ids[rows], self._joint_matrix(aligned, normalized, self.normalizers_, rows, self.modalities_))
+            out[JOINT] = (
+                aligned.item_ids[rows],
+                self._joint_matrix(aligned, normalized, self.normalizers_, rows, self.modalities_),
+            )
         return out
 
     # ---- persistence --------------------------------------------------------------------------
@@ -691,14 +776,22 @@ class MultimodalQuantizer(BaseEstimator):
             "train_collisions": self.train_sids_.collisions(),
         }
         with write_model_dir(
-            path, kind=self.kind, params=self.get_params(), seed=self.seed,
-            input_fingerprint=self.input_fingerprint_, extra={"fitted": fitted},
+            path,
+            kind=self.kind,
+            params=self.get_params(),
+            seed=self.seed,
+            input_fingerprint=self.input_fingerprint_,
+            extra={"fitted": fitted},
         ) as d:
             for cb, q in self.quantizers_.items():
                 q.save(d / "codebooks" / cb)
             arrays = {}
             for m, norm in self.normalizers_.items():
-                arrays[f"{m}.mean"], arrays[f"{m}.scale"], arrays[f"{m}.block_mean"] = norm.mean, norm.scale, norm.block_mean
+                arrays[f"{m}.mean"], arrays[f"{m}.scale"], arrays[f"{m}.block_mean"] = (
+                    norm.mean,
+                    norm.scale,
+                    norm.block_mean,
+                )
             np.savez(d / "normalization.npz", **arrays)
             pq.write_table(self.train_sids_.to_table(), d / "train_sids.parquet")
             (d / "suffix_tables").mkdir()
@@ -725,13 +818,20 @@ class MultimodalQuantizer(BaseEstimator):
         try:
             with np.load(root / "normalization.npz", allow_pickle=False) as z:
                 est.normalizers_ = {
-                    m: Normalizer(fitted["normalize"][m], z[f"{m}.mean"], z[f"{m}.scale"], z[f"{m}.block_mean"])
+                    m: Normalizer(
+                        fitted["normalize"][m],
+                        z[f"{m}.mean"],
+                        z[f"{m}.scale"],
+                        z[f"{m}.block_mean"],
+                    )
                     for m in est.modalities_
                 }
         except (OSError, KeyError, ValueError) as e:
             raise ArtifactError(f"{root}: cannot read normalization.npz ({e})") from e
         est.train_sids_ = SemanticIDs.read(root / "train_sids.parquet")
-        est.suffix_tables_ = {cb: SuffixTable.read(root / "suffix_tables" / f"{cb}.parquet") for cb in codebooks}
+        est.suffix_tables_ = {
+            cb: SuffixTable.read(root / "suffix_tables" / f"{cb}.parquet") for cb in codebooks
+        }
         est.n_items_ = int(fitted["n_items"])
         est.synthetic_ = bool(fitted.get("synthetic", False))
         est.input_fingerprint_ = manifest.get("input_fingerprint")
@@ -770,9 +870,15 @@ def _suffixes_for(
         pos = pos.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
         cand = np.flatnonzero(todo & (pos >= 0))
         src = pos[cand]
-        same = other.present[cb][src] & (other.codes[cb][src] == codes[cand]).all(axis=1) & (other.suffixes[cb][src] >= 0)
+        same = (
+            other.present[cb][src]
+            & (other.codes[cb][src] == codes[cand]).all(axis=1)
+            & (other.suffixes[cb][src] >= 0)
+        )
         suffix[cand[same]] = other.suffixes[cb][src[same]]
         todo[cand[same]] = False
     rows = np.flatnonzero(todo)
-    suffix[rows] = assign_suffixes(sids.item_ids[rows], codes[rows], taken=taken, id_rank=id_rank[rows])
+    suffix[rows] = assign_suffixes(
+        sids.item_ids[rows], codes[rows], taken=taken, id_rank=id_rank[rows]
+    )
     return suffix

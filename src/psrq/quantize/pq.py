@@ -38,7 +38,9 @@ from psrq.quantize.rq_kmeans import (
 def subvector_bounds(dim: int, n_subvectors: int) -> np.ndarray:
     """Column offsets int64 [n_subvectors + 1] of np.array_split(range(dim), n_subvectors)."""
     if dim < n_subvectors:
-        raise InputError(f"PQ: cannot split {dim} columns into {n_subvectors} sub-vectors; use n_levels <= {dim}")
+        raise InputError(
+            f"PQ: cannot split {dim} columns into {n_subvectors} sub-vectors; use n_levels <= {dim}"
+        )
     widths = [len(part) for part in np.array_split(np.arange(dim), n_subvectors)]
     return np.concatenate([[0], np.cumsum(widths)]).astype(np.int64)
 
@@ -80,7 +82,10 @@ class PQ(BaseQuantizer):
 
     def _check_params(self) -> list[int]:
         check_kmeans_params(
-            seed=self.seed, niter=self.niter, max_points_per_centroid=self.max_points_per_centroid, owner="PQ"
+            seed=self.seed,
+            niter=self.niter,
+            max_points_per_centroid=self.max_points_per_centroid,
+            owner="PQ",
         )
         check_on_invalid(self.on_invalid, "PQ")
         return resolve_codebook_sizes(self.codebook_size, int(self.n_levels))
@@ -90,10 +95,15 @@ class PQ(BaseQuantizer):
         bounds = subvector_bounds(source.dim, len(sizes))
         warn_dropped(source, "PQ")
         sample = training_sample(
-            source, max(sizes), seed=int(self.seed), max_points_per_centroid=int(self.max_points_per_centroid)
+            source,
+            max(sizes),
+            seed=int(self.seed),
+            max_points_per_centroid=int(self.max_points_per_centroid),
         )
         codebooks = []
-        for j, k in enumerate(tqdm(sizes, desc="PQ fit", unit="sub-vector", disable=None, leave=False)):
+        for j, k in enumerate(
+            tqdm(sizes, desc="PQ fit", unit="sub-vector", disable=None, leave=False)
+        ):
             lo, hi = bounds[j], bounds[j + 1]
             codebooks.append(
                 train_kmeans(
@@ -113,7 +123,9 @@ class PQ(BaseQuantizer):
     def _encode(self, batch: np.ndarray) -> np.ndarray:
         codes = np.empty((batch.shape[0], len(self.codebooks_)), dtype=np.int32)
         for j, codebook in enumerate(self.codebooks_):
-            labels, _ = nearest_centroid(batch[:, self.bounds_[j] : self.bounds_[j + 1]], codebook, distances=False)
+            labels, _ = nearest_centroid(
+                batch[:, self.bounds_[j] : self.bounds_[j + 1]], codebook, distances=False
+            )
             codes[:, j] = labels
         return codes
 
@@ -134,7 +146,9 @@ class PQ(BaseQuantizer):
             raise ArtifactError(f"PQ state is inconsistent: {e}") from None
         stored = np.asarray(state.get("bounds", []))
         if stored.shape != bounds.shape or (stored != bounds).any():
-            raise ArtifactError(f"PQ state has sub-vector bounds {stored.tolist()}, expected {bounds.tolist()}")
+            raise ArtifactError(
+                f"PQ state has sub-vector bounds {stored.tolist()}, expected {bounds.tolist()}"
+            )
         mean = np.asarray(state.get("mean", []))
         if mean.shape != (self.dim_,):
             raise ArtifactError(f"PQ state mean has shape {mean.shape}, expected ({self.dim_},)")

@@ -61,9 +61,14 @@ def prefix_bias(
     wide = codebooks[level]
     dim = codebooks[0].shape[1]
     prefix_half = wide[:, dim:]
-    tables = [np.float32(-2.0 * prefix_weight) * (codebooks[j][:, :dim] @ prefix_half.T) for j in range(level)]
+    tables = [
+        np.float32(-2.0 * prefix_weight) * (codebooks[j][:, :dim] @ prefix_half.T)
+        for j in range(level)
+    ]
     tables[0] += np.einsum("kd,kd->k", wide, wide)  # ||residual half||^2 + ||prefix half||^2
-    local = threading.local()  # a small reused gather buffer per thread (nearest_centroid's threads)
+    local = (
+        threading.local()
+    )  # a small reused gather buffer per thread (nearest_centroid's threads)
 
     def bias(rows: slice, scores: np.ndarray) -> None:
         gathered = getattr(local, "buffer", None)
@@ -110,7 +115,9 @@ def train_prefix_kmeans(
     """
     n, dim = residual.shape
     if n < k:
-        raise InputError(f"{name}: cannot learn {k} codes from {n} items; use a smaller codebook_size or more items")
+        raise InputError(
+            f"{name}: cannot learn {k} codes from {n} items; use a smaller codebook_size or more items"
+        )
     codes = np.ascontiguousarray(codes[:, : len(halves)], dtype=np.int64)
     if n > k * max_points_per_centroid:  # faiss subsamples the same way, with `seed`
         keep = faiss_perm(n, seed)[: k * max_points_per_centroid]
@@ -133,7 +140,11 @@ def train_prefix_kmeans(
 
 
 def _assign(
-    residual: np.ndarray, codes: np.ndarray, halves: list[np.ndarray], centroids: np.ndarray, prefix_weight: float
+    residual: np.ndarray,
+    codes: np.ndarray,
+    halves: list[np.ndarray],
+    centroids: np.ndarray,
+    prefix_weight: float,
 ) -> np.ndarray:
     """Nearest wide centroid of every point: the very computation PSRQ's encoder runs."""
     dim = residual.shape[1]
@@ -158,7 +169,14 @@ class ClusterSums:
         self.sizes = np.zeros(k, dtype=np.int64)
         self.code_counts = [np.zeros(k * kj, dtype=np.int64) for kj in prefix_sizes]
 
-    def move(self, residual: np.ndarray, codes: np.ndarray, moved: np.ndarray, old: np.ndarray, new: np.ndarray) -> None:
+    def move(
+        self,
+        residual: np.ndarray,
+        codes: np.ndarray,
+        moved: np.ndarray,
+        old: np.ndarray,
+        new: np.ndarray,
+    ) -> None:
         """Points `moved` leave cluster old[i] (-1: none) and join new[i]."""
         k = self.k
         for start in range(0, len(moved), MOVE_BATCH):
@@ -168,8 +186,12 @@ class ClusterSums:
             cols = np.arange(len(idx))
             # A [k, b] matrix with +1 at (new cluster, point) and -1 at (old cluster, point).
             rows = np.concatenate((dst, src[had]))
-            data = np.concatenate((np.ones(len(idx), np.float32), -np.ones(int(had.sum()), np.float32)))
-            step = sp.csr_matrix((data, (rows, np.concatenate((cols, cols[had])))), shape=(k, len(idx)))
+            data = np.concatenate(
+                (np.ones(len(idx), np.float32), -np.ones(int(had.sum()), np.float32))
+            )
+            step = sp.csr_matrix(
+                (data, (rows, np.concatenate((cols, cols[had])))), shape=(k, len(idx))
+            )
             self.residual += step @ residual[idx]  # float32 partial sums, float64 running total
             self.sizes += np.bincount(dst, minlength=k) - np.bincount(src[had], minlength=k)
             for j, counts in enumerate(self.code_counts):
@@ -177,7 +199,9 @@ class ClusterSums:
                 counts += np.bincount(dst * kj + codes[idx, j], minlength=k * kj)
                 counts -= np.bincount(src[had] * kj + codes[idx[had], j], minlength=k * kj)
 
-    def centroids(self, halves: list[np.ndarray], prefix_weight: float, *, out: np.ndarray) -> np.ndarray:
+    def centroids(
+        self, halves: list[np.ndarray], prefix_weight: float, *, out: np.ndarray
+    ) -> np.ndarray:
         """Write the cluster means into `out` [k, 2d] (zero for empty clusters, as faiss); return float32 sizes."""
         dim = self.residual.shape[1]
         prefix = np.zeros((self.k, dim), dtype=np.float64)
@@ -205,7 +229,9 @@ def _split_empty(hassign: np.ndarray, centroids: np.ndarray, n: int) -> int:
     for ci in empty:
         cj = 0
         while True:  # pick a cluster with probability ~ its size (faiss's loop, verbatim)
-            p = np.float32((float(hassign[cj]) - 1.0) / float(np.float32(n - k)))  # double, then float
+            p = np.float32(
+                (float(hassign[cj]) - 1.0) / float(np.float32(n - k))
+            )  # double, then float
             if np.float32(rng.rand_float()) < p:
                 break
             cj = (cj + 1) % k

@@ -52,7 +52,11 @@ from psrq.quantize.prefix_kmeans import prefix_bias, train_prefix_kmeans
 
 
 def assign_level(
-    residual: np.ndarray, codes: np.ndarray, codebooks: list[np.ndarray], level: int, prefix_weight: float
+    residual: np.ndarray,
+    codes: np.ndarray,
+    codebooks: list[np.ndarray],
+    level: int,
+    prefix_weight: float,
 ) -> np.ndarray:
     """Labels int64 [n] of level `level` for rows whose earlier codes are codes[:, :level]."""
     codebook = codebooks[level]
@@ -92,13 +96,23 @@ def fit_levels(
     residual = sample
     dim = sample.shape[1]
     for level, k in enumerate(tqdm(sizes, desc=desc, unit="level", disable=None, leave=False)):
-        knobs = {"seed": seed + level, "niter": niter, "max_points_per_centroid": max_points_per_centroid}
+        knobs = {
+            "seed": seed + level,
+            "niter": niter,
+            "max_points_per_centroid": max_points_per_centroid,
+        }
         if level == 0 or prefix_weight == 0:
             codebook = train_kmeans(residual, k, name=f"{name} (level {level})", **knobs)
         else:
             halves = [c[:, :dim] for c in codebooks]
             codebook = train_prefix_kmeans(
-                residual, codes, halves, k, prefix_weight=prefix_weight, name=f"{name} (level {level})", **knobs
+                residual,
+                codes,
+                halves,
+                k,
+                prefix_weight=prefix_weight,
+                name=f"{name} (level {level})",
+                **knobs,
             )
         codebooks.append(codebook)
         # Assign with the same function transform uses, so the sample's codes match transform's.
@@ -116,7 +130,9 @@ def update_residual(residual: np.ndarray, codebook: np.ndarray, labels: np.ndarr
         residual[rows] -= codebook[labels[rows], :dim]
 
 
-def encode_levels(batch: np.ndarray, codebooks: list[np.ndarray], prefix_weight: float) -> np.ndarray:
+def encode_levels(
+    batch: np.ndarray, codebooks: list[np.ndarray], prefix_weight: float
+) -> np.ndarray:
     """Codes int32 [b, n_levels] of float32 rows [b, d], level by level through frozen codebooks."""
     residual = np.array(batch, dtype=np.float32, order="C", copy=True)  # batch may be the caller's
     codes = np.empty((batch.shape[0], len(codebooks)), dtype=np.int64)
@@ -127,7 +143,9 @@ def encode_levels(batch: np.ndarray, codebooks: list[np.ndarray], prefix_weight:
     return codes.astype(np.int32)
 
 
-def decode_levels(codes: np.ndarray, codebooks: list[np.ndarray], n_levels: int, dim: int) -> np.ndarray:
+def decode_levels(
+    codes: np.ndarray, codebooks: list[np.ndarray], n_levels: int, dim: int
+) -> np.ndarray:
     """float32 [n, d]: sum over the first `n_levels` levels of the chosen codewords' residual half."""
     out = np.zeros((codes.shape[0], dim), dtype=np.float32)
     for level in range(n_levels):
@@ -241,7 +259,10 @@ class RQKMeans(BaseQuantizer):
         self.codebooks_ = fit_levels(
             # passed without a name: fit_levels reuses the sample's memory as its residual
             training_sample(
-                source, max(sizes), seed=int(self.seed), max_points_per_centroid=int(self.max_points_per_centroid)
+                source,
+                max(sizes),
+                seed=int(self.seed),
+                max_points_per_centroid=int(self.max_points_per_centroid),
             ),
             sizes,
             prefix_weight=self._prefix_weight(),

@@ -47,14 +47,19 @@ DEFAULT_SAMPLE_ROWS = 65_536
 
 
 def stream_layout(
-    *, items: str | os.PathLike[str] | None = None, inputs: list[str] | None = None, modalities: list[str] | None = None
+    *,
+    items: str | os.PathLike[str] | None = None,
+    inputs: list[str] | None = None,
+    modalities: list[str] | None = None,
 ) -> tuple[Path, dict[str, str]]:
     """(input path, {modality: column}) for the streamed path, from --items or one --input."""
     from psrq.engines.base import shard_schema
 
     inputs = inputs or []
     if (items is None) == (not inputs):
-        raise InputError("streamed quantize/assign reads either --items (file or directory of shards) or one --input MODALITY=PATH")
+        raise InputError(
+            "streamed quantize/assign reads either --items (file or directory of shards) or one --input MODALITY=PATH"
+        )
     if len(inputs) > 1:
         raise InputError(
             "streamed quantize/assign reads one --input (shards are encoded independently, so several "
@@ -82,7 +87,9 @@ def stream_layout(
     return path, layout
 
 
-def table_modalities(table: Any, layout: dict[str, str], source: str) -> dict[str, ModalityEmbeddings]:
+def table_modalities(
+    table: Any, layout: dict[str, str], source: str
+) -> dict[str, ModalityEmbeddings]:
     """{modality: ModalityEmbeddings} of one batch; rows with a null cell lack that modality."""
     mods = {}
     for m, col in layout.items():
@@ -92,9 +99,7 @@ def table_modalities(table: Any, layout: dict[str, str], source: str) -> dict[st
     return mods
 
 
-def sample_table(
-    path: str | os.PathLike[str], columns: list[str], n: int, seed: int
-) -> Any:
+def sample_table(path: str | os.PathLike[str], columns: list[str], n: int, seed: int) -> Any:
     """A seeded uniform sample of min(n, total) rows of the shards (see the module docstring)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -104,7 +109,11 @@ def sample_table(
     total = int(sum(counts))
     if total == 0:
         raise InputError(f"{path}: no rows")
-    rows = np.arange(total) if n >= total else np.sort(np.random.default_rng(seed).choice(total, size=n, replace=False))
+    rows = (
+        np.arange(total)
+        if n >= total
+        else np.sort(np.random.default_rng(seed).choice(total, size=n, replace=False))
+    )
     parts, offset = [], 0
     pool = pa.default_memory_pool()
     for shard, count in zip(shards, counts, strict=True):
@@ -146,7 +155,10 @@ def fit_on_sample(
     del table
     quantizer.fit(mods)
     quantizer.save(model_dir)
-    return {"sample_rows": int(max(len(e) for e in mods.values())), "fit_seconds": time.perf_counter() - started}
+    return {
+        "sample_rows": int(max(len(e) for e in mods.values())),
+        "fit_seconds": time.perf_counter() - started,
+    }
 
 
 class AssignMapper:
@@ -160,7 +172,9 @@ class AssignMapper:
         self.model = MultimodalQuantizer.load(model_dir)
         unknown = [m for m in layout if m not in self.model.modalities_]
         if unknown:
-            raise InputError(f"modality {unknown} was not fitted; the model in {model_dir} knows {self.model.modalities_}")
+            raise InputError(
+                f"modality {unknown} was not fitted; the model in {model_dir} knows {self.model.modalities_}"
+            )
         self.layout = layout
         self.source = str(model_dir)
 
@@ -174,7 +188,9 @@ class AssignMapper:
         """The output schema with no rows (a batch whose every embedding cell is null)."""
         m = self.model.modalities_[0]
         one = np.zeros((1, self.model.dims_[m]), np.float32)
-        return self.model.transform({m: (np.array(["_"], dtype=object), one)}).to_table().slice(0, 0)
+        return (
+            self.model.transform({m: (np.array(["_"], dtype=object), one)}).to_table().slice(0, 0)
+        )
 
 
 def assign_shards(
@@ -187,6 +203,10 @@ def assign_shards(
 ) -> MapResult:
     """Codes for every row of the shards under `path`, written as sids shards to `out_dir`."""
     return map_parquet(
-        path, out_dir, AssignMapper, {"model_dir": str(Path(model_dir).resolve()), "layout": dict(layout)},
-        columns=[ITEM_ID_COLUMN, *layout.values()], engine=engine,
+        path,
+        out_dir,
+        AssignMapper,
+        {"model_dir": str(Path(model_dir).resolve()), "layout": dict(layout)},
+        columns=[ITEM_ID_COLUMN, *layout.values()],
+        engine=engine,
     )

@@ -64,10 +64,17 @@ def check_samples_schema(table: Any, source: Any) -> None:
         if not _is_id_type(t):
             raise InputError(f"{source}: column {name!r} must hold string or integer IDs, got {t}")
     t = table.schema.field("history").type
-    if not ((pa.types.is_list(t) or pa.types.is_large_list(t)) and _is_id_type(t.value_type)) and not pa.types.is_null(t):
+    if not (
+        (pa.types.is_list(t) or pa.types.is_large_list(t)) and _is_id_type(t.value_type)
+    ) and not pa.types.is_null(t):
         raise InputError(f"{source}: column 'history' must be a list of item IDs, got {t}")
     t = table.schema.field("label").type
-    if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_null(t)):
+    if not (
+        pa.types.is_integer(t)
+        or pa.types.is_floating(t)
+        or pa.types.is_boolean(t)
+        or pa.types.is_null(t)
+    ):
         raise InputError(f"{source}: column 'label' must be 0/1 numbers, got {t}")
 
 
@@ -75,10 +82,17 @@ def _is_id_type(t: Any) -> bool:
     """An Arrow type item and user IDs may have: string or integer (null: an empty column)."""
     import pyarrow as pa
 
-    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_integer(t) or pa.types.is_null(t)
+    return (
+        pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or pa.types.is_integer(t)
+        or pa.types.is_null(t)
+    )
 
 
-def read_sids(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, list[int]]]:
+def read_sids(
+    path: str | os.PathLike[str],
+) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, list[int]]]:
     """sids.parquet -> (item_ids [n] str, {codebook: int64 [n, n_levels] codes, -1 = null}, sizes).
 
     Codebook sizes come from the file metadata key ``psrq.sid_sizes`` (JSON {codebook: [k...]})
@@ -101,9 +115,13 @@ def read_sids(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, np.nd
         if not (pa.types.is_fixed_size_list(arr.type) or pa.types.is_list(arr.type)) or not (
             pa.types.is_integer(arr.type.value_type) or pa.types.is_null(arr.type.value_type)
         ):
-            raise InputError(f"{path}: column {col!r} is {arr.type}, expected a list of int32 codes")
+            raise InputError(
+                f"{path}: column {col!r} is {arr.type}, expected a list of int32 codes"
+            )
         if pc.list_flatten(arr).null_count:
-            raise InputError(f"{path}: column {col!r} has a null code inside a code list (a missing ID is a null list)")
+            raise InputError(
+                f"{path}: column {col!r} has a null code inside a code list (a missing ID is a null list)"
+            )
         lengths = pc.list_value_length(arr).fill_null(0).to_numpy(zero_copy_only=False)
         valid = ~arr.is_null().to_numpy(zero_copy_only=False)
         cb = col[len("sid_") :]
@@ -117,24 +135,34 @@ def read_sids(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, np.nd
             n_levels = len(declared.get(cb, []))
         if valid.any() and (lengths[valid] != n_levels).any():
             row = int(np.flatnonzero(valid & (lengths != n_levels))[0])
-            raise InputError(f"{path}: column {col!r} row {row} (item {item_ids[row]!r}) has {lengths[row]} levels, expected {n_levels}")
+            raise InputError(
+                f"{path}: column {col!r} row {row} (item {item_ids[row]!r}) has {lengths[row]} levels, expected {n_levels}"
+            )
         if n_levels == 0 and valid.any():
             row = int(np.flatnonzero(valid)[0])
-            raise InputError(f"{path}: column {col!r} row {row} (item {item_ids[row]!r}) has an empty code list")
+            raise InputError(
+                f"{path}: column {col!r} row {row} (item {item_ids[row]!r}) has an empty code list"
+            )
         mat = np.full((len(item_ids), n_levels), -1, dtype=np.int64)
         if valid.any():
             flat = pc.list_flatten(arr).to_numpy(zero_copy_only=False).astype(np.int64)
             mat[valid] = flat.reshape(-1, n_levels)
         if (mat[valid] < 0).any():
             row = int(np.flatnonzero((mat < 0).any(1) & valid)[0])
-            raise InputError(f"{path}: column {col!r} row {row} (item {item_ids[row]!r}) has a negative code")
+            raise InputError(
+                f"{path}: column {col!r} row {row} (item {item_ids[row]!r}) has a negative code"
+            )
         codes[cb] = mat
         if cb in declared and len(declared[cb]) != n_levels:
-            raise InputError(f"{path}: column {col!r} has {n_levels} levels but the metadata declares {len(declared[cb])}")
+            raise InputError(
+                f"{path}: column {col!r} has {n_levels} levels but the metadata declares {len(declared[cb])}"
+            )
         if cb in declared:
             sizes[cb] = [int(k) for k in declared[cb]]
         else:
-            sizes[cb] = [int(v) + 1 for v in (mat.max(0) if valid.any() else np.zeros(n_levels, np.int64))]
+            sizes[cb] = [
+                int(v) + 1 for v in (mat.max(0) if valid.any() else np.zeros(n_levels, np.int64))
+            ]
     _check_unique(item_ids, path)
     return item_ids, codes, sizes
 
@@ -161,7 +189,9 @@ def _declared_sizes(table: Any, path: Any) -> dict[str, list[int]]:
             raise ValueError("not a mapping")
         return {str(cb): [int(k) for k in ks] for cb, ks in declared.items()}
     except (ValueError, TypeError) as e:
-        raise InputError(f"{path}: metadata psrq.sid_sizes is not a JSON mapping of codebook -> sizes ({e})") from None
+        raise InputError(
+            f"{path}: metadata psrq.sid_sizes is not a JSON mapping of codebook -> sizes ({e})"
+        ) from None
 
 
 SID_SOURCE_KEYS = ("psrq.methods", "psrq.quantizer_fingerprint")
@@ -214,7 +244,11 @@ def read_embeddings(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarra
     """embeddings/<modality>.parquet -> (item_ids [n] str, float32 [n, d])."""
     import pyarrow.compute as pc
 
-    table = read_table(path, columns=["item_id", "embedding"]) if Path(path).is_file() else read_table(path)
+    table = (
+        read_table(path, columns=["item_id", "embedding"])
+        if Path(path).is_file()
+        else read_table(path)
+    )
     _require_columns(table, ["item_id", "embedding"], path)
     item_ids = _item_id_column(table, path)
     _check_unique(item_ids, path)
@@ -222,9 +256,9 @@ def read_embeddings(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarra
 
     arr = table.column("embedding").combine_chunks()
     t = arr.type
-    if not (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)) or not (
-        pa.types.is_floating(t.value_type) or pa.types.is_integer(t.value_type)
-    ):
+    if not (
+        pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
+    ) or not (pa.types.is_floating(t.value_type) or pa.types.is_integer(t.value_type)):
         raise InputError(f"{path}: column 'embedding' is {t}, expected a list of floats")
     if arr.null_count:
         row = int(np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))[0])
@@ -234,19 +268,25 @@ def read_embeddings(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarra
     lengths = pc.list_value_length(arr).to_numpy(zero_copy_only=False)
     if lengths[0] == 0 or (lengths != lengths[0]).any():
         row = int(np.flatnonzero(lengths != lengths[0])[0]) if (lengths != lengths[0]).any() else 0
-        raise InputError(f"{path}: embedding of row {row} (item {item_ids[row]!r}) has {lengths[row]} values, "
-                         f"row 0 has {lengths[0]}; every embedding needs the same width >= 1")
+        raise InputError(
+            f"{path}: embedding of row {row} (item {item_ids[row]!r}) has {lengths[row]} values, "
+            f"row 0 has {lengths[0]}; every embedding needs the same width >= 1"
+        )
     values = pc.list_flatten(arr)
     if values.null_count:
         raise InputError(f"{path}: an embedding holds a null value")
     X = values.to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(item_ids), -1)
     bad = np.flatnonzero(~np.isfinite(X).all(1))
     if len(bad):
-        raise InputError(f"{path}: NaN or inf in the embedding of row {int(bad[0])} (item {item_ids[bad[0]]!r})")
+        raise InputError(
+            f"{path}: NaN or inf in the embedding of row {int(bad[0])} (item {item_ids[bad[0]]!r})"
+        )
     return item_ids, X
 
 
-def read_embeddings_dir(directory: str | os.PathLike[str] | None, modalities: list[str] | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def read_embeddings_dir(
+    directory: str | os.PathLike[str] | None, modalities: list[str] | None = None
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """All (or the named) embeddings/<modality>.parquet files of a directory."""
     if directory is None:
         return {}
@@ -264,7 +304,9 @@ def read_embeddings_dir(directory: str | os.PathLike[str] | None, modalities: li
 def _check_unique(item_ids: np.ndarray, path: Any) -> None:
     uniq, counts = np.unique(item_ids.astype(str), return_counts=True)
     if (counts > 1).any():
-        raise InputError(f"{path}: item_id {str(uniq[counts > 1][0])!r} appears {counts[counts > 1][0]} times")
+        raise InputError(
+            f"{path}: item_id {str(uniq[counts > 1][0])!r} appears {counts[counts > 1][0]} times"
+        )
 
 
 # ---- item tables ------------------------------------------------------------------------------
@@ -275,10 +317,14 @@ class ItemTables:
     item_ids: np.ndarray  # object [n_items]
     item_to_id: np.ndarray  # int64 [n_items]: PAD=0, OOV=1, own ID rows from 2
     n_ids: int
-    sids: dict[str, np.ndarray] = field(default_factory=dict)  # int64 [n_items, n_levels], shifted (0 = missing)
+    sids: dict[str, np.ndarray] = field(
+        default_factory=dict
+    )  # int64 [n_items, n_levels], shifted (0 = missing)
     sid_sizes: dict[str, list[int]] = field(default_factory=dict)
     content: dict[str, np.ndarray] = field(default_factory=dict)  # float32 [n_items, d]
-    sid_source: dict[str, str] = field(default_factory=dict)  # quantizer of the SIDs (read_sids_source)
+    sid_source: dict[str, str] = field(
+        default_factory=dict
+    )  # quantizer of the SIDs (read_sids_source)
     _index: Any = None
     _lookup: dict[str, int] | None = None
 
@@ -303,11 +349,21 @@ class ItemTables:
         if isinstance(item_ids, list | tuple) and len(item_ids) < 50_000:
             # Small lookups (scoring one user): a dict beats rebuilding pyarrow's hash table.
             if self._lookup is None:
-                self._lookup = {str(k): i for i, k in enumerate(self.item_ids[2:].tolist(), start=2)}
-            return np.fromiter((self._lookup.get(str(k), OOV) for k in item_ids), dtype=np.int64, count=len(item_ids))
+                self._lookup = {
+                    str(k): i for i, k in enumerate(self.item_ids[2:].tolist(), start=2)
+                }
+            return np.fromiter(
+                (self._lookup.get(str(k), OOV) for k in item_ids),
+                dtype=np.int64,
+                count=len(item_ids),
+            )
         if self._index is None:
             self._index = pa.array(self.item_ids[2:].astype(str).tolist(), type=pa.string())
-        arr = item_ids if isinstance(item_ids, pa.Array | pa.ChunkedArray) else pa.array(list(item_ids), type=pa.string())
+        arr = (
+            item_ids
+            if isinstance(item_ids, pa.Array | pa.ChunkedArray)
+            else pa.array(list(item_ids), type=pa.string())
+        )
         idx = pc.index_in(arr, value_set=self._index)
         return idx.fill_null(OOV - 2).to_numpy(zero_copy_only=False).astype(np.int64) + 2
 
@@ -371,9 +427,13 @@ class ItemTables:
         )
 
 
-def _check_code_range(codes: np.ndarray, sizes: list[int], codebook: str, item_ids: list[str]) -> None:
+def _check_code_range(
+    codes: np.ndarray, sizes: list[int], codebook: str, item_ids: list[str]
+) -> None:
     if codes.ndim != 2 or codes.shape[1] != len(sizes):
-        raise InputError(f"semantic IDs of codebook {codebook!r} have shape {codes.shape}; the model expects {len(sizes)} levels")
+        raise InputError(
+            f"semantic IDs of codebook {codebook!r} have shape {codes.shape}; the model expects {len(sizes)} levels"
+        )
     too_big = codes >= np.asarray(sizes)[None, :]
     if too_big.any():
         row, level = (int(v[0]) for v in np.nonzero(too_big))
@@ -402,7 +462,9 @@ def build_item_tables(
     content = content or {}
     pools = [
         np.asarray(train.column("item_id").to_pylist(), dtype=object),
-        np.asarray(pc.list_flatten(train.column("history").combine_chunks()).to_pylist(), dtype=object),
+        np.asarray(
+            pc.list_flatten(train.column("history").combine_chunks()).to_pylist(), dtype=object
+        ),
     ]
     if sids is not None:
         pools.append(sids[0])
@@ -413,7 +475,9 @@ def build_item_tables(
     clash = [r for r in RESERVED_ITEM_IDS if r in set(catalogue.tolist())]
     if clash:
         raise InputError(f"item_id {clash[0]!r} is reserved by psrq; rename that item")
-    item_ids = np.concatenate([np.asarray(RESERVED_ITEM_IDS, dtype=object), catalogue.astype(object)])
+    item_ids = np.concatenate(
+        [np.asarray(RESERVED_ITEM_IDS, dtype=object), catalogue.astype(object)]
+    )
     tables = ItemTables(item_ids=item_ids, item_to_id=np.zeros(len(item_ids), np.int64), n_ids=2)
 
     # ID vocabulary from training occurrences.
@@ -452,7 +516,9 @@ def check_sids_match(tables: ItemTables, sids_path: str | os.PathLike[str]) -> N
     known = rows != OOV
     for cb, tab in tables.sids.items():
         if cb not in codes:
-            raise ArtifactError(f"{sids_path} has no column sid_{cb}, but the model was trained with it")
+            raise ArtifactError(
+                f"{sids_path} has no column sid_{cb}, but the model was trained with it"
+            )
         mine = tab[rows[known]] - 1
         theirs = codes[cb][known]
         if mine.shape[1] != theirs.shape[1]:
@@ -514,13 +580,28 @@ def pad_histories(history_col: Any, tables: ItemTables, max_history: int) -> np.
     return out
 
 
-def encode_split(path: str | os.PathLike[str], tables: ItemTables, *, max_history: int = 20, name: str | None = None) -> EncodedSplit:
+def encode_split(
+    path: str | os.PathLike[str],
+    tables: ItemTables,
+    *,
+    max_history: int = 20,
+    name: str | None = None,
+) -> EncodedSplit:
     """Read samples/<split>.parquet and map it to tensors (see module docstring)."""
     table = read_table(path)
-    return encode_samples(table, tables, max_history=max_history, name=name or Path(path).stem, source=path)
+    return encode_samples(
+        table, tables, max_history=max_history, name=name or Path(path).stem, source=path
+    )
 
 
-def encode_samples(table: Any, tables: ItemTables, *, max_history: int = 20, name: str = "samples", source: Any = "samples") -> EncodedSplit:
+def encode_samples(
+    table: Any,
+    tables: ItemTables,
+    *,
+    max_history: int = 20,
+    name: str = "samples",
+    source: Any = "samples",
+) -> EncodedSplit:
     import pyarrow.compute as pc
 
     check_samples_schema(table, source)
@@ -533,7 +614,11 @@ def encode_samples(table: Any, tables: ItemTables, *, max_history: int = 20, nam
     labels = check_labels(label_col.to_numpy(), source)
     target = tables.rows_of(table.column("item_id").combine_chunks())
     history = pad_histories(table.column("history"), tables, max_history)
-    user = pc.dictionary_encode(table.column("user_id").combine_chunks()).indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    user = (
+        pc.dictionary_encode(table.column("user_id").combine_chunks())
+        .indices.to_numpy(zero_copy_only=False)
+        .astype(np.int64)
+    )
     is_cold = None
     if "is_cold" in table.column_names:
         is_cold = table.column("is_cold").fill_null(False).to_numpy().astype(bool)
@@ -553,7 +638,11 @@ def iter_batches(split: EncodedSplit, batch_size: int, *, generator: torch.Gener
     n = len(split)
     order = torch.randperm(n, generator=generator) if generator is not None else None
     for b, start in enumerate(range(0, n, batch_size)):
-        idx = order[start : start + batch_size] if order is not None else torch.arange(start, min(start + batch_size, n))
+        idx = (
+            order[start : start + batch_size]
+            if order is not None
+            else torch.arange(start, min(start + batch_size, n))
+        )
         yield b, idx, split.target[idx], split.history[idx], split.label[idx]
 
 

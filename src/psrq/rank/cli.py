@@ -102,29 +102,94 @@ def _set_threads(threads: int | None) -> None:
 
 def train_cmd(
     samples: Annotated[Path, typer.Option(help="Samples directory with train/valid/test.parquet.")],
-    out: Annotated[Path, typer.Option(help="Output directory (model/, metrics.json, checkpoint/).")],
-    sids: Annotated[Path | None, typer.Option(help="sids.parquet (needed by MCCA and DIN --sid-codebook).")] = None,
-    embeddings: Annotated[Path | None, typer.Option(help="Directory of <modality>.parquet embeddings (VBPR, ContentConcat, SimTierMAKE, QARM).")] = None,
-    model: Annotated[str, typer.Option(help="MCCA, DIN, VBPR, ContentConcat, SimTierMAKE or QARM.")] = "MCCA",
-    model_params: Annotated[str | None, typer.Option(help='JSON object of model options, e.g. \'{"make_epochs": 3}\' (docs/ranking.md).')] = None,
-    sid_codebook: Annotated[str | None, typer.Option(help="DIN: add this codebook's SID embedding (e.g. text).")] = None,
-    no_msc: Annotated[bool, typer.Option("--no-msc", help="MCCA ablation: no modal-specific codebooks.")] = False,
-    no_mjc: Annotated[bool, typer.Option("--no-mjc", help="MCCA ablation: no modal-joint codebook.")] = False,
-    dot: Annotated[bool, typer.Option("--dot", help="MCCA/DIN, beyond the paper: add a VBPR-style dot-product head.")] = False,
-    content: Annotated[bool, typer.Option("--content", help="MCCA/DIN, beyond the paper: projected content as an extra item feature (needs --embeddings).")] = False,
-    preset: Annotated[str, typer.Option(help="Hyper-parameter preset: default or paper.")] = "default",
-    epochs: Annotated[int | None, typer.Option(min=1, help="Override the preset's maximum epochs (>= 1).")] = None,
+    out: Annotated[
+        Path, typer.Option(help="Output directory (model/, metrics.json, checkpoint/).")
+    ],
+    sids: Annotated[
+        Path | None, typer.Option(help="sids.parquet (needed by MCCA and DIN --sid-codebook).")
+    ] = None,
+    embeddings: Annotated[
+        Path | None,
+        typer.Option(
+            help="Directory of <modality>.parquet embeddings (VBPR, ContentConcat, SimTierMAKE, QARM)."
+        ),
+    ] = None,
+    model: Annotated[
+        str, typer.Option(help="MCCA, DIN, VBPR, ContentConcat, SimTierMAKE or QARM.")
+    ] = "MCCA",
+    model_params: Annotated[
+        str | None,
+        typer.Option(
+            help="JSON object of model options, e.g. '{\"make_epochs\": 3}' (docs/ranking.md)."
+        ),
+    ] = None,
+    sid_codebook: Annotated[
+        str | None, typer.Option(help="DIN: add this codebook's SID embedding (e.g. text).")
+    ] = None,
+    no_msc: Annotated[
+        bool, typer.Option("--no-msc", help="MCCA ablation: no modal-specific codebooks.")
+    ] = False,
+    no_mjc: Annotated[
+        bool, typer.Option("--no-mjc", help="MCCA ablation: no modal-joint codebook.")
+    ] = False,
+    dot: Annotated[
+        bool,
+        typer.Option(
+            "--dot", help="MCCA/DIN, beyond the paper: add a VBPR-style dot-product head."
+        ),
+    ] = False,
+    content: Annotated[
+        bool,
+        typer.Option(
+            "--content",
+            help="MCCA/DIN, beyond the paper: projected content as an extra item feature (needs --embeddings).",
+        ),
+    ] = False,
+    preset: Annotated[
+        str, typer.Option(help="Hyper-parameter preset: default or paper.")
+    ] = "default",
+    epochs: Annotated[
+        int | None, typer.Option(min=1, help="Override the preset's maximum epochs (>= 1).")
+    ] = None,
     lr: Annotated[float | None, typer.Option(help="Override the learning rate (> 0).")] = None,
     batch_size: Annotated[int | None, typer.Option(min=1, help="Override the batch size.")] = None,
-    patience: Annotated[int | None, typer.Option(min=0, help="Early-stopping patience in epochs (0 = off).")] = None,
-    min_id_count: Annotated[int | None, typer.Option(min=0, help="Items seen fewer times in training share the OOV ID row.")] = None,
-    min_sid_coverage: Annotated[float, typer.Option(min=0.0, max=1.0, help="Fail when fewer than this share of the training items have a semantic ID in --sids (0 = never fail).")] = 0.5,
-    embedding_l2: Annotated[float | None, typer.Option(min=0.0, help="L2 on the embedding rows each batch looks up (default: the model family's).")] = None,
-    dropout: Annotated[float | None, typer.Option(min=0.0, max=0.99, help="Dropout in the tower (default: the model family's).")] = None,
+    patience: Annotated[
+        int | None, typer.Option(min=0, help="Early-stopping patience in epochs (0 = off).")
+    ] = None,
+    min_id_count: Annotated[
+        int | None,
+        typer.Option(min=0, help="Items seen fewer times in training share the OOV ID row."),
+    ] = None,
+    min_sid_coverage: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Fail when fewer than this share of the training items have a semantic ID in --sids (0 = never fail).",
+        ),
+    ] = 0.5,
+    embedding_l2: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="L2 on the embedding rows each batch looks up (default: the model family's).",
+        ),
+    ] = None,
+    dropout: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=0.99, help="Dropout in the tower (default: the model family's)."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.")] = False,
     threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads.")] = None,
-    nproc: Annotated[int, typer.Option("--nproc", min=1, help="Data-parallel processes (torchrun + DDP, psrq.rank.ddp); --batch-size stays the global batch.")] = 1,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            "--nproc",
+            min=1,
+            help="Data-parallel processes (torchrun + DDP, psrq.rank.ddp); --batch-size stays the global batch.",
+        ),
+    ] = 1,
     wait: WaitOpt = False,
 ) -> None:
     import math
@@ -139,8 +204,12 @@ def train_cmd(
 
     if lr is not None and not (math.isfinite(lr) and lr > 0):
         raise ConfigError(f"--lr must be a positive number, got {lr}")
-    outputs = (Output(out, "dir", "--out"), Output(out / "model", "model_dir", "--out", lock=False),
-               Output(out / "checkpoint", "model_dir", "--out", lock=False), Output(out / "metrics.json", "file", "--out", lock=False))
+    outputs = (
+        Output(out, "dir", "--out"),
+        Output(out / "model", "model_dir", "--out", lock=False),
+        Output(out / "checkpoint", "model_dir", "--out", lock=False),
+        Output(out / "metrics.json", "file", "--out", lock=False),
+    )
     params: dict = _json_object(model_params, "--model-params")
     if sid_codebook:
         params["sid_codebook"] = sid_codebook
@@ -158,16 +227,35 @@ def train_cmd(
             return
         _set_threads(threads)
         config = TrainConfig.from_preset(
-            preset, model=model, model_params=params, seed=seed, epochs=epochs, lr=lr,
-            batch_size=batch_size, patience=patience, min_id_count=min_id_count,
-            embedding_l2=embedding_l2, dropout=dropout,
+            preset,
+            model=model,
+            model_params=params,
+            seed=seed,
+            epochs=epochs,
+            lr=lr,
+            batch_size=batch_size,
+            patience=patience,
+            min_id_count=min_id_count,
+            embedding_l2=embedding_l2,
+            dropout=dropout,
         )
-        data = load_ranking_data(samples, sids=sids, embeddings=embeddings, max_history=config.max_history, min_id_count=config.min_id_count)
+        data = load_ranking_data(
+            samples,
+            sids=sids,
+            embeddings=embeddings,
+            max_history=config.max_history,
+            min_id_count=config.min_id_count,
+        )
         console = Console(stderr=True)
         if sids is not None:
             train = data.splits["train"]
-            coverage = sid_coverage(data.tables, np.concatenate([train.target.numpy(), train.history.numpy().reshape(-1)]))
-            console.print(f"semantic-ID coverage: {coverage:.1%} of the training items have SIDs in {sids}")
+            coverage = sid_coverage(
+                data.tables,
+                np.concatenate([train.target.numpy(), train.history.numpy().reshape(-1)]),
+            )
+            console.print(
+                f"semantic-ID coverage: {coverage:.1%} of the training items have SIDs in {sids}"
+            )
             if coverage < min_sid_coverage:
                 raise InputError(
                     f"--sids {sids} covers only {coverage:.1%} of the items in the training samples "
@@ -204,7 +292,9 @@ def _json_object(text: str | None, option: str, example: str = '{"make_epochs": 
     except json.JSONDecodeError as e:
         raise ConfigError(f"{option} is not valid JSON: {e}") from e
     if not isinstance(value, dict):
-        raise ConfigError(f"{option} must be a JSON object like '{example}', got {type(value).__name__}")
+        raise ConfigError(
+            f"{option} must be a JSON object like '{example}', got {type(value).__name__}"
+        )
     return value
 
 
@@ -213,16 +303,41 @@ def _launch_ddp(nproc: int, options: dict, params: dict) -> None:
     from psrq.errors import TrainingError
     from psrq.rank.ddp import launch
 
-    argv = ["--samples", str(options["samples"]), "--out", str(options["out"]), "--model", options["model"],
-            "--model-params", json.dumps(params), "--preset", options["preset"], "--seed", str(options["seed"])]
-    for name in ("sids", "embeddings", "epochs", "lr", "batch_size", "patience", "min_id_count", "embedding_l2", "dropout", "threads"):
+    argv = [
+        "--samples",
+        str(options["samples"]),
+        "--out",
+        str(options["out"]),
+        "--model",
+        options["model"],
+        "--model-params",
+        json.dumps(params),
+        "--preset",
+        options["preset"],
+        "--seed",
+        str(options["seed"]),
+    ]
+    for name in (
+        "sids",
+        "embeddings",
+        "epochs",
+        "lr",
+        "batch_size",
+        "patience",
+        "min_id_count",
+        "embedding_l2",
+        "dropout",
+        "threads",
+    ):
         if options[name] is not None:
             argv += [f"--{name.replace('_', '-')}", str(options[name])]
     if options["resume"]:
         argv.append("--resume")
     code = launch(nproc, argv)
     if code != 0:
-        raise TrainingError(f"distributed training on {nproc} processes failed (exit code {code}); see the messages above")
+        raise TrainingError(
+            f"distributed training on {nproc} processes failed (exit code {code}); see the messages above"
+        )
     typer.echo(f"wrote {options['out'] / 'model'}")
 
 
@@ -237,7 +352,9 @@ def _print_metrics(console, metrics: dict, title: str) -> None:
         table.add_column(name, justify="right")
     table.add_column("samples (cold)", justify="right")
     for split, m in metrics.items():
-        table.add_row(split, *[_fmt_metric(m.get(k)) for k in METRIC_NAMES], f"{m['n']} ({m['n_cold']})")
+        table.add_row(
+            split, *[_fmt_metric(m.get(k)) for k in METRIC_NAMES], f"{m['n']} ({m['n_cold']})"
+        )
     console.print(table)
 
 
@@ -245,14 +362,26 @@ def _fmt_metric(value) -> str:
     """4 decimals; "undefined" for a metric that is NaN/None (e.g. AUC with one label class)."""
     import math
 
-    return "undefined" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
+    return (
+        "undefined"
+        if value is None or (isinstance(value, float) and math.isnan(value))
+        else f"{value:.4f}"
+    )
 
 
 def evaluate_cmd(
-    model: Annotated[Path, typer.Option(help="Model directory (or a `psrq train` output directory).")],
-    samples: Annotated[list[Path], typer.Option(help="Samples Parquet file(s) to evaluate; repeatable.")],
-    sids: Annotated[Path | None, typer.Option(help="Check this sids.parquet against the model's semantic IDs.")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the metrics as JSON.")] = None,
+    model: Annotated[
+        Path, typer.Option(help="Model directory (or a `psrq train` output directory).")
+    ],
+    samples: Annotated[
+        list[Path], typer.Option(help="Samples Parquet file(s) to evaluate; repeatable.")
+    ],
+    sids: Annotated[
+        Path | None, typer.Option(help="Check this sids.parquet against the model's semantic IDs.")
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the metrics as JSON.")
+    ] = None,
     threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads.")] = None,
     wait: WaitOpt = False,
 ) -> None:
@@ -268,9 +397,12 @@ def evaluate_cmd(
             found = sorted(x.name for x in p.glob("*.parquet"))
             raise InputError(
                 f"--samples {p} is a directory; evaluate expects sample Parquet files, e.g. "
-                f"--samples {p / 'test.parquet'}" + (f" (found {', '.join(found)})" if found else "")
+                f"--samples {p / 'test.parquet'}"
+                + (f" (found {', '.join(found)})" if found else "")
             )
-    with claim_outputs(Output(json_out, "file", "--json") if json_out is not None else None, wait=wait):
+    with claim_outputs(
+        Output(json_out, "file", "--json") if json_out is not None else None, wait=wait
+    ):
         _set_threads(threads)
         ranker = Ranker.load(model)
         if sids is not None:
@@ -313,15 +445,21 @@ def read_id_list(path: Path, option: str) -> list[str]:
         names = table.column_names
         col = "item_id" if "item_id" in names else (names[0] if len(names) == 1 else None)
         if col is None:
-            raise InputError(f"{option} {path}: needs an item_id column (or exactly one column); found {names}")
+            raise InputError(
+                f"{option} {path}: needs an item_id column (or exactly one column); found {names}"
+            )
         values = table.column(col).to_pylist()
         if any(v is None for v in values):
-            raise InputError(f"{option} {path}: column {col!r} has a null at row {values.index(None)}")
+            raise InputError(
+                f"{option} {path}: column {col!r} has a null at row {values.index(None)}"
+            )
         return [str(v) for v in values]
     try:
         text = path.read_text(encoding="utf-8")
     except (UnicodeDecodeError, OSError) as e:
-        raise InputError(f"{option} {path}: not a UTF-8 text file with one item ID per line ({e})") from None
+        raise InputError(
+            f"{option} {path}: not a UTF-8 text file with one item ID per line ({e})"
+        ) from None
     return [line for line in text.splitlines() if line != ""]
 
 
@@ -342,7 +480,9 @@ def split_inline_ids(text: str, option: str, catalogue_has_ambiguous: bool) -> l
         )
     parts = [t.strip() for t in text.split(",")]
     if any(p == "" for p in parts):
-        raise InputError(f"{option} {text!r}: empty item ID between commas; pass {option}-file for IDs with commas")
+        raise InputError(
+            f"{option} {text!r}: empty item ID between commas; pass {option}-file for IDs with commas"
+        )
     return parts
 
 
@@ -351,16 +491,46 @@ def _ambiguous(ids) -> bool:
 
 
 def score_cmd(
-    model: Annotated[Path, typer.Option(help="Model directory (or a `psrq train` output directory).")],
-    candidates: Annotated[str | None, typer.Option(help="Comma-separated candidate item ids (spaces around each ignored).")] = None,
-    candidates_file: Annotated[Path | None, typer.Option(help="Candidates from a file: one item id per line (verbatim), or Parquet with item_id.")] = None,
-    history: Annotated[str, typer.Option(help="Comma-separated history item ids, oldest first (may be empty).")] = "",
-    history_file: Annotated[Path | None, typer.Option(help="History from a file: one item id per line (verbatim), or Parquet with item_id.")] = None,
-    new_sids: Annotated[Path | None, typer.Option(help="sids.parquet with semantic IDs of items the model never saw.")] = None,
-    new_embeddings: Annotated[Path | None, typer.Option(help="Embeddings directory for items the model never saw.")] = None,
+    model: Annotated[
+        Path, typer.Option(help="Model directory (or a `psrq train` output directory).")
+    ],
+    candidates: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated candidate item ids (spaces around each ignored)."),
+    ] = None,
+    candidates_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Candidates from a file: one item id per line (verbatim), or Parquet with item_id."
+        ),
+    ] = None,
+    history: Annotated[
+        str, typer.Option(help="Comma-separated history item ids, oldest first (may be empty).")
+    ] = "",
+    history_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="History from a file: one item id per line (verbatim), or Parquet with item_id."
+        ),
+    ] = None,
+    new_sids: Annotated[
+        Path | None,
+        typer.Option(help="sids.parquet with semantic IDs of items the model never saw."),
+    ] = None,
+    new_embeddings: Annotated[
+        Path | None, typer.Option(help="Embeddings directory for items the model never saw.")
+    ] = None,
     top: Annotated[int, typer.Option(min=0, help="Rows to print (0 = all).")] = 20,
-    rank_unknown: Annotated[bool, typer.Option("--rank-unknown", help="Rank candidates known by nothing (OOV features only) among the others instead of listing them last.")] = False,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write all scores as JSON.")] = None,
+    rank_unknown: Annotated[
+        bool,
+        typer.Option(
+            "--rank-unknown",
+            help="Rank candidates known by nothing (OOV features only) among the others instead of listing them last.",
+        ),
+    ] = False,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write all scores as JSON.")
+    ] = None,
     wait: WaitOpt = False,
 ) -> None:
     from psrq.errors import InputError
@@ -370,11 +540,35 @@ def score_cmd(
         raise InputError("give exactly one of --candidates ID,ID,... or --candidates-file FILE")
     if history and history_file is not None:
         raise InputError("give at most one of --history and --history-file")
-    with claim_outputs(Output(json_out, "file", "--json") if json_out is not None else None, wait=wait):
-        _score(model, candidates, candidates_file, history, history_file, new_sids, new_embeddings, top, rank_unknown, json_out)
+    with claim_outputs(
+        Output(json_out, "file", "--json") if json_out is not None else None, wait=wait
+    ):
+        _score(
+            model,
+            candidates,
+            candidates_file,
+            history,
+            history_file,
+            new_sids,
+            new_embeddings,
+            top,
+            rank_unknown,
+            json_out,
+        )
 
 
-def _score(model, candidates, candidates_file, history, history_file, new_sids, new_embeddings, top, rank_unknown, json_out) -> None:
+def _score(
+    model,
+    candidates,
+    candidates_file,
+    history,
+    history_file,
+    new_sids,
+    new_embeddings,
+    top,
+    rank_unknown,
+    json_out,
+) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -386,16 +580,28 @@ def _score(model, candidates, candidates_file, history, history_file, new_sids, 
     if new_sids is not None and ranker.model.codebooks:
         ranker.check_sids(new_sids)
     sid_map, content_map = _new_item_features(new_sids, new_embeddings)
-    ambiguous = _ambiguous(ranker.tables.item_ids[2:].astype(str).tolist()) or _ambiguous(list(sid_map) + list(content_map))
-    hist = read_id_list(history_file, "--history-file") if history_file is not None else split_inline_ids(history, "--history", ambiguous)
-    cands = read_id_list(candidates_file, "--candidates-file") if candidates_file is not None else split_inline_ids(candidates, "--candidates", ambiguous)
+    ambiguous = _ambiguous(ranker.tables.item_ids[2:].astype(str).tolist()) or _ambiguous(
+        list(sid_map) + list(content_map)
+    )
+    hist = (
+        read_id_list(history_file, "--history-file")
+        if history_file is not None
+        else split_inline_ids(history, "--history", ambiguous)
+    )
+    cands = (
+        read_id_list(candidates_file, "--candidates-file")
+        if candidates_file is not None
+        else split_inline_ids(candidates, "--candidates", ambiguous)
+    )
     if not cands:
         raise InputError("no candidate items to score")
     unique = list(dict.fromkeys(cands))
     n_dupes = len(cands) - len(unique)
     console = Console()
     if n_dupes:
-        console.print(f"[yellow]note[/yellow]: {n_dupes} duplicate candidate(s) dropped; each item is scored once")
+        console.print(
+            f"[yellow]note[/yellow]: {n_dupes} duplicate candidate(s) dropped; each item is scored once"
+        )
     ranked = ranker.score(hist, unique, new_sids=sid_map, new_content=content_map)
     unknown = [r["item_id"] for r in ranked if r["status"] == "unknown (OOV only)"]
     if unknown and not rank_unknown:
@@ -403,16 +609,28 @@ def _score(model, candidates, candidates_file, history, history_file, new_sids, 
         # be an artefact of that score, so they go last unless --rank-unknown (a stable sort).
         ranked = sorted(ranked, key=lambda r: r["status"] == "unknown (OOV only)")
     if unknown:
-        where = "ranked among the others (--rank-unknown)" if rank_unknown else "listed last, after every ranked item"
+        where = (
+            "ranked among the others (--rank-unknown)"
+            if rank_unknown
+            else "listed last, after every ranked item"
+        )
         console.print(
             f"[yellow]warning[/yellow]: {len(unknown)} candidate(s) unknown to the model and without --new-sids/--new-embeddings "
             f"features, scored from the shared OOV embedding only and {where}: {unknown[:5]}"
         )
-    unknown_hist = [h for h in hist if not ranker.tables.knows([h])[0] and h not in sid_map and h not in content_map]
+    unknown_hist = [
+        h
+        for h in hist
+        if not ranker.tables.knows([h])[0] and h not in sid_map and h not in content_map
+    ]
     if unknown_hist:
-        console.print(f"[yellow]note[/yellow]: {len(unknown_hist)} history item(s) unknown to the model, used as OOV: {unknown_hist[:5]}")
+        console.print(
+            f"[yellow]note[/yellow]: {len(unknown_hist)} history item(s) unknown to the model, used as OOV: {unknown_hist[:5]}"
+        )
     if len(hist) > ranker.max_history:
-        console.print(f"[yellow]note[/yellow]: history has {len(hist)} items; the newest {ranker.max_history} are used")
+        console.print(
+            f"[yellow]note[/yellow]: history has {len(hist)} items; the newest {ranker.max_history} are used"
+        )
     table = Table(title=f"{ranker.spec['model']}: {len(ranked)} candidates")
     for col in ("rank", "item_id", "score", "status"):
         table.add_column(col, justify="right" if col in ("rank", "score") else "left")
@@ -421,47 +639,146 @@ def _score(model, candidates, candidates_file, history, history_file, new_sids, 
         table.add_row(str(i), r["item_id"], f"{r['score']:.4f}", r["status"])
     console.print(table)
     if json_out is not None:
-        write_json(json_out, {"history": hist, "ranked": ranked, "unknown_candidates": unknown,
-                              "duplicates_dropped": n_dupes, "unknown_ranked": bool(rank_unknown)})
+        write_json(
+            json_out,
+            {
+                "history": hist,
+                "ranked": ranked,
+                "unknown_candidates": unknown,
+                "duplicates_dropped": n_dupes,
+                "unknown_ranked": bool(rank_unknown),
+            },
+        )
 
 
 def experiment_cmd(
     samples: Annotated[Path, typer.Option(help="Samples directory with train/valid/test.parquet.")],
     embeddings: Annotated[Path, typer.Option(help="Directory of <modality>.parquet embeddings.")],
     out: Annotated[Path, typer.Option(help="Output directory (results.json/.md/.html, caches).")],
-    models: Annotated[str, typer.Option(help="Comma-separated runs.")] = ",".join(["VBPR", "SimTier+MAKE", "ContentConcat", "DIN", "QARM", "DIN+SID", "MCCA", "MCCA w/o MSC", "MCCA w/o MJC"]),
-    quantizers: Annotated[str, typer.Option(help="Quantizers for the DIN+SID rows.")] = ",".join(QUANTIZER_KINDS),
-    main_quantizer: Annotated[str, typer.Option(help="Quantizer for MCCA and its ablations.")] = "PSRQ",
-    modalities: Annotated[str | None, typer.Option(help="Comma-separated modalities (default: all files in --embeddings).")] = None,
-    quantizer_params: Annotated[str | None, typer.Option(help='JSON {"PSRQ": {"codebook_size": 128}, ...} overriding the defaults.')] = None,
+    models: Annotated[str, typer.Option(help="Comma-separated runs.")] = ",".join(
+        [
+            "VBPR",
+            "SimTier+MAKE",
+            "ContentConcat",
+            "DIN",
+            "QARM",
+            "DIN+SID",
+            "MCCA",
+            "MCCA w/o MSC",
+            "MCCA w/o MJC",
+        ]
+    ),
+    quantizers: Annotated[str, typer.Option(help="Quantizers for the DIN+SID rows.")] = ",".join(
+        QUANTIZER_KINDS
+    ),
+    main_quantizer: Annotated[
+        str, typer.Option(help="Quantizer for MCCA and its ablations.")
+    ] = "PSRQ",
+    modalities: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated modalities (default: all files in --embeddings)."),
+    ] = None,
+    quantizer_params: Annotated[
+        str | None,
+        typer.Option(help='JSON {"PSRQ": {"codebook_size": 128}, ...} overriding the defaults.'),
+    ] = None,
     seeds: Annotated[int, typer.Option(min=1, help="Number of seeds (0..seeds-1).")] = 5,
     preset: Annotated[str, typer.Option(help="Training preset: default or paper.")] = "default",
-    epochs: Annotated[int | None, typer.Option(min=1, help="Override the preset's maximum epochs.")] = None,
+    epochs: Annotated[
+        int | None, typer.Option(min=1, help="Override the preset's maximum epochs.")
+    ] = None,
     lr: Annotated[float | None, typer.Option(min=0.0, help="Override the learning rate.")] = None,
-    embedding_l2: Annotated[float | None, typer.Option(min=0.0, help="L2 on the embedding rows each batch looks up (default: the model family's).")] = None,
-    dropout: Annotated[float | None, typer.Option(min=0.0, max=0.99, help="Dropout in the tower (default: the model family's).")] = None,
+    embedding_l2: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="L2 on the embedding rows each batch looks up (default: the model family's).",
+        ),
+    ] = None,
+    dropout: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=0.99, help="Dropout in the tower (default: the model family's)."),
+    ] = None,
     threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads.")] = None,
-    report_only: Annotated[bool, typer.Option("--report-only", help="Train nothing: tables from the finished (run, seed) pairs only.")] = False,
+    report_only: Annotated[
+        bool,
+        typer.Option(
+            "--report-only", help="Train nothing: tables from the finished (run, seed) pairs only."
+        ),
+    ] = False,
     wait: WaitOpt = False,
 ) -> None:
     from psrq.outputs import Output, claim_outputs
 
-    outputs = [Output(out, "dir", "--out")] + [Output(out / f"results.{ext}", "file", "--out", lock=False) for ext in ("json", "md", "html")]
+    outputs = [Output(out, "dir", "--out")] + [
+        Output(out / f"results.{ext}", "file", "--out", lock=False)
+        for ext in ("json", "md", "html")
+    ]
     with claim_outputs(*outputs, wait=wait):
-        _experiment(samples, embeddings, out, models, quantizers, main_quantizer, modalities, quantizer_params,
-                    seeds, preset, epochs, lr, embedding_l2, dropout, threads, report_only)
+        _experiment(
+            samples,
+            embeddings,
+            out,
+            models,
+            quantizers,
+            main_quantizer,
+            modalities,
+            quantizer_params,
+            seeds,
+            preset,
+            epochs,
+            lr,
+            embedding_l2,
+            dropout,
+            threads,
+            report_only,
+        )
 
 
-def _experiment(samples, embeddings, out, models, quantizers, main_quantizer, modalities, quantizer_params,
-                seeds, preset, epochs, lr, embedding_l2, dropout, threads, report_only) -> None:
+def _experiment(
+    samples,
+    embeddings,
+    out,
+    models,
+    quantizers,
+    main_quantizer,
+    modalities,
+    quantizer_params,
+    seeds,
+    preset,
+    epochs,
+    lr,
+    embedding_l2,
+    dropout,
+    threads,
+    report_only,
+) -> None:
     from psrq.rank.experiment import ExperimentSpec, run_experiment
 
-    qparams = _json_object(quantizer_params, "--quantizer-params", example='{"PSRQ": {"codebook_size": 128}}')
-    overrides = {k: v for k, v in {"epochs": epochs, "lr": lr, "embedding_l2": embedding_l2, "dropout": dropout}.items() if v is not None}
+    qparams = _json_object(
+        quantizer_params, "--quantizer-params", example='{"PSRQ": {"codebook_size": 128}}'
+    )
+    overrides = {
+        k: v
+        for k, v in {
+            "epochs": epochs,
+            "lr": lr,
+            "embedding_l2": embedding_l2,
+            "dropout": dropout,
+        }.items()
+        if v is not None
+    }
     spec = ExperimentSpec(
-        samples=str(samples), embeddings=str(embeddings), modalities=_split_list(modalities) or None,
-        models=_split_list(models), quantizers=_split_list(quantizers), main_quantizer=main_quantizer,
-        quantizer_params=qparams, seeds=list(range(seeds)), preset=preset, train_overrides=overrides,
+        samples=str(samples),
+        embeddings=str(embeddings),
+        modalities=_split_list(modalities) or None,
+        models=_split_list(models),
+        quantizers=_split_list(quantizers),
+        main_quantizer=main_quantizer,
+        quantizer_params=qparams,
+        seeds=list(range(seeds)),
+        preset=preset,
+        train_overrides=overrides,
     )
     run_experiment(spec, out, threads=threads, train_missing=not report_only)
     typer.echo(f"wrote {out / 'results.md'}, {out / 'results.html'}, {out / 'results.json'}")

@@ -78,13 +78,19 @@ class _Indices:
         return self.n
 
 
-def local_batches(n: int, batch_size: int, *, rank: int, world: int, seed: int, epoch: int) -> list[torch.Tensor]:
+def local_batches(
+    n: int, batch_size: int, *, rank: int, world: int, seed: int, epoch: int
+) -> list[torch.Tensor]:
     """This rank's sample indices for one epoch, cut into local batches of batch_size / world."""
     from torch.utils.data import DistributedSampler
 
     if batch_size % world:
-        raise ConfigError(f"batch_size {batch_size} is the global batch and must be divisible by the {world} processes")
-    sampler = DistributedSampler(_Indices(n), num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=False)
+        raise ConfigError(
+            f"batch_size {batch_size} is the global batch and must be divisible by the {world} processes"
+        )
+    sampler = DistributedSampler(
+        _Indices(n), num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=False
+    )
     sampler.set_epoch(epoch)
     idx = torch.tensor(list(sampler), dtype=torch.int64)
     return list(torch.split(idx, batch_size // world))
@@ -96,23 +102,46 @@ def _ddp_config(config: TrainConfig, backend: str) -> TrainConfig:
     return config
 
 
-def _train_epoch(ddp_model: Any, optimizer: Any, split: Any, config: TrainConfig, epoch: int, rank: int, world: int, device: torch.device,
-                 regulariser: EmbeddingL2) -> tuple[float, int]:
+def _train_epoch(
+    ddp_model: Any,
+    optimizer: Any,
+    split: Any,
+    config: TrainConfig,
+    epoch: int,
+    rank: int,
+    world: int,
+    device: torch.device,
+    regulariser: EmbeddingL2,
+) -> tuple[float, int]:
     """One epoch on this rank's share; returns (global mean loss, global samples seen)."""
     ddp_model.train()
     loss_fn = torch.nn.BCEWithLogitsLoss()
     total = torch.zeros(2, dtype=torch.float64, device=device)
-    for b, idx in enumerate(local_batches(len(split), config.batch_size, rank=rank, world=world, seed=config.seed, epoch=epoch)):
-        target, history, label = split.target[idx].to(device), split.history[idx].to(device), split.label[idx].to(device)
+    for b, idx in enumerate(
+        local_batches(
+            len(split), config.batch_size, rank=rank, world=world, seed=config.seed, epoch=epoch
+        )
+    ):
+        target, history, label = (
+            split.target[idx].to(device),
+            split.history[idx].to(device),
+            split.label[idx].to(device),
+        )
         loss = loss_fn(ddp_model(target, history), label)
         if not torch.isfinite(loss):
-            raise TrainingError(f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, batch {b} on rank {rank}; training stopped")
+            raise TrainingError(
+                f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, batch {b} on rank {rank}; training stopped"
+            )
         optimizer.zero_grad(set_to_none=True)
         # The embedding-row L2 of `psrq train` (train.EmbeddingL2), on this rank's rows; the
         # all-reduce below averages its gradient like the loss's.
-        (loss + regulariser.penalty(len(idx)) if regulariser.weight > 0 else loss).backward()  # DDP all-reduces here
+        (
+            loss + regulariser.penalty(len(idx)) if regulariser.weight > 0 else loss
+        ).backward()  # DDP all-reduces here
         optimizer.step()
-        total += torch.tensor([loss.item() * len(idx), len(idx)], dtype=torch.float64, device=device)
+        total += torch.tensor(
+            [loss.item() * len(idx), len(idx)], dtype=torch.float64, device=device
+        )
     dist.all_reduce(total)
     return float(total[0] / max(total[1], 1)), int(total[1])
 
@@ -130,14 +159,25 @@ def _check_distributable(model: Any) -> None:
         )
 
 
-def train_ddp(data: RankingData, config: TrainConfig, *, out: str | os.PathLike[str] | None = None, resume: bool = False, progress: bool = True) -> TrainResult | None:
+def train_ddp(
+    data: RankingData,
+    config: TrainConfig,
+    *,
+    out: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> TrainResult | None:
     """Train in the current process group; returns the TrainResult on rank 0, None elsewhere."""
     from rich.console import Console
     from torch.nn.parallel import DistributedDataParallel
 
     rank, world = dist.get_rank(), dist.get_world_size()
     backend = dist.get_backend()
-    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}") if backend == "nccl" else torch.device("cpu")
+    device = (
+        torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
+        if backend == "nccl"
+        else torch.device("cpu")
+    )
     console = Console(stderr=True, quiet=not progress or rank != 0)
     if "train" not in data.splits or len(data.splits["train"]) == 0:
         raise InputError("no training samples (samples/train.parquet is empty)")
@@ -148,10 +188,23 @@ def train_ddp(data: RankingData, config: TrainConfig, *, out: str | os.PathLike[
     regulariser = EmbeddingL2(model, config.embedding_l2 or 0.0)
     # broadcast_buffers=False: the buffers are the frozen item tables, identical on every rank;
     # re-sending them before every forward would cost more than the step.
-    with warnings.catch_warnings():  # torch 2.13 deprecates the name, and says to keep it for this use
+    with (
+        warnings.catch_warnings()
+    ):  # torch 2.13 deprecates the name, and says to keep it for this use
         warnings.simplefilter("ignore", FutureWarning)
-        ddp_model = DistributedDataParallel(model, broadcast_buffers=False, device_ids=[device.index] if device.type == "cuda" else None)
-    state = {"epoch": -1, "best_epoch": -1, "best_auc": -math.inf, "bad_epochs": 0, "history": [], "best_state": None}
+        ddp_model = DistributedDataParallel(
+            model,
+            broadcast_buffers=False,
+            device_ids=[device.index] if device.type == "cuda" else None,
+        )
+    state = {
+        "epoch": -1,
+        "best_epoch": -1,
+        "best_auc": -math.inf,
+        "bad_epochs": 0,
+        "history": [],
+        "best_state": None,
+    }
     ckpt = Path(out) / "checkpoint" if out is not None else None
     if resume and ckpt is not None and (ckpt / "manifest.json").is_file():
         state = _load_checkpoint(ckpt, model, optimizer, config, data.tables)
@@ -159,9 +212,24 @@ def train_ddp(data: RankingData, config: TrainConfig, *, out: str | os.PathLike[
     valid = data.splits.get("valid")
     for epoch in range(state["epoch"] + 1, config.epochs):
         started = time.perf_counter()
-        loss, seen = _train_epoch(ddp_model, optimizer, data.splits["train"], config, epoch, rank, world, device, regulariser)
+        loss, seen = _train_epoch(
+            ddp_model,
+            optimizer,
+            data.splits["train"],
+            config,
+            epoch,
+            rank,
+            world,
+            device,
+            regulariser,
+        )
         seconds = time.perf_counter() - started
-        record: dict[str, Any] = {"epoch": epoch + 1, "train_loss": loss, "train_samples_per_s": seen / seconds, "processes": world}
+        record: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "train_loss": loss,
+            "train_samples_per_s": seen / seconds,
+            "processes": world,
+        }
         score = torch.tensor([-loss], dtype=torch.float64, device=device)
         if rank == 0 and valid is not None and len(valid):
             record["valid"] = evaluate_split(model, valid, config.eval_batch_size, device)
@@ -170,12 +238,19 @@ def train_ddp(data: RankingData, config: TrainConfig, *, out: str | os.PathLike[
         dist.broadcast(score, src=0)  # every rank takes the same early-stopping decision
         state["history"].append(record)
         if float(score[0]) > state["best_auc"]:
-            state.update(best_auc=float(score[0]), best_epoch=epoch, bad_epochs=0, best_state=copy.deepcopy(model.state_dict()))
+            state.update(
+                best_auc=float(score[0]),
+                best_epoch=epoch,
+                bad_epochs=0,
+                best_state=copy.deepcopy(model.state_dict()),
+            )
         else:
             state["bad_epochs"] += 1
         state["epoch"] = epoch
         v = record.get("valid", {})
-        console.print(f"epoch {epoch + 1}: train loss {loss:.4f}  valid AUC {v.get('auc', math.nan):.4f}  {record['train_samples_per_s']:,.0f} samples/s on {world} processes")
+        console.print(
+            f"epoch {epoch + 1}: train loss {loss:.4f}  valid AUC {v.get('auc', math.nan):.4f}  {record['train_samples_per_s']:,.0f} samples/s on {world} processes"
+        )
         if ckpt is not None and rank == 0:
             _write_checkpoint(ckpt, model, optimizer, config, data.tables, state)
         dist.barrier()  # nobody runs ahead of (or resumes from) a half-written checkpoint
@@ -186,20 +261,36 @@ def train_ddp(data: RankingData, config: TrainConfig, *, out: str | os.PathLike[
     if state["best_state"] is not None:
         model.load_state_dict(state["best_state"])
     model = model.cpu()
-    metrics = {name: evaluate_split(model, split, config.eval_batch_size) for name, split in data.splits.items() if name != "train" and len(split)}
-    result = TrainResult(model, data.tables, config, state["best_epoch"] + 1, state["history"], metrics)
+    metrics = {
+        name: evaluate_split(model, split, config.eval_batch_size)
+        for name, split in data.splits.items()
+        if name != "train" and len(split)
+    }
+    result = TrainResult(
+        model, data.tables, config, state["best_epoch"] + 1, state["history"], metrics
+    )
     if out is not None:
         from psrq.artifacts import write_json
 
         save_model(Path(out) / "model", result)
-        write_json(Path(out) / "metrics.json", {"best_epoch": result.best_epoch, "metrics": metrics, "history": result.history,
-                                                "distributed": {"processes": world, "backend": backend}})
+        write_json(
+            Path(out) / "metrics.json",
+            {
+                "best_epoch": result.best_epoch,
+                "metrics": metrics,
+                "history": result.history,
+                "distributed": {"processes": world, "backend": backend},
+            },
+        )
     return result
 
 
 # ---- the torchrun entry point --------------------------------------------------------------------
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m psrq.rank.ddp", description="Data-parallel `psrq train` (run under torchrun).")
+    ap = argparse.ArgumentParser(
+        prog="python -m psrq.rank.ddp",
+        description="Data-parallel `psrq train` (run under torchrun).",
+    )
     ap.add_argument("--samples", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--sids", type=Path)
@@ -207,12 +298,21 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--model", default="MCCA")
     ap.add_argument("--model-params", default="{}", help="JSON dict of model keyword arguments.")
     ap.add_argument("--preset", default="default")
-    for name, typ in (("epochs", int), ("lr", float), ("batch-size", int), ("patience", int), ("min-id-count", int),
-                      ("embedding-l2", float), ("dropout", float)):
+    for name, typ in (
+        ("epochs", int),
+        ("lr", float),
+        ("batch-size", int),
+        ("patience", int),
+        ("min-id-count", int),
+        ("embedding-l2", float),
+        ("dropout", float),
+    ):
         ap.add_argument(f"--{name}", type=typ)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--resume", action="store_true")
-    ap.add_argument("--threads", type=int, help="torch threads per process (default: cores / processes).")
+    ap.add_argument(
+        "--threads", type=int, help="torch threads per process (default: cores / processes)."
+    )
     ap.add_argument("--quiet", action="store_true")
     return ap
 
@@ -220,7 +320,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if "RANK" not in os.environ:
-        raise SystemExit("psrq.rank.ddp runs under torchrun: torchrun --standalone --nproc_per_node N -m psrq.rank.ddp ... (or psrq train --nproc N)")
+        raise SystemExit(
+            "psrq.rank.ddp runs under torchrun: torchrun --standalone --nproc_per_node N -m psrq.rank.ddp ... (or psrq train --nproc N)"
+        )
     dist.init_process_group(backend=backend_for_device())
     try:
         world = dist.get_world_size()
@@ -228,14 +330,30 @@ def main(argv: list[str] | None = None) -> int:
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
         config = TrainConfig.from_preset(
-            args.preset, model=args.model, model_params=json.loads(args.model_params), seed=args.seed,
-            epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, patience=args.patience, min_id_count=args.min_id_count,
-            embedding_l2=args.embedding_l2, dropout=args.dropout,
+            args.preset,
+            model=args.model,
+            model_params=json.loads(args.model_params),
+            seed=args.seed,
+            epochs=args.epochs,
+            lr=args.lr,
+            batch_size=args.batch_size,
+            patience=args.patience,
+            min_id_count=args.min_id_count,
+            embedding_l2=args.embedding_l2,
+            dropout=args.dropout,
         )
-        data = load_ranking_data(args.samples, sids=args.sids, embeddings=args.embeddings, max_history=config.max_history, min_id_count=config.min_id_count)
+        data = load_ranking_data(
+            args.samples,
+            sids=args.sids,
+            embeddings=args.embeddings,
+            max_history=config.max_history,
+            min_id_count=config.min_id_count,
+        )
         result = train_ddp(data, config, out=args.out, resume=args.resume, progress=not args.quiet)
         if result is not None and not args.quiet:
-            print(json.dumps({"best_epoch": result.best_epoch, "metrics": result.metrics}, indent=2))
+            print(
+                json.dumps({"best_epoch": result.best_epoch, "metrics": result.metrics}, indent=2)
+            )
     finally:
         dist.destroy_process_group()
     return 0
@@ -245,7 +363,16 @@ def launch(nproc: int, argv: list[str]) -> int:
     """Run this module under torch.distributed.run with `nproc` local processes; returns the exit code."""
     import subprocess
 
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "psrq.rank.ddp", *argv]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "psrq.rank.ddp",
+        *argv,
+    ]
     # torchrun sets OMP_NUM_THREADS=1 per process unless told; cores / processes is what we want.
     env = {**os.environ}
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))

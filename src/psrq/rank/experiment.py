@@ -33,7 +33,17 @@ from psrq.quantize.registry import KINDS, LABELS
 from psrq.rank.metrics import METRIC_NAMES
 
 ALL_QUANTIZERS = list(KINDS)
-PAPER_MODELS = ["VBPR", "SimTier+MAKE", "ContentConcat", "DIN", "QARM", "DIN+SID", "MCCA", "MCCA w/o MSC", "MCCA w/o MJC"]
+PAPER_MODELS = [
+    "VBPR",
+    "SimTier+MAKE",
+    "ContentConcat",
+    "DIN",
+    "QARM",
+    "DIN+SID",
+    "MCCA",
+    "MCCA w/o MSC",
+    "MCCA w/o MJC",
+]
 # Experiment row name -> registered model name, where they differ.
 MODEL_OF_RUN = {"SimTier+MAKE": "SimTierMAKE"}
 # Beyond the paper (docs/ranking.md): the SID models with a VBPR-style dot-product head beside
@@ -100,7 +110,10 @@ def plan_runs(spec: ExperimentSpec, modalities: list[str]) -> list[RunSpec]:
     for m in spec.models:
         if m == "DIN+SID":
             qs = list(dict.fromkeys([*spec.quantizers, spec.main_quantizer]))
-            runs += [RunSpec(f"DIN+{QUANTIZER_LABELS[q]}", "DIN", {"sid_codebook": sid_mod}, q) for q in qs]
+            runs += [
+                RunSpec(f"DIN+{QUANTIZER_LABELS[q]}", "DIN", {"sid_codebook": sid_mod}, q)
+                for q in qs
+            ]
         elif m == "MCCA":
             runs.append(RunSpec("MCCA", "MCCA", {}, spec.main_quantizer))
         elif m == "MCCA w/o MSC":
@@ -115,16 +128,27 @@ def plan_runs(spec: ExperimentSpec, modalities: list[str]) -> list[RunSpec]:
 
 
 def _variant_run(name: str, sid_modality: str, quantizer: str) -> RunSpec:
-    """"DIN+SID+dot" -> "DIN+PSRQ+dot" (main quantizer's SIDs); "MCCA+content" -> MCCA(content=True)."""
-    base, suffix = ("DIN+SID", name[len("DIN+SID") :]) if name.startswith("DIN+SID") else ("MCCA", name[len("MCCA") :])
+    """ "DIN+SID+dot" -> "DIN+PSRQ+dot" (main quantizer's SIDs); "MCCA+content" -> MCCA(content=True)."""
+    base, suffix = (
+        ("DIN+SID", name[len("DIN+SID") :])
+        if name.startswith("DIN+SID")
+        else ("MCCA", name[len("MCCA") :])
+    )
     params = dict(VARIANT_SUFFIXES[suffix])
     if base == "DIN+SID":
-        return RunSpec(f"DIN+{QUANTIZER_LABELS[quantizer]}{suffix}", "DIN", {"sid_codebook": sid_modality, **params}, quantizer)
+        return RunSpec(
+            f"DIN+{QUANTIZER_LABELS[quantizer]}{suffix}",
+            "DIN",
+            {"sid_codebook": sid_modality, **params},
+            quantizer,
+        )
     return RunSpec(name, "MCCA", params, quantizer)
 
 
 # ---- semantic IDs -----------------------------------------------------------------------------
-def embedding_files(directory: str | os.PathLike[str], modalities: list[str] | None) -> dict[str, Path]:
+def embedding_files(
+    directory: str | os.PathLike[str], modalities: list[str] | None
+) -> dict[str, Path]:
     d = Path(directory)
     if not d.is_dir():
         raise InputError(f"embeddings directory not found: {d}")
@@ -138,13 +162,25 @@ def embedding_files(directory: str | os.PathLike[str], modalities: list[str] | N
     return {m: found[m] for m in mods}
 
 
-def sids_cache_path(kind: str, params: dict[str, Any], seed: int, files: dict[str, Path], cache_dir: Path) -> Path:
+def sids_cache_path(
+    kind: str, params: dict[str, Any], seed: int, files: dict[str, Path], cache_dir: Path
+) -> Path:
     """Where the SIDs of (quantizer kind, params, seed, embedding file contents) are cached."""
-    key = fingerprint_obj({"kind": kind, "params": params, "seed": seed, "files": fingerprint_files(list(files.values())), "mods": list(files)})
+    key = fingerprint_obj(
+        {
+            "kind": kind,
+            "params": params,
+            "seed": seed,
+            "files": fingerprint_files(list(files.values())),
+            "mods": list(files),
+        }
+    )
     return cache_dir / f"{kind}-{key}.parquet"
 
 
-def cached_sids(kind: str, params: dict[str, Any], seed: int, files: dict[str, Path], cache_dir: Path) -> Path:
+def cached_sids(
+    kind: str, params: dict[str, Any], seed: int, files: dict[str, Path], cache_dir: Path
+) -> Path:
     """sids.parquet for (quantizer kind, params, seed, embedding files), computed once and cached."""
     from psrq.quantize.multimodal import MultimodalQuantizer
     from psrq.rank.batches import read_embeddings
@@ -165,11 +201,16 @@ def _summarise(per_seed: dict[str, dict[str, Any]]) -> dict[str, dict[str, dict[
     for split in ("valid", "test"):
         out[split] = {}
         for metric in METRIC_NAMES:
-            vals = np.array([r["metrics"][split][metric] for r in per_seed.values() if split in r["metrics"]], dtype=float)
+            vals = np.array(
+                [r["metrics"][split][metric] for r in per_seed.values() if split in r["metrics"]],
+                dtype=float,
+            )
             vals = vals[~np.isnan(vals)]
             out[split][metric] = {
                 "mean": float(vals.mean()) if len(vals) else math.nan,
-                "std": float(vals.std(ddof=1)) if len(vals) > 1 else (0.0 if len(vals) else math.nan),
+                "std": float(vals.std(ddof=1))
+                if len(vals) > 1
+                else (0.0 if len(vals) else math.nan),
                 "n": len(vals),
             }
     return out
@@ -201,21 +242,56 @@ def run_experiment(
     files = embedding_files(spec.embeddings, spec.modalities)
     modalities = list(files)
     runs = plan_runs(spec, modalities)
-    qparams = {q: {**DEFAULT_QUANTIZER_PARAMS[q], **spec.quantizer_params.get(q, {})} for q in ALL_QUANTIZERS}
-    results: dict[str, Any] = {"spec": asdict(spec), "modalities": modalities, "quantizer_params": qparams, "runs": []}
+    qparams = {
+        q: {**DEFAULT_QUANTIZER_PARAMS[q], **spec.quantizer_params.get(q, {})}
+        for q in ALL_QUANTIZERS
+    }
+    results: dict[str, Any] = {
+        "spec": asdict(spec),
+        "modalities": modalities,
+        "quantizer_params": qparams,
+        "runs": [],
+    }
     data_cache: dict[str | None, Any] = {}
     for run in runs:
         sids_path = None
         if run.quantizer is not None and not train_missing:
-            sids_path = sids_cache_path(run.quantizer, qparams[run.quantizer], spec.quantizer_seed, files, out / "cache" / "sids")
+            sids_path = sids_cache_path(
+                run.quantizer,
+                qparams[run.quantizer],
+                spec.quantizer_seed,
+                files,
+                out / "cache" / "sids",
+            )
         elif run.quantizer is not None:
             console.print(f"[bold]semantic IDs[/bold]: {run.quantizer} {qparams[run.quantizer]}")
-            sids_path = cached_sids(run.quantizer, qparams[run.quantizer], spec.quantizer_seed, files, out / "cache" / "sids")
+            sids_path = cached_sids(
+                run.quantizer,
+                qparams[run.quantizer],
+                spec.quantizer_seed,
+                files,
+                out / "cache" / "sids",
+            )
         per_seed: dict[str, Any] = {}
         for seed in spec.seeds:
-            config = TrainConfig.from_preset(spec.preset, **{**spec.train_overrides, "model": run.model, "model_params": run.model_params, "seed": seed})
+            config = TrainConfig.from_preset(
+                spec.preset,
+                **{
+                    **spec.train_overrides,
+                    "model": run.model,
+                    "model_params": run.model_params,
+                    "seed": seed,
+                },
+            )
             record_path = out / "runs" / _slug(run.name) / f"seed{seed}.json"
-            key = fingerprint_obj({"config": config.to_dict(), "sids": str(sids_path and sids_path.name), "samples": str(spec.samples), "modalities": modalities})
+            key = fingerprint_obj(
+                {
+                    "config": config.to_dict(),
+                    "sids": str(sids_path and sids_path.name),
+                    "samples": str(spec.samples),
+                    "modalities": modalities,
+                }
+            )
             if record_path.is_file():
                 record = json.loads(record_path.read_text())
                 if record.get("key") == key:
@@ -226,8 +302,12 @@ def run_experiment(
             if run.quantizer not in data_cache:
                 data_cache.clear()  # one data set in memory at a time
                 data_cache[run.quantizer] = load_ranking_data(
-                    spec.samples, sids=sids_path, embeddings=spec.embeddings, modalities=modalities,
-                    max_history=config.max_history, min_id_count=config.min_id_count,
+                    spec.samples,
+                    sids=sids_path,
+                    embeddings=spec.embeddings,
+                    modalities=modalities,
+                    max_history=config.max_history,
+                    min_id_count=config.min_id_count,
                 )
             console.print(f"[bold]{run.name}[/bold] seed {seed}")
             t0 = time.perf_counter()
@@ -245,10 +325,19 @@ def run_experiment(
             write_json(record_path, record)
             per_seed[str(seed)] = record
             t = res.metrics.get("test", {})
-            console.print(f"  test AUC {t.get('auc', math.nan):.4f}  cold {t.get('cold_auc', math.nan):.4f}  GAUC {t.get('gauc', math.nan):.4f}  ({record['seconds']:.0f}s)")
+            console.print(
+                f"  test AUC {t.get('auc', math.nan):.4f}  cold {t.get('cold_auc', math.nan):.4f}  GAUC {t.get('gauc', math.nan):.4f}  ({record['seconds']:.0f}s)"
+            )
         if not per_seed:
             continue
-        results["runs"].append({**asdict(run), "sids": sids_path.name if sids_path else None, "seeds": per_seed, "summary": _summarise(per_seed)})
+        results["runs"].append(
+            {
+                **asdict(run),
+                "sids": sids_path.name if sids_path else None,
+                "seeds": per_seed,
+                "summary": _summarise(per_seed),
+            }
+        )
     write_json(out / "results.json", results)
     write_text(out / "results.md", render_markdown(results))
     write_text(out / "results.html", render_html(results))
@@ -266,12 +355,22 @@ def table_rows(results: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     main_q = QUANTIZER_LABELS[results["spec"]["main_quantizer"]]
     pick = lambda names: [by_name[n] for n in names if n in by_name]  # noqa: E731
     return {
-        "main": pick(["VBPR", "SimTier+MAKE", "ContentConcat", "DIN", "QARM", f"DIN+{main_q}", "MCCA"]),
+        "main": pick(
+            ["VBPR", "SimTier+MAKE", "ContentConcat", "DIN", "QARM", f"DIN+{main_q}", "MCCA"]
+        ),
         "quantizers": pick(["DIN", *[f"DIN+{QUANTIZER_LABELS[q]}" for q in ALL_QUANTIZERS]]),
         "ablation": pick(["MCCA", "MCCA w/o MSC", "MCCA w/o MJC"]),
-        "variants": pick([
-            f"DIN+{main_q}", *[f"DIN+{main_q}{s}" for s in VARIANT_SUFFIXES], "MCCA", *[f"MCCA{s}" for s in VARIANT_SUFFIXES], "VBPR",
-        ]) if any(r["name"].endswith(tuple(VARIANT_SUFFIXES)) for r in results["runs"]) else [],
+        "variants": pick(
+            [
+                f"DIN+{main_q}",
+                *[f"DIN+{main_q}{s}" for s in VARIANT_SUFFIXES],
+                "MCCA",
+                *[f"MCCA{s}" for s in VARIANT_SUFFIXES],
+                "VBPR",
+            ]
+        )
+        if any(r["name"].endswith(tuple(VARIANT_SUFFIXES)) for r in results["runs"])
+        else [],
     }
 
 
@@ -303,11 +402,27 @@ def render_markdown(results: dict[str, Any]) -> str:
         if not rows:
             continue
         for split in ("test", "valid"):
-            lines += [f"## {TABLE_TITLES[key]}: {split}", "", "| method | " + " | ".join(METRIC_NAMES.values()) + " |", "|---" * (len(METRIC_NAMES) + 1) + "|"]
+            lines += [
+                f"## {TABLE_TITLES[key]}: {split}",
+                "",
+                "| method | " + " | ".join(METRIC_NAMES.values()) + " |",
+                "|---" * (len(METRIC_NAMES) + 1) + "|",
+            ]
             for r in rows:
-                lines.append(f"| {r['name']} | " + " | ".join(_fmt(r["summary"][split][m]) for m in METRIC_NAMES) + " |")
+                lines.append(
+                    f"| {r['name']} | "
+                    + " | ".join(_fmt(r["summary"][split][m]) for m in METRIC_NAMES)
+                    + " |"
+                )
             lines.append("")
-    lines += ["## Quantizer settings", "", "```json", json.dumps(results["quantizer_params"], indent=1), "```", ""]
+    lines += [
+        "## Quantizer settings",
+        "",
+        "```json",
+        json.dumps(results["quantizer_params"], indent=1),
+        "```",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -323,9 +438,15 @@ def render_html(results: dict[str, Any]) -> str:
             body = ""
             for r in rows:
                 best = r["name"] == "MCCA"
-                cells = "".join(f"<td>{escape(_fmt(r['summary'][split][m]))}</td>" for m in METRIC_NAMES)
-                body += f"<tr{' class=ours' if best else ''}><td>{escape(r['name'])}</td>{cells}</tr>"
-            md_tables.append(f"<h2>{escape(TABLE_TITLES[key])}: {split}</h2><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+                cells = "".join(
+                    f"<td>{escape(_fmt(r['summary'][split][m]))}</td>" for m in METRIC_NAMES
+                )
+                body += (
+                    f"<tr{' class=ours' if best else ''}><td>{escape(r['name'])}</td>{cells}</tr>"
+                )
+            md_tables.append(
+                f"<h2>{escape(TABLE_TITLES[key])}: {split}</h2><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+            )
     spec = results["spec"]
     return (
         "<!doctype html><html><head><meta charset=utf-8><title>psrq ranking experiment</title><style>"

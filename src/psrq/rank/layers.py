@@ -56,7 +56,9 @@ class ActivationUnit(nn.Module):
     keys: [B, L, d], query: [B, d] -> weights [B, L].
     """
 
-    def __init__(self, dim: int, hidden: Sequence[int] = (64, 32), *, use_product: bool = True) -> None:
+    def __init__(
+        self, dim: int, hidden: Sequence[int] = (64, 32), *, use_product: bool = True
+    ) -> None:
         super().__init__()
         if not hidden:
             raise ValueError("the activation unit needs at least one hidden layer")
@@ -106,7 +108,9 @@ class TargetAttentionPooling(nn.Module):
     empty history pools to the zero vector (no softmax, so no 0/0).
     """
 
-    def __init__(self, dim: int, hidden: Sequence[int] = (64, 32), *, use_product: bool = True) -> None:
+    def __init__(
+        self, dim: int, hidden: Sequence[int] = (64, 32), *, use_product: bool = True
+    ) -> None:
         super().__init__()
         self.unit = ActivationUnit(dim, hidden, use_product=use_product)
 
@@ -131,7 +135,9 @@ class MLPTower(nn.Module):
     module's train mode); in eval mode it is the identity, so scores are deterministic.
     """
 
-    def __init__(self, in_dim: int, hidden: Sequence[int] = (256, 128, 64), *, dropout: float = 0.0) -> None:
+    def __init__(
+        self, in_dim: int, hidden: Sequence[int] = (256, 128, 64), *, dropout: float = 0.0
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         prev = in_dim
@@ -160,7 +166,9 @@ def _stacked_unit(units: Sequence[ActivationUnit]) -> tuple[torch.Tensor, ...]:
     b_k = torch.stack([u.key_proj.bias for u in units]).unsqueeze(1)  # [C, 1, h0]
     w_q = torch.stack([u.query_proj.weight for u in units]).transpose(1, 2)  # [C, d, h0]
     products = [u.product_proj for u in units]
-    w_p = None if products[0] is None else torch.stack([p.weight for p in products]).transpose(1, 2)  # [C, d, h0]
+    w_p = (
+        None if products[0] is None else torch.stack([p.weight for p in products]).transpose(1, 2)
+    )  # [C, d, h0]
     return w_k, b_k, w_q, w_p
 
 
@@ -168,7 +176,10 @@ def _stacked_rest(units: Sequence[ActivationUnit]) -> list[tuple[torch.Tensor, t
     """(weight [C, in, out], bias [C, 1, out]) of each Linear after the first layer, stacked."""
     linears = [[m for m in u.rest if isinstance(m, nn.Linear)] for u in units]
     return [
-        (torch.stack([lin[i].weight for lin in linears]).transpose(1, 2), torch.stack([lin[i].bias for lin in linears]).unsqueeze(1))
+        (
+            torch.stack([lin[i].weight for lin in linears]).transpose(1, 2),
+            torch.stack([lin[i].bias for lin in linears]).unsqueeze(1),
+        )
         for i in range(len(linears[0]))
     ]
 
@@ -184,7 +195,10 @@ def _rest_batched(h: torch.Tensor, rest: list[tuple[torch.Tensor, torch.Tensor]]
 
 
 def pool_stacked(
-    poolings: Sequence[TargetAttentionPooling], keys: torch.Tensor, queries: torch.Tensor, mask: torch.Tensor
+    poolings: Sequence[TargetAttentionPooling],
+    keys: torch.Tensor,
+    queries: torch.Tensor,
+    mask: torch.Tensor,
 ) -> torch.Tensor:
     """C target-attention poolings run as ONE batched computation (no loop over poolings in training).
 
@@ -227,7 +241,9 @@ def pool_stacked(
             h = torch.baddbmm(torch.baddbmm(b_k, real, w_k), product, w_p)  # [C, N_real, h0]
         h = h + torch.bmm(queries, w_q).index_select(1, row)  # query term once per sample
         weights = _rest_batched(h, rest)  # [C, N_real]
-        return keys.new_zeros(n_pool, n_targets, dim).index_add(1, row, weights.unsqueeze(-1) * real)
+        return keys.new_zeros(n_pool, n_targets, dim).index_add(
+            1, row, weights.unsqueeze(-1) * real
+        )
     # Traced (ONNX / TorchScript export): the dense form, no data-dependent shapes.
     if w_p is None:
         h = torch.baddbmm(b_k, flat, w_k)
@@ -235,6 +251,8 @@ def pool_stacked(
         product = (keys * queries.unsqueeze(2)).reshape(n_pool, n_targets * n_pos, dim)
         h = torch.baddbmm(torch.baddbmm(b_k, flat, w_k), product, w_p)  # [C, N, h0]
     h = h.view(n_pool, n_targets, n_pos, first) + torch.bmm(queries, w_q).unsqueeze(2)
-    weights = _rest_batched(h.view(n_pool, n_targets * n_pos, first), rest).view(n_pool, n_targets, n_pos)
+    weights = _rest_batched(h.view(n_pool, n_targets * n_pos, first), rest).view(
+        n_pool, n_targets, n_pos
+    )
     weights = weights * mask.to(keys.dtype)  # [C, B, L]
     return torch.matmul(weights.unsqueeze(2), keys).squeeze(2)  # [C, B, 1, L] @ [C, B, L, d]

@@ -97,13 +97,20 @@ def identical_codebooks(codes: dict[str, Any], sizes: dict[str, list[int]]) -> d
     kept: list[str] = []
     for cb in order:
         same = next(
-            (k for k in kept if list(sizes[k]) == list(sizes[cb]) and np.array_equal(codes[k], codes[cb])), None
+            (
+                k
+                for k in kept
+                if list(sizes[k]) == list(sizes[cb]) and np.array_equal(codes[k], codes[cb])
+            ),
+            None,
         )
         if same is None:
             kept.append(cb)
         else:
             aliases[cb] = same
     return aliases
+
+
 @dataclass
 class PretrainPhase:
     """A phase trained before the main loop: `module`'s parameters only, for `epochs` epochs,
@@ -184,19 +191,24 @@ class RankingModel(nn.Module):
             if cb in self.codebooks:
                 continue  # identical codes: one buffer, one table
             n_levels = len(self.shapes.sid_sizes[cb])
-            self.register_buffer(f"sids_{cb}", torch.zeros(self.shapes.n_items, n_levels, dtype=torch.int64))
+            self.register_buffer(
+                f"sids_{cb}", torch.zeros(self.shapes.n_items, n_levels, dtype=torch.int64)
+            )
             self.codebooks.append(cb)
 
     def _use_content(self, modalities: Sequence[str]) -> None:
         if not modalities:
-            raise ConfigError(f"{self.name} needs content embeddings, but none were given (embeddings/<modality>.parquet)")
+            raise ConfigError(
+                f"{self.name} needs content embeddings, but none were given (embeddings/<modality>.parquet)"
+            )
         for m in modalities:
             if m not in self.shapes.content_dims:
                 raise ConfigError(
                     f"{self.name} needs content embeddings of modality {m!r}; available: {sorted(self.shapes.content_dims)}"
                 )
             self.register_buffer(
-                f"content_{m}", torch.zeros(self.shapes.n_items, self.shapes.content_dims[m], dtype=torch.float32)
+                f"content_{m}",
+                torch.zeros(self.shapes.n_items, self.shapes.content_dims[m], dtype=torch.float32),
             )
             self.content_modalities.append(m)
 
@@ -229,10 +241,14 @@ class RankingModel(nn.Module):
 
     def _content_projection(self) -> nn.Linear:
         """E: concatenated content embeddings -> d (VBPR's projection), after `_use_content`."""
-        return nn.Linear(sum(self.shapes.content_dims[m] for m in self.content_modalities), self.dim, bias=False)
+        return nn.Linear(
+            sum(self.shapes.content_dims[m] for m in self.content_modalities), self.dim, bias=False
+        )
 
     def _pooling(self) -> TargetAttentionPooling:
-        return TargetAttentionPooling(self.dim, self.attention_hidden, use_product=self.attention_product)
+        return TargetAttentionPooling(
+            self.dim, self.attention_hidden, use_product=self.attention_product
+        )
 
 
 def _id_embedding(n_ids: int, dim: int, sparse: bool = False) -> nn.Embedding:
@@ -293,9 +309,13 @@ class MCCA(RankingModel):
         super().__init__(shapes, **kwargs)
         if not (use_msc or use_mjc):
             raise ConfigError("MCCA needs use_msc or use_mjc (or both); with neither it is DIN")
-        mods = [m for m in shapes.sid_sizes if m != JOINT] if modalities is None else list(modalities)
+        mods = (
+            [m for m in shapes.sid_sizes if m != JOINT] if modalities is None else list(modalities)
+        )
         if use_msc and not mods:
-            raise ConfigError("MCCA with modal-specific codebooks needs at least one sid_<modality> column besides sid_joint")
+            raise ConfigError(
+                "MCCA with modal-specific codebooks needs at least one sid_<modality> column besides sid_joint"
+            )
         self.modalities = mods
         self.use_msc, self.use_mjc = bool(use_msc), bool(use_mjc)
         self.dot, self.use_content = bool(dot), bool(content)
@@ -306,7 +326,12 @@ class MCCA(RankingModel):
         self.query_codebook = self.canonical(JOINT) if use_mjc else None
         d = self.dim
         self.id_embedding = _id_embedding(shapes.n_ids, d, self.sparse_embeddings)
-        self.sid_embeddings = nn.ModuleDict({cb: SIDEmbedding(shapes.sid_sizes[cb], d, sparse=self.sparse_embeddings) for cb in self.codebooks})
+        self.sid_embeddings = nn.ModuleDict(
+            {
+                cb: SIDEmbedding(shapes.sid_sizes[cb], d, sparse=self.sparse_embeddings)
+                for cb in self.codebooks
+            }
+        )
         self.sid_poolings = nn.ModuleDict({cb: self._pooling() for cb in self.attended})
         self.id_pooling = self._pooling()
         n_target_sid = 1 if use_mjc else len(self.attended)
@@ -320,12 +345,20 @@ class MCCA(RankingModel):
 
     def model_kwargs(self) -> dict[str, Any]:
         return {
-            **super().model_kwargs(), "modalities": self.modalities, "use_msc": self.use_msc,
-            "use_mjc": self.use_mjc, "dot": self.dot, "content": self.use_content,
+            **super().model_kwargs(),
+            "modalities": self.modalities,
+            "use_msc": self.use_msc,
+            "use_mjc": self.use_mjc,
+            "dot": self.dot,
+            "content": self.use_content,
         }
 
     def describe(self) -> str:
-        variant = "MCCA" if self.use_msc and self.use_mjc else ("MCCA w/o MSC" if self.use_mjc else "MCCA w/o MJC")
+        variant = (
+            "MCCA"
+            if self.use_msc and self.use_mjc
+            else ("MCCA w/o MSC" if self.use_mjc else "MCCA w/o MJC")
+        )
         extras = "".join(s for s, on in (("+content", self.use_content), ("+dot", self.dot)) if on)
         tables = ", ".join(self.codebooks)
         text = f"{variant}{extras}: SID tables [{tables}], poolings over [{', '.join(self.attended)}] + item IDs"
@@ -399,8 +432,15 @@ class DIN(RankingModel):
 
     name = "DIN"
 
-    def __init__(self, shapes: TableShapes, *, sid_codebook: str | None = None, dot: bool = False,
-                 content: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        shapes: TableShapes,
+        *,
+        sid_codebook: str | None = None,
+        dot: bool = False,
+        content: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(shapes, **kwargs)
         self.sid_codebook = sid_codebook
         self.dot, self.use_content = bool(dot), bool(content)
@@ -408,7 +448,9 @@ class DIN(RankingModel):
         if sid_codebook is not None:
             self._use_codebooks([sid_codebook])
             cb = self.canonical(sid_codebook)
-            self.sid_embedding = SIDEmbedding(shapes.sid_sizes[cb], self.dim, sparse=self.sparse_embeddings)
+            self.sid_embedding = SIDEmbedding(
+                shapes.sid_sizes[cb], self.dim, sparse=self.sparse_embeddings
+            )
         if self.use_content:
             self._use_content(list(shapes.content_dims))
             self.content_proj = self._content_projection()
@@ -416,11 +458,18 @@ class DIN(RankingModel):
         self.tower = self._tower(2 * self.dim)
 
     def model_kwargs(self) -> dict[str, Any]:
-        return {**super().model_kwargs(), "sid_codebook": self.sid_codebook, "dot": self.dot, "content": self.use_content}
+        return {
+            **super().model_kwargs(),
+            "sid_codebook": self.sid_codebook,
+            "dot": self.dot,
+            "content": self.use_content,
+        }
 
     def describe(self) -> str:
         base = "DIN" if self.sid_codebook is None else f"DIN + {self.sid_codebook} SIDs"
-        return base + "".join(s for s, on in ((" + content", self.use_content), (" + dot", self.dot)) if on)
+        return base + "".join(
+            s for s, on in ((" + content", self.use_content), (" + dot", self.dot)) if on
+        )
 
     def item_repr(self, items: torch.Tensor) -> torch.Tensor:
         """[...] item rows -> [..., d]."""
@@ -453,13 +502,17 @@ class VBPR(RankingModel):
 
     name = "VBPR"
 
-    def __init__(self, shapes: TableShapes, *, modalities: Sequence[str] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, shapes: TableShapes, *, modalities: Sequence[str] | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(shapes, **kwargs)
         mods = list(shapes.content_dims) if modalities is None else list(modalities)
         self._use_content(mods)
         in_dim = sum(shapes.content_dims[m] for m in mods)
         self.id_embedding = _id_embedding(shapes.n_ids, self.dim, self.sparse_embeddings)
-        self.item_bias = nn.Embedding(shapes.n_ids, 1, padding_idx=PAD, sparse=self.sparse_embeddings)
+        self.item_bias = nn.Embedding(
+            shapes.n_ids, 1, padding_idx=PAD, sparse=self.sparse_embeddings
+        )
         nn.init.zeros_(self.item_bias.weight)
         self.content_proj = nn.Linear(in_dim, self.dim, bias=False)
         self.content_bias = nn.Linear(in_dim, 1)
@@ -490,7 +543,9 @@ class ContentConcat(RankingModel):
 
     name = "ContentConcat"
 
-    def __init__(self, shapes: TableShapes, *, modalities: Sequence[str] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, shapes: TableShapes, *, modalities: Sequence[str] | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(shapes, **kwargs)
         mods = list(shapes.content_dims) if modalities is None else list(modalities)
         self._use_content(mods)

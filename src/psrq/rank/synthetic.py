@@ -16,7 +16,10 @@ from typing import Any
 
 import numpy as np
 
-SYNTHETIC_META = {b"psrq.synthetic": b"true", b"psrq.note": b"SYNTHETIC data with planted clusters (psrq.rank.synthetic)"}
+SYNTHETIC_META = {
+    b"psrq.synthetic": b"true",
+    b"psrq.note": b"SYNTHETIC data with planted clusters (psrq.rank.synthetic)",
+}
 
 
 def make_synthetic_ranking_data(
@@ -47,7 +50,9 @@ def make_synthetic_ranking_data(
     cluster = rng.integers(0, n_clusters, size=n_items)
     popularity = rng.zipf(1.6, size=n_items).astype(np.float64)
     by_cluster = [np.flatnonzero(cluster == c) for c in range(n_clusters)]
-    rows: dict[str, list[Any]] = {k: [] for k in ("user_id", "item_id", "label", "timestamp", "history", "split")}
+    rows: dict[str, list[Any]] = {
+        k: [] for k in ("user_id", "item_id", "label", "timestamp", "history", "split")
+    }
     for u in range(n_users):
         liked = rng.integers(0, n_clusters)
         pool = by_cluster[liked]
@@ -91,15 +96,31 @@ def make_synthetic_ranking_data(
         ).replace_schema_metadata(SYNTHETIC_META)
         paths[split] = root / "samples" / f"{split}.parquet"
         write_parquet(paths[split], table)
-    write_json(root / "samples" / "meta.json", {"synthetic": True, "cold_threshold": cold_threshold, "max_history": 20, "seed": seed})
+    write_json(
+        root / "samples" / "meta.json",
+        {"synthetic": True, "cold_threshold": cold_threshold, "max_history": 20, "seed": seed},
+    )
 
     # Semantic IDs: level 1 = the planted cluster (per codebook, relabelled), levels 2-3 random.
     sid_cols: dict[str, Any] = {"item_id": pa.array(item_ids.tolist(), pa.string())}
     sizes: dict[str, list[int]] = {}
     for cb in (*modalities, "joint"):
-        relabel = rng.permutation(codebook_size)[:n_clusters] if codebook_size >= n_clusters else np.arange(n_clusters)
-        codes = np.stack([relabel[cluster], rng.integers(0, codebook_size, n_items), rng.integers(0, codebook_size, n_items)], 1)
-        sid_cols[f"sid_{cb}"] = pa.FixedSizeListArray.from_arrays(pa.array(codes.astype(np.int32).ravel(), pa.int32()), 3)
+        relabel = (
+            rng.permutation(codebook_size)[:n_clusters]
+            if codebook_size >= n_clusters
+            else np.arange(n_clusters)
+        )
+        codes = np.stack(
+            [
+                relabel[cluster],
+                rng.integers(0, codebook_size, n_items),
+                rng.integers(0, codebook_size, n_items),
+            ],
+            1,
+        )
+        sid_cols[f"sid_{cb}"] = pa.FixedSizeListArray.from_arrays(
+            pa.array(codes.astype(np.int32).ravel(), pa.int32()), 3
+        )
         sizes[cb] = [max(codebook_size, n_clusters), codebook_size, codebook_size]
     meta = {**SYNTHETIC_META, b"psrq.sid_sizes": json.dumps(sizes).encode()}
     paths["sids"] = root / "sids.parquet"
@@ -108,10 +129,21 @@ def make_synthetic_ranking_data(
     centers = rng.normal(size=(n_clusters, content_dim)).astype(np.float32)
     for m in modalities:
         X = centers[cluster] + 0.5 * rng.normal(size=(n_items, content_dim)).astype(np.float32)
-        emb = pa.FixedSizeListArray.from_arrays(pa.array(X.astype(np.float32).ravel(), pa.float32()), content_dim)
+        emb = pa.FixedSizeListArray.from_arrays(
+            pa.array(X.astype(np.float32).ravel(), pa.float32()), content_dim
+        )
         table = pa.table({"item_id": pa.array(item_ids.tolist(), pa.string()), "embedding": emb})
         paths[f"emb_{m}"] = root / "embeddings" / f"{m}.parquet"
-        write_parquet(paths[f"emb_{m}"], table.replace_schema_metadata({**SYNTHETIC_META, b"psrq.encoder": b"synthetic", b"psrq.dim": str(content_dim).encode()}))
+        write_parquet(
+            paths[f"emb_{m}"],
+            table.replace_schema_metadata(
+                {
+                    **SYNTHETIC_META,
+                    b"psrq.encoder": b"synthetic",
+                    b"psrq.dim": str(content_dim).encode(),
+                }
+            ),
+        )
     paths["samples"] = root / "samples"
     paths["embeddings"] = root / "embeddings"
     return paths

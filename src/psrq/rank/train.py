@@ -54,13 +54,17 @@ class TrainConfig:
     max_history: int = 20
     batch_size: int = 512
     lr: float = 1e-3
-    weight_decay: float = 0.0  # Adam's L2 on the dense weights (towers, attention units, projections)
+    weight_decay: float = (
+        0.0  # Adam's L2 on the dense weights (towers, attention units, projections)
+    )
     # L2 on the embedding-table rows looked up in each batch (EmbeddingL2) and dropout in the
     # tower; None = the model family's default chosen on validation (FAMILY_DEFAULTS).
     embedding_l2: float | None = None
     dropout: float | None = None
     epochs: int = 20
-    patience: int = 2  # epochs without validation-AUC improvement before stopping; 0 = never stop early
+    patience: int = (
+        2  # epochs without validation-AUC improvement before stopping; 0 = never stop early
+    )
     min_id_count: int = 2  # items seen fewer times in training share the OOV ID row
     seed: int = 0
     eval_batch_size: int = 8192
@@ -120,9 +124,24 @@ FAMILY_DEFAULTS: dict[str, dict[str, float]] = {
 # Last.fm-2k; docs/ranking.md).
 PRESETS: dict[str, dict[str, Any]] = {
     # The paper gives no regularisation: "paper" has none.
-    "paper": {"dim": 64, "max_history": 20, "batch_size": 512, "lr": 1e-4, "epochs": 1, "patience": 0,
-              "embedding_l2": 0.0, "dropout": 0.0},
-    "default": {"dim": 64, "max_history": 20, "batch_size": 512, "lr": 1e-3, "epochs": 20, "patience": 2},
+    "paper": {
+        "dim": 64,
+        "max_history": 20,
+        "batch_size": 512,
+        "lr": 1e-4,
+        "epochs": 1,
+        "patience": 0,
+        "embedding_l2": 0.0,
+        "dropout": 0.0,
+    },
+    "default": {
+        "dim": 64,
+        "max_history": 20,
+        "batch_size": 512,
+        "lr": 1e-3,
+        "epochs": 20,
+        "patience": 2,
+    },
 }
 
 
@@ -151,16 +170,30 @@ def load_ranking_data(
     train_table = read_table(d / "train.parquet")
     sid_data = with_single_modality_joint(read_sids(sids)) if sids is not None else None
     content = read_embeddings_dir(embeddings, modalities)
-    tables = build_item_tables(train_table, sids=sid_data, content=content, min_id_count=min_id_count)
+    tables = build_item_tables(
+        train_table, sids=sid_data, content=content, min_id_count=min_id_count
+    )
     tables.sid_source = read_sids_source(sids) if sids is not None else {}
     encoded = {}
     for name in splits:
         table = train_table if name == "train" else read_table(d / f"{name}.parquet")
-        encoded[name] = encode_samples(table, tables, max_history=max_history, name=name, source=d / f"{name}.parquet")
-    return RankingData(tables, encoded, {"samples": str(d), "sids": str(sids) if sids else None, "embeddings": str(embeddings) if embeddings else None})
+        encoded[name] = encode_samples(
+            table, tables, max_history=max_history, name=name, source=d / f"{name}.parquet"
+        )
+    return RankingData(
+        tables,
+        encoded,
+        {
+            "samples": str(d),
+            "sids": str(sids) if sids else None,
+            "embeddings": str(embeddings) if embeddings else None,
+        },
+    )
 
 
-def with_single_modality_joint(sid_data: tuple[np.ndarray, dict[str, np.ndarray], dict[str, list[int]]]) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, list[int]]]:
+def with_single_modality_joint(
+    sid_data: tuple[np.ndarray, dict[str, np.ndarray], dict[str, list[int]]],
+) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, list[int]]]:
     """With one modality, the modal-joint input [X^t] is X^t itself, so the joint SID *is* the
     modality's SID: alias it (the same array, no copy). The item tables then report
     ``sid_aliases == {"joint": <modality>}`` and the models build that codebook once."""
@@ -176,7 +209,9 @@ def with_single_modality_joint(sid_data: tuple[np.ndarray, dict[str, np.ndarray]
 def make_model(config: TrainConfig, tables: ItemTables) -> RankingModel:
     """Build the configured model (seeded) and copy the item tables into its buffers."""
     torch.manual_seed(config.seed)
-    model = build_model(config.model, tables.shapes(), dim=config.dim, dropout=config.dropout, **config.model_params)
+    model = build_model(
+        config.model, tables.shapes(), dim=config.dim, dropout=config.dropout, **config.model_params
+    )
     load_item_tables(model, tables)
     return model
 
@@ -200,7 +235,11 @@ class AdamWithSparseEmbeddings:
     """
 
     def __init__(self, model: torch.nn.Module, lr: float, weight_decay: float = 0.0) -> None:
-        sparse = [m.weight for m in model.modules() if isinstance(m, torch.nn.Embedding | torch.nn.EmbeddingBag) and m.sparse]
+        sparse = [
+            m.weight
+            for m in model.modules()
+            if isinstance(m, torch.nn.Embedding | torch.nn.EmbeddingBag) and m.sparse
+        ]
         sparse_ids = {id(p) for p in sparse}
         dense = [p for p in model.parameters() if id(p) not in sparse_ids]
         self.optimizers: list[torch.optim.Optimizer] = []
@@ -287,7 +326,12 @@ class TrainResult:
     metrics: dict[str, dict[str, float]]  # split -> metrics of the restored best model
 
 
-def predict_logits(model: RankingModel, split: EncodedSplit, batch_size: int = 8192, device: torch.device | None = None) -> np.ndarray:
+def predict_logits(
+    model: RankingModel,
+    split: EncodedSplit,
+    batch_size: int = 8192,
+    device: torch.device | None = None,
+) -> np.ndarray:
     """Logits float32 [n] for every sample of a split, in order (`device`: the model's, None = CPU)."""
     model.eval()
     out = np.empty(len(split), dtype=np.float32)
@@ -299,7 +343,12 @@ def predict_logits(model: RankingModel, split: EncodedSplit, batch_size: int = 8
     return out
 
 
-def evaluate_split(model: RankingModel, split: EncodedSplit, batch_size: int = 8192, device: torch.device | None = None) -> dict[str, float]:
+def evaluate_split(
+    model: RankingModel,
+    split: EncodedSplit,
+    batch_size: int = 8192,
+    device: torch.device | None = None,
+) -> dict[str, float]:
     logits = predict_logits(model, split, batch_size, device)
     return evaluate_predictions(split.label.numpy(), logits, split.user, split.is_cold)
 
@@ -330,7 +379,13 @@ def train_one_epoch(
     n_batches = math.ceil(len(split) / config.batch_size)
     batches = iter_batches(split, config.batch_size, generator=_epoch_generator(config.seed, epoch))
     try:
-        for b, idx, target, history, label in tqdm(batches, total=n_batches, desc=f"epoch {epoch + 1}", leave=False, disable=None if progress else True):
+        for b, idx, target, history, label in tqdm(
+            batches,
+            total=n_batches,
+            desc=f"epoch {epoch + 1}",
+            leave=False,
+            disable=None if progress else True,
+        ):
             logits = model(target, history)
             loss = loss_fn(logits, label)
             if not torch.isfinite(loss):
@@ -351,7 +406,14 @@ def train_one_epoch(
     return total / max(count, 1)
 
 
-def prepare_model(model: RankingModel, train: EncodedSplit, config: TrainConfig, *, resuming: bool, progress: bool = True) -> list[dict[str, Any]]:
+def prepare_model(
+    model: RankingModel,
+    train: EncodedSplit,
+    config: TrainConfig,
+    *,
+    resuming: bool,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
     """What a model does before the main loop (both no-ops for most models): fit item features
     on the training split (QARM's codes), then train each pre-training phase (SimTier+MAKE's
     multimodal module) on that phase's parameters only, with an optimiser of its own, and freeze
@@ -367,9 +429,13 @@ def prepare_model(model: RankingModel, train: EncodedSplit, config: TrainConfig,
             optimizer = AdamWithSparseEmbeddings(phase.module, config.lr, config.weight_decay)
             with model.active_phase(phase.name):
                 for epoch in range(phase.epochs):
-                    loss = train_one_epoch(model, optimizer, train, config, epoch, progress=progress)
+                    loss = train_one_epoch(
+                        model, optimizer, train, config, epoch, progress=progress
+                    )
                     records.append({"phase": phase.name, "epoch": epoch + 1, "train_loss": loss})
-                    Console(stderr=True, quiet=not progress).print(f"{phase.name} epoch {epoch + 1}: train loss {loss:.4f}")
+                    Console(stderr=True, quiet=not progress).print(
+                        f"{phase.name} epoch {epoch + 1}: train loss {loss:.4f}"
+                    )
         phase.module.requires_grad_(False)  # the main loop's optimiser then never moves it
     return records
 
@@ -398,12 +464,21 @@ def train_model(
     resuming = resume and ckpt is not None and (ckpt / "manifest.json").is_file()
     prepare_model(model, data.splits["train"], config, resuming=resuming, progress=progress)
     optimizer = make_optimizer(model, config)
-    state = {"epoch": -1, "best_epoch": -1, "best_auc": -math.inf, "bad_epochs": 0, "history": [], "best_state": None}
+    state = {
+        "epoch": -1,
+        "best_epoch": -1,
+        "best_auc": -math.inf,
+        "bad_epochs": 0,
+        "history": [],
+        "best_state": None,
+    }
     if resuming:
         state = _load_checkpoint(ckpt, model, optimizer, config, data.tables)
         console.print(f"resuming after epoch {state['epoch'] + 1} from {ckpt}")
     for epoch in range(state["epoch"] + 1, config.epochs):
-        loss = train_one_epoch(model, optimizer, data.splits["train"], config, epoch, progress=progress)
+        loss = train_one_epoch(
+            model, optimizer, data.splits["train"], config, epoch, progress=progress
+        )
         record: dict[str, Any] = {"epoch": epoch + 1, "train_loss": loss}
         score = -loss
         if valid is not None and len(valid):
@@ -411,33 +486,53 @@ def train_model(
             score = record["valid"]["auc"] if not math.isnan(record["valid"]["auc"]) else -loss
         state["history"].append(record)
         if score > state["best_auc"]:
-            state.update(best_auc=score, best_epoch=epoch, bad_epochs=0, best_state=copy.deepcopy(model.state_dict()))
+            state.update(
+                best_auc=score,
+                best_epoch=epoch,
+                bad_epochs=0,
+                best_state=copy.deepcopy(model.state_dict()),
+            )
         else:
             state["bad_epochs"] += 1
         state["epoch"] = epoch
         v = record.get("valid", {})
-        console.print(f"epoch {epoch + 1}: train loss {loss:.4f}  valid AUC {v.get('auc', math.nan):.4f}  GAUC {v.get('gauc', math.nan):.4f}")
+        console.print(
+            f"epoch {epoch + 1}: train loss {loss:.4f}  valid AUC {v.get('auc', math.nan):.4f}  GAUC {v.get('gauc', math.nan):.4f}"
+        )
         if ckpt is not None:
             _write_checkpoint(ckpt, model, optimizer, config, data.tables, state)
         if config.patience and state["bad_epochs"] >= config.patience:
             break
     if state["best_state"] is not None:
         model.load_state_dict(state["best_state"])
-    metrics = {name: evaluate_split(model, split, config.eval_batch_size) for name, split in data.splits.items() if name != "train" and len(split)}
-    result = TrainResult(model, data.tables, config, state["best_epoch"] + 1, state["history"], metrics)
+    metrics = {
+        name: evaluate_split(model, split, config.eval_batch_size)
+        for name, split in data.splits.items()
+        if name != "train" and len(split)
+    }
+    result = TrainResult(
+        model, data.tables, config, state["best_epoch"] + 1, state["history"], metrics
+    )
     if out is not None:
         save_model(Path(out) / "model", result)
-        write_json(Path(out) / "metrics.json", {"best_epoch": result.best_epoch, "metrics": metrics, "history": result.history})
+        write_json(
+            Path(out) / "metrics.json",
+            {"best_epoch": result.best_epoch, "metrics": metrics, "history": result.history},
+        )
     return result
 
 
 def _config_key(config: TrainConfig, tables: ItemTables) -> str:
     # `epochs` may grow on resume (continue a finished run for longer); everything else must match.
     settings = {k: v for k, v in config.to_dict().items() if k != "epochs"}
-    return fingerprint_obj({"config": settings, "sids": tables.sid_fingerprint(), "shapes": tables.shapes().to_dict()})
+    return fingerprint_obj(
+        {"config": settings, "sids": tables.sid_fingerprint(), "shapes": tables.shapes().to_dict()}
+    )
 
 
-def discard_stale_checkpoint(out: str | os.PathLike[str], config: TrainConfig, tables: ItemTables) -> bool:
+def discard_stale_checkpoint(
+    out: str | os.PathLike[str], config: TrainConfig, tables: ItemTables
+) -> bool:
     """Delete `out/checkpoint` when another configuration or other data wrote it (True if so).
 
     For callers that own `out` and have already decided to retrain (`psrq run`, whose stage
@@ -458,17 +553,43 @@ def discard_stale_checkpoint(out: str | os.PathLike[str], config: TrainConfig, t
     return True
 
 
-def _write_checkpoint(path: Path, model: RankingModel, optimizer: AdamWithSparseEmbeddings, config: TrainConfig, tables: ItemTables, state: dict[str, Any]) -> None:
-    with write_model_dir(path, kind=CHECKPOINT_KIND, params=config.to_dict(), seed=config.seed, input_fingerprint=_config_key(config, tables)) as d:
+def _write_checkpoint(
+    path: Path,
+    model: RankingModel,
+    optimizer: AdamWithSparseEmbeddings,
+    config: TrainConfig,
+    tables: ItemTables,
+    state: dict[str, Any],
+) -> None:
+    with write_model_dir(
+        path,
+        kind=CHECKPOINT_KIND,
+        params=config.to_dict(),
+        seed=config.seed,
+        input_fingerprint=_config_key(config, tables),
+    ) as d:
         # torch's global RNG feeds dropout: saved so a resumed run draws the same masks.
-        blob = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": state, "rng": torch.get_rng_state()}
+        blob = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "state": state,
+            "rng": torch.get_rng_state(),
+        }
         torch.save(blob, d / "checkpoint.pt")
 
 
-def _load_checkpoint(path: Path, model: RankingModel, optimizer: AdamWithSparseEmbeddings, config: TrainConfig, tables: ItemTables) -> dict[str, Any]:
+def _load_checkpoint(
+    path: Path,
+    model: RankingModel,
+    optimizer: AdamWithSparseEmbeddings,
+    config: TrainConfig,
+    tables: ItemTables,
+) -> dict[str, Any]:
     manifest = read_model_dir(path, kind=CHECKPOINT_KIND)
     if manifest.get("input_fingerprint") != _config_key(config, tables):
-        raise ConfigError(f"{path} was written by a run with another configuration or other data; resume needs the same ones (or delete the checkpoint)")
+        raise ConfigError(
+            f"{path} was written by a run with another configuration or other data; resume needs the same ones (or delete the checkpoint)"
+        )
     blob = load_tensors(path / "checkpoint.pt")
     model.load_state_dict(blob["model"])
     optimizer.load_state_dict(blob["optimizer"])
@@ -485,7 +606,9 @@ def load_tensors(path: Path) -> Any:
     try:
         return torch.load(path, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as e:
-        raise ArtifactError(f"{path} cannot be loaded safely (weights_only): {str(e).splitlines()[0]}") from None
+        raise ArtifactError(
+            f"{path} cannot be loaded safely (weights_only): {str(e).splitlines()[0]}"
+        ) from None
 
 
 # ---- model directories ------------------------------------------------------------------------
@@ -526,7 +649,13 @@ def resolve_model_dir(path: str | os.PathLike[str]) -> Path:
 class Ranker:
     """A trained model with its item tables, ready to score (frozen)."""
 
-    def __init__(self, model: RankingModel, tables: ItemTables, spec: dict[str, Any], path: Path | None = None) -> None:
+    def __init__(
+        self,
+        model: RankingModel,
+        tables: ItemTables,
+        spec: dict[str, Any],
+        path: Path | None = None,
+    ) -> None:
         self.model, self.tables, self.spec, self.path = model, tables, spec, path
         self.model.eval()
 
@@ -540,7 +669,9 @@ class Ranker:
         try:
             model.load_state_dict(load_tensors(root / "weights.pt"))
         except (RuntimeError, KeyError) as e:
-            raise ArtifactError(f"{root}: weights.pt does not fit the model in spec.json: {e}") from e
+            raise ArtifactError(
+                f"{root}: weights.pt does not fit the model in spec.json: {e}"
+            ) from e
         item_ids = np.asarray(json.loads((root / "items.json").read_text()), dtype=object)
         tables = ItemTables(
             item_ids=item_ids,
@@ -548,7 +679,9 @@ class Ranker:
             n_ids=shapes.n_ids,
             sids={cb: getattr(model, f"sids_{cb}").numpy().copy() for cb in model.codebooks},
             sid_sizes={cb: shapes.sid_sizes[cb] for cb in model.codebooks},
-            content={m: getattr(model, f"content_{m}").numpy().copy() for m in model.content_modalities},
+            content={
+                m: getattr(model, f"content_{m}").numpy().copy() for m in model.content_modalities
+            },
         )
         if tables.sid_fingerprint() != spec.get("sid_fingerprint"):
             raise ArtifactError(f"{root}: item tables do not match the recorded SID fingerprint")
@@ -569,7 +702,13 @@ class Ranker:
 
     def evaluate(self, samples_path: str | os.PathLike[str]) -> dict[str, float]:
         table = read_table(samples_path)
-        split = encode_samples(table, self.tables, max_history=self.max_history, name=Path(samples_path).stem, source=samples_path)
+        split = encode_samples(
+            table,
+            self.tables,
+            max_history=self.max_history,
+            name=Path(samples_path).stem,
+            source=samples_path,
+        )
         return evaluate_split(self.model, split)
 
     def score(
@@ -596,14 +735,28 @@ class Ranker:
         rows_h = self.tables.rows_of(history) if history else np.zeros(0, np.int64)
         known = rows_c != OOV
         model = self.model
-        described_new = [i for i in dict.fromkeys([*history, *candidates]) if (i in new_sids or i in new_content)]
-        described_new = [i for i, r in zip(described_new, self.tables.rows_of(described_new), strict=True) if r == OOV] if described_new else []
+        described_new = [
+            i for i in dict.fromkeys([*history, *candidates]) if (i in new_sids or i in new_content)
+        ]
+        described_new = (
+            [
+                i
+                for i, r in zip(described_new, self.tables.rows_of(described_new), strict=True)
+                if r == OOV
+            ]
+            if described_new
+            else []
+        )
         if described_new:
-            model, rows_c, rows_h = self._request_model(history, candidates, rows_c, rows_h, described_new, new_sids, new_content)
+            model, rows_c, rows_h = self._request_model(
+                history, candidates, rows_c, rows_h, described_new, new_sids, new_content
+            )
         hist = np.zeros((1, self.max_history), dtype=np.int64)
         hist[0, : len(rows_h)] = rows_h
         with torch.no_grad():
-            logits = model(torch.from_numpy(rows_c), torch.from_numpy(hist)).numpy()  # history [1, L], broadcast
+            logits = model(
+                torch.from_numpy(rows_c), torch.from_numpy(hist)
+            ).numpy()  # history [1, L], broadcast
         described = np.array([(c in new_sids) or (c in new_content) for c in candidates])
         order = np.argsort(-logits, kind="stable")
         return [
@@ -611,7 +764,9 @@ class Ranker:
                 "item_id": candidates[i],
                 "score": float(1 / (1 + np.exp(-logits[i]))),
                 "logit": float(logits[i]),
-                "status": "known" if known[i] else ("new (SIDs/content)" if described[i] else "unknown (OOV only)"),
+                "status": "known"
+                if known[i]
+                else ("new (SIDs/content)" if described[i] else "unknown (OOV only)"),
             }
             for i in order
         ]
@@ -633,23 +788,42 @@ class Ranker:
         small tables: PAD, OOV, the request's known rows, then the described new items (ID row
         = OOV). Returns (view, candidate rows, history rows) in the small tables' numbering.
         """
-        known_rows = np.unique(np.concatenate([rows_c, rows_h, [PAD_ROW, OOV]]))  # sorted: PAD, OOV first
+        known_rows = np.unique(
+            np.concatenate([rows_c, rows_h, [PAD_ROW, OOV]])
+        )  # sorted: PAD, OOV first
         small = self.tables.subset(known_rows)
         sids = {
-            cb: np.stack([np.asarray(new_sids.get(i, {}).get(cb, [-1] * len(sizes)), dtype=np.int64) for i in unknown])
+            cb: np.stack(
+                [
+                    np.asarray(new_sids.get(i, {}).get(cb, [-1] * len(sizes)), dtype=np.int64)
+                    for i in unknown
+                ]
+            )
             for cb, sizes in small.sid_sizes.items()
         }
         content = {
-            m: np.stack([np.asarray(new_content.get(i, {}).get(m, np.zeros(X.shape[1])), dtype=np.float32) for i in unknown])
+            m: np.stack(
+                [
+                    np.asarray(
+                        new_content.get(i, {}).get(m, np.zeros(X.shape[1])), dtype=np.float32
+                    )
+                    for i in unknown
+                ]
+            )
             for m, X in small.content.items()
         }
         small = small.with_new_items(unknown, sids, content)
         local = np.searchsorted(known_rows, np.concatenate([rows_c, rows_h]))
         new_row = {item: len(known_rows) + j for j, item in enumerate(unknown)}
         both = [*candidates, *history]
-        local = np.array([new_row.get(item, r) for item, r in zip(both, local.tolist(), strict=True)], dtype=np.int64)
+        local = np.array(
+            [new_row.get(item, r) for item, r in zip(both, local.tolist(), strict=True)],
+            dtype=np.int64,
+        )
         view = copy.copy(self.model)
-        view._buffers = dict(self.model._buffers)  # its own buffer dict: the model's stays untouched
+        view._buffers = dict(
+            self.model._buffers
+        )  # its own buffer dict: the model's stays untouched
         load_item_tables(view, small)
         return view, local[: len(candidates)], local[len(candidates) :]
 

@@ -293,8 +293,14 @@ def write_id_report(
     names) draws the line plots once per group, so a study of many settings stays readable
     (default: one group holding every quantizer)."""
     out = Path(out_dir)
-    parts = id_quality_sections(results, X_by_name=X_by_name, codes_by_name=codes_by_name,
-                                drift_names=drift_names, plot_groups=plot_groups, seed=seed)
+    parts = id_quality_sections(
+        results,
+        X_by_name=X_by_name,
+        codes_by_name=codes_by_name,
+        drift_names=drift_names,
+        plot_groups=plot_groups,
+        seed=seed,
+    )
     body = html.toc([t for t, _, _ in parts]) + "".join(
         html.section(t, b, intro=i) for t, b, i in parts
     )

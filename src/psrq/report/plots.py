@@ -256,12 +256,22 @@ def grouped_bars_figure(
     for i, (key, label) in enumerate(metrics):
         heights = np.array([values[n].get(key, np.nan) for n in names], dtype=float)
         finite.extend(heights[np.isfinite(heights)].tolist())
-        bars = ax.bar(x + (i - (len(metrics) - 1) / 2) * width, np.nan_to_num(heights), width,
-                      label=label, color=_series_style(i)["color"])
+        bars = ax.bar(
+            x + (i - (len(metrics) - 1) / 2) * width,
+            np.nan_to_num(heights),
+            width,
+            label=label,
+            color=_series_style(i)["color"],
+        )
         for bar, h in zip(bars, heights, strict=True):
             if np.isfinite(h):
-                ax.annotate(f"{h:.3f}", (bar.get_x() + bar.get_width() / 2, h), ha="center",
-                            va="bottom", fontsize=7)
+                ax.annotate(
+                    f"{h:.3f}",
+                    (bar.get_x() + bar.get_width() / 2, h),
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                )
     if finite:  # AUCs live in a narrow band; start the axis near it so differences are visible
         lo, hi = min(finite), max(finite)
         ax.set_ylim(max(0.0, lo - 0.1 * (hi - lo + 0.05)), hi + 0.15 * (hi - lo + 0.05))
@@ -277,7 +287,9 @@ def curves_figure(curves: Mapping[str, Sequence[float]], *, xlabel: str, ylabel:
     fig = _new_figure(6.0, 3.4)
     ax = fig.subplots()
     for i, (name, ys) in enumerate(curves.items()):
-        ax.plot(np.arange(1, len(ys) + 1), ys, marker="o", markersize=3, label=name, **_series_style(i))
+        ax.plot(
+            np.arange(1, len(ys) + 1), ys, marker="o", markersize=3, label=name, **_series_style(i)
+        )
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.xaxis.get_major_locator().set_params(integer=True)

@@ -44,33 +44,56 @@ def data_section(meta: dict[str, Any]) -> str:
     splits = meta.get("splits", {})
     rows = []
     for name, s in splits.items():
-        rows.append({
-            "split": name,
-            "rows": s.get("rows"),
-            "positives": s.get("positives"),
-            "positive rate": s.get("positive_rate"),
-            "users": s.get("users"),
-            "items": s.get("items"),
-            "new users": s.get("new_users"),
-            "new items": s.get("new_items"),
-            "cold share": s.get("cold_share"),
-            "mean history": s.get("mean_history"),
-            "days": f"{s.get('first_day')} … {s.get('last_day')}" if s.get("first_day") else "–",
-        })
+        rows.append(
+            {
+                "split": name,
+                "rows": s.get("rows"),
+                "positives": s.get("positives"),
+                "positive rate": s.get("positive_rate"),
+                "users": s.get("users"),
+                "items": s.get("items"),
+                "new users": s.get("new_users"),
+                "new items": s.get("new_items"),
+                "cold share": s.get("cold_share"),
+                "mean history": s.get("mean_history"),
+                "days": f"{s.get('first_day')} … {s.get('last_day')}"
+                if s.get("first_day")
+                else "–",
+            }
+        )
     synthetic = " (SYNTHETIC data)" if meta.get("synthetic") else ""
     rule = meta.get("label_rule", {})
     protocol = meta.get("protocol", {})
     facts = [
-        ("data set", f"{meta.get('dataset')}{synthetic}: {meta.get('items', 0):,} items, {meta.get('interactions', 0):,} interactions"),
-        ("label rule", f"{rule.get('kind')} (negatives per positive: {rule.get('n_negatives')}, rating threshold {rule.get('rating_threshold')})"),
+        (
+            "data set",
+            f"{meta.get('dataset')}{synthetic}: {meta.get('items', 0):,} items, {meta.get('interactions', 0):,} interactions",
+        ),
+        (
+            "label rule",
+            f"{rule.get('kind')} (negatives per positive: {rule.get('n_negatives')}, rating threshold {rule.get('rating_threshold')})",
+        ),
         ("split", _split_fact(meta)),
-        ("history", protocol.get("history") or f"newest {protocol.get('max_history')} positives strictly before the sample"),
+        (
+            "history",
+            protocol.get("history")
+            or f"newest {protocol.get('max_history')} positives strictly before the sample",
+        ),
         ("negatives", _negatives_fact(rule, protocol)),
-        ("cold items", f"fewer than {protocol.get('cold_threshold')} positive training interactions"),
-        ("skipped", ", ".join(f"{k} = {v:,}" for k, v in meta.get("skipped", {}).items()) or "nothing"),
+        (
+            "cold items",
+            f"fewer than {protocol.get('cold_threshold')} positive training interactions",
+        ),
+        (
+            "skipped",
+            ", ".join(f"{k} = {v:,}" for k, v in meta.get("skipped", {}).items()) or "nothing",
+        ),
     ]
-    return (html.definitions(facts) + html.table(rows, caption="Samples per split (docs/protocol.md)")
-            + probe_section(meta.get("popularity_probe"), rule.get("kind", "")))
+    return (
+        html.definitions(facts)
+        + html.table(rows, caption="Samples per split (docs/protocol.md)")
+        + probe_section(meta.get("popularity_probe"), rule.get("kind", ""))
+    )
 
 
 def _negatives_fact(rule: dict[str, Any], protocol: dict[str, Any]) -> str:
@@ -78,9 +101,13 @@ def _negatives_fact(rule: dict[str, Any], protocol: dict[str, Any]) -> str:
     if rule.get("kind") != "implicit" or not rule.get("n_negatives"):
         return f"none sampled: the data's own labels; {version}"
     if protocol.get("negative_pool") == "whole_log":
-        return f"drawn by whole-log popularity (protocol 2's flawed sampler, see the probe); {version}"
-    return (f"drawn by the popularity of the positives of the sample's own split up to its time "
-            f"(window: {protocol.get('negative_window')}); {version}")
+        return (
+            f"drawn by whole-log popularity (protocol 2's flawed sampler, see the probe); {version}"
+        )
+    return (
+        f"drawn by the popularity of the positives of the sample's own split up to its time "
+        f"(window: {protocol.get('negative_window')}); {version}"
+    )
 
 
 def _split_fact(meta: dict[str, Any]) -> str:
@@ -95,8 +122,11 @@ def probe_section(probe: dict[str, Any] | None, label_rule: str) -> str:
     from psrq.data.protocol import format_probe, probe_warning
 
     if not probe:
-        return html.paragraph("popularity probe: not recorded (data prepared before protocol 3; "
-                              "rerun `psrq data prepare`)", css_class="warning")
+        return html.paragraph(
+            "popularity probe: not recorded (data prepared before protocol 3; "
+            "rerun `psrq data prepare`)",
+            css_class="warning",
+        )
     text = html.paragraph(format_probe(probe) + f". Score: {probe['score']}.", css_class="note")
     warning = probe_warning(probe, label_rule)
     return text + (html.paragraph(f"WARNING: {warning}", css_class="warning") if warning else "")
@@ -123,12 +153,16 @@ def quality_section(config: RunConfig, paths: RunPaths) -> str:
             results[name] = quality["codebooks"][codebook]
             X_by_name[name] = X
             codes_by_name[name] = codes_for(sids, codebook, ids)
-    parts = id_quality_sections(results, X_by_name=X_by_name, codes_by_name=codes_by_name, seed=config.quantize.seed)
+    parts = id_quality_sections(
+        results, X_by_name=X_by_name, codes_by_name=codes_by_name, seed=config.quantize.seed
+    )
     return "".join(html.section(title, body, intro=intro, level=3) for title, body, intro in parts)
 
 
 # ---- ranking ------------------------------------------------------------------------------------
-def collect_rank_metrics(paths: RunPaths, rank_runs: list[tuple[str, str | None, int]]) -> dict[str, list[dict[str, Any]]]:
+def collect_rank_metrics(
+    paths: RunPaths, rank_runs: list[tuple[str, str | None, int]]
+) -> dict[str, list[dict[str, Any]]]:
     """ranker name -> one metrics.json per seed."""
     from psrq.pipeline import ranker_name
 
@@ -160,29 +194,61 @@ def rank_section(paths: RunPaths, rank_runs: list[tuple[str, str | None, int]]) 
     if not by_model:
         return html.paragraph("No ranking models were trained in this run.", css_class="note")
     cols = ["model", "seeds", *(label for _, label in METRICS), "best epoch"]
-    body = html.table(rank_rows(by_model, "test"), columns=cols, caption="Test split (mean ± std over seeds)")
-    body += html.table(rank_rows(by_model, "valid"), columns=cols, caption="Validation split (early stopping uses validation AUC)")
+    body = html.table(
+        rank_rows(by_model, "test"), columns=cols, caption="Test split (mean ± std over seeds)"
+    )
+    body += html.table(
+        rank_rows(by_model, "valid"),
+        columns=cols,
+        caption="Validation split (early stopping uses validation AUC)",
+    )
     test_means = {
-        name: {key: _mean_std([r["metrics"].get("test", {}).get(key, math.nan) for r in runs])[0] for key in ("auc", "cold_auc")}
+        name: {
+            key: _mean_std([r["metrics"].get("test", {}).get(key, math.nan) for r in runs])[0]
+            for key in ("auc", "cold_auc")
+        }
         for name, runs in by_model.items()
     }
-    body += html.figure(plots.grouped_bars_figure(test_means, [("auc", "All AUC"), ("cold_auc", "Cold AUC")], ylabel="test AUC"),
-                        alt="All vs cold AUC per model",
-                        caption="Cold-start breakdown: AUC over all test samples vs. over samples whose target item is cold.")
-    curves = {name: [e.get("valid", {}).get("auc", math.nan) for e in runs[0].get("history", [])] for name, runs in by_model.items()}
-    body += html.figure(plots.curves_figure(curves, xlabel="epoch", ylabel="validation AUC"), alt="validation AUC per epoch",
-                        caption="Validation AUC per epoch (first seed); the model of the best epoch is kept.")
+    body += html.figure(
+        plots.grouped_bars_figure(
+            test_means, [("auc", "All AUC"), ("cold_auc", "Cold AUC")], ylabel="test AUC"
+        ),
+        alt="All vs cold AUC per model",
+        caption="Cold-start breakdown: AUC over all test samples vs. over samples whose target item is cold.",
+    )
+    curves = {
+        name: [e.get("valid", {}).get("auc", math.nan) for e in runs[0].get("history", [])]
+        for name, runs in by_model.items()
+    }
+    body += html.figure(
+        plots.curves_figure(curves, xlabel="epoch", ylabel="validation AUC"),
+        alt="validation AUC per epoch",
+        caption="Validation AUC per epoch (first seed); the model of the best epoch is kept.",
+    )
     return body
 
 
 # ---- provenance ---------------------------------------------------------------------------------
-def provenance_section(config: RunConfig, versions: dict[str, str], stages: list[StageResult]) -> str:
+def provenance_section(
+    config: RunConfig, versions: dict[str, str], stages: list[StageResult]
+) -> str:
     cfg = yaml.safe_dump(json.loads(config.model_dump_json()), sort_keys=False)
-    stage_rows = [{"stage": s.name, "status": "reused" if s.skipped else "ran", "seconds": round(s.seconds, 1)} for s in stages]
+    stage_rows = [
+        {
+            "stage": s.name,
+            "status": "reused" if s.skipped else "ran",
+            "seconds": round(s.seconds, 1),
+        }
+        for s in stages
+    ]
     return (
         html.section("Configuration", f"<pre><code>{html.escape(cfg)}</code></pre>", level=3)
         + html.section("Stages", html.table(stage_rows), level=3)
-        + html.section("Versions", html.table([{"package": k, "version": v} for k, v in versions.items()]), level=3)
+        + html.section(
+            "Versions",
+            html.table([{"package": k, "version": v} for k, v in versions.items()]),
+            level=3,
+        )
     )
 
 
@@ -196,18 +262,32 @@ def write_run_report(
 ) -> Path:
     meta = json.loads((paths.samples / "meta.json").read_text())
     parts = [
-        ("Data and split", data_section(meta),
-         "Samples come from the protocol in docs/protocol.md; every metric below depends on it."),
-        ("Semantic-ID quality", quality_section(config, paths),
-         "Measured on the item embeddings alone, before any ranking model is trained."),
-        ("Ranking", rank_section(paths, rank_runs),
-         "All AUC, Cold AUC (target item has fewer than the cold threshold of training interactions), "
-         "GAUC (user-weighted), Logloss (mean per-sample BCE; the paper's Logloss is on another scale)."),
+        (
+            "Data and split",
+            data_section(meta),
+            "Samples come from the protocol in docs/protocol.md; every metric below depends on it.",
+        ),
+        (
+            "Semantic-ID quality",
+            quality_section(config, paths),
+            "Measured on the item embeddings alone, before any ranking model is trained.",
+        ),
+        (
+            "Ranking",
+            rank_section(paths, rank_runs),
+            "All AUC, Cold AUC (target item has fewer than the cold threshold of training interactions), "
+            "GAUC (user-weighted), Logloss (mean per-sample BCE; the paper's Logloss is on another scale).",
+        ),
         ("Provenance", provenance_section(config, versions, stages), None),
     ]
-    body = html.toc([t for t, _, _ in parts]) + "".join(html.section(t, b, intro=i) for t, b, i in parts)
+    body = html.toc([t for t, _, _ in parts]) + "".join(
+        html.section(t, b, intro=i) for t, b, i in parts
+    )
     synthetic = " (SYNTHETIC data)" if meta.get("synthetic") else ""
-    page = html.page(f"psrq run: {meta.get('dataset')}{synthetic}", body,
-                     subtitle=f"Semantic IDs and ranking, output in {paths.root}")
+    page = html.page(
+        f"psrq run: {meta.get('dataset')}{synthetic}",
+        body,
+        subtitle=f"Semantic IDs and ranking, output in {paths.root}",
+    )
     write_text(paths.report, page)
     return paths.report

@@ -72,7 +72,9 @@ class ModelHolder:
 
 # ---- errors -----------------------------------------------------------------------------------
 def _error(status: int, error: str, details: list[tuple[str, str]]) -> JSONResponse:
-    body = s.ErrorResponse(error=error, detail=[s.ErrorDetail(field=f, reason=r) for f, r in details])
+    body = s.ErrorResponse(
+        error=error, detail=[s.ErrorDetail(field=f, reason=r) for f, r in details]
+    )
     return JSONResponse(body.model_dump(), status_code=status)
 
 
@@ -81,7 +83,12 @@ def _validation_details(errors: list[dict[str, Any]], drop_first: bool) -> list[
     for e in errors:
         if e.get("type") == "json_invalid":
             where = e.get("ctx", {}).get("error") or ""
-            out.append(("body", f"not valid JSON{': ' + str(where) if where else ''} (at {list(e.get('loc', ()))[-1]})"))
+            out.append(
+                (
+                    "body",
+                    f"not valid JSON{': ' + str(where) if where else ''} (at {list(e.get('loc', ()))[-1]})",
+                )
+            )
             continue
         loc = list(e.get("loc", ()))
         if drop_first and loc and loc[0] in ("body", "query", "path"):
@@ -93,28 +100,45 @@ def _validation_details(errors: list[dict[str, Any]], drop_first: bool) -> list[
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return _error(422, "invalid_request", _validation_details(list(exc.errors()), drop_first=True))
+        return _error(
+            422, "invalid_request", _validation_details(list(exc.errors()), drop_first=True)
+        )
 
     @app.exception_handler(RequestError)
     async def _bad(_: Request, exc: RequestError) -> JSONResponse:
-        return _error(exc.status, "invalid_request" if exc.status == 422 else _reason(exc.status), [(exc.field, exc.reason)])
+        return _error(
+            exc.status,
+            "invalid_request" if exc.status == 422 else _reason(exc.status),
+            [(exc.field, exc.reason)],
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(exc.status_code, _reason(exc.status_code), [(request.url.path, str(exc.detail))])
+        return _error(
+            exc.status_code, _reason(exc.status_code), [(request.url.path, str(exc.detail))]
+        )
 
     @app.exception_handler(PsrqError)
     async def _psrq(_: Request, exc: PsrqError) -> JSONResponse:
         return _error(422, "invalid_request", [("body", str(exc))])
 
     @app.exception_handler(Exception)
-    async def _bug(request: Request, exc: Exception) -> JSONResponse:  # a bug: JSON too, and logged by uvicorn
+    async def _bug(
+        request: Request, exc: Exception
+    ) -> JSONResponse:  # a bug: JSON too, and logged by uvicorn
         logging.getLogger("psrq.serve").exception("unhandled error on %s", request.url.path)
         return _error(500, "internal_error", [(request.url.path, f"{type(exc).__name__}: {exc}")])
 
 
 def _reason(status: int) -> str:
-    return {401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "unsupported_media_type"}.get(status, "error")
+    return {
+        401: "unauthorized",
+        404: "not_found",
+        405: "method_not_allowed",
+        409: "conflict",
+        413: "too_large",
+        415: "unsupported_media_type",
+    }.get(status, "error")
 
 
 class BodyLimit:
@@ -157,7 +181,9 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _reject(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        response = _error(413, "too_large", [("body", f"request body exceeds the limit of {self.limit} bytes")])
+        response = _error(
+            413, "too_large", [("body", f"request body exceeds the limit of {self.limit} bytes")]
+        )
         await response(scope, receive, send)
 
 
@@ -168,7 +194,11 @@ def create_app(settings: ServeSettings, loaded: Loaded | None = None) -> FastAPI
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        watcher = asyncio.create_task(_follow_reloads(holder, settings.reload_file)) if settings.reload_file else None
+        watcher = (
+            asyncio.create_task(_follow_reloads(holder, settings.reload_file))
+            if settings.reload_file
+            else None
+        )
         yield
         if watcher is not None:
             watcher.cancel()
@@ -198,7 +228,9 @@ def _document_raw_bodies(app: FastAPI) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             for model in (s.SidsRequest, s.ReloadRequest):
                 js = model.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -234,8 +266,12 @@ def _health_routes(app: FastAPI, holder: ModelHolder) -> None:
         """Models are loaded and verified (they are before the first request is accepted)."""
         cur = holder.current
         return s.Ready(
-            ready=True, generation=cur.generation, quantizer=True, ranker=cur.ranker is not None,
-            text_encoder=cur.text_encoder is not None, audio_encoder=cur.audio_encoder is not None,
+            ready=True,
+            generation=cur.generation,
+            quantizer=True,
+            ranker=cur.ranker is not None,
+            text_encoder=cur.text_encoder is not None,
+            audio_encoder=cur.audio_encoder is not None,
         )
 
     @app.get("/v1/version", response_model=s.VersionResponse, tags=["health"])
@@ -267,13 +303,21 @@ _SIDS_OPENAPI = {
 
 
 _RELOAD_OPENAPI = {
-    "requestBody": {"required": False, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ReloadRequest"}}}}
+    "requestBody": {
+        "required": False,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ReloadRequest"}}},
+    }
 }
 
 
 def _sids_routes(app: FastAPI, holder: ModelHolder, settings: ServeSettings) -> None:
-    @app.post("/v1/items/sids", response_model=s.SidsResponse, tags=["sids"], openapi_extra=_SIDS_OPENAPI,
-              responses={422: {"model": s.ErrorResponse}, 413: {"model": s.ErrorResponse}})
+    @app.post(
+        "/v1/items/sids",
+        response_model=s.SidsResponse,
+        tags=["sids"],
+        openapi_extra=_SIDS_OPENAPI,
+        responses={422: {"model": s.ErrorResponse}, 413: {"model": s.ErrorResponse}},
+    )
     async def item_sids(request: Request) -> s.SidsResponse:
         """Modal-specific and joint SIDs (+ suffixes with `disambiguate`) for new items.
 
@@ -285,11 +329,18 @@ def _sids_routes(app: FastAPI, holder: ModelHolder, settings: ServeSettings) -> 
         if kind == "application/json":
             body = _parse_json(await request.body(), s.SidsRequest)
             if len(body.items) > settings.max_batch:
-                raise RequestError("items", f"{len(body.items)} items; this service accepts at most {settings.max_batch} per request")
+                raise RequestError(
+                    "items",
+                    f"{len(body.items)} items; this service accepts at most {settings.max_batch} per request",
+                )
             return await run_in_threadpool(_sids_json, loaded, body)
         if kind == "multipart/form-data":
             return await _sids_multipart(request, loaded)
-        raise RequestError("content-type", f"{kind or 'none'}: send application/json (embeddings, text) or multipart/form-data (audio file)", status=415)
+        raise RequestError(
+            "content-type",
+            f"{kind or 'none'}: send application/json (embeddings, text) or multipart/form-data (audio file)",
+            status=415,
+        )
 
 
 def _parse_json(raw: bytes, model: type[Any]) -> Any:
@@ -300,13 +351,17 @@ def _parse_json(raw: bytes, model: type[Any]) -> Any:
         field, reason = details[0] if details else ("body", "invalid JSON")
         if any(err.get("type") == "json_invalid" for err in e.errors()):
             field = "body"
-        raise RequestError(field, reason + (f" (and {len(details) - 1} more)" if len(details) > 1 else "")) from None
+        raise RequestError(
+            field, reason + (f" (and {len(details) - 1} more)" if len(details) > 1 else "")
+        ) from None
 
 
 def _sids_json(loaded: Loaded, body: s.SidsRequest) -> s.SidsResponse:
     vectors, sources = gather_vectors(loaded, body.items)
     ids = [item.item_id for item in body.items]
-    return sids_response(loaded, assign_sids(loaded, vectors, ids, disambiguate=body.disambiguate), sources)
+    return sids_response(
+        loaded, assign_sids(loaded, vectors, ids, disambiguate=body.disambiguate), sources
+    )
 
 
 async def _sids_multipart(request: Request, loaded: Loaded) -> s.SidsResponse:
@@ -319,15 +374,22 @@ async def _sids_multipart(request: Request, loaded: Loaded) -> s.SidsResponse:
     if upload is None or isinstance(upload, str):
         raise RequestError("audio", "missing: upload the audio file in a form field named 'audio'")
     if loaded.audio_encoder is None:
-        raise RequestError("audio", "this service has no audio encoder (start it with --audio-encoder); send embeddings.audio as JSON instead")
+        raise RequestError(
+            "audio",
+            "this service has no audio encoder (start it with --audio-encoder); send embeddings.audio as JSON instead",
+        )
     data = await upload.read()
-    wave = await run_in_threadpool(_decode_upload, data, upload.filename or "upload", loaded.audio_encoder.sample_rate)
+    wave = await run_in_threadpool(
+        _decode_upload, data, upload.filename or "upload", loaded.audio_encoder.sample_rate
+    )
     item = s.NewItem(item_id=item_id, text=text if isinstance(text, str) and text else None)
     disambiguate = str(form.get("disambiguate", "false")).lower() in ("1", "true", "yes")
 
     def work() -> s.SidsResponse:
         vectors, sources = gather_vectors(loaded, [item], [AudioUpload(item_id, wave)])
-        return sids_response(loaded, assign_sids(loaded, vectors, [item_id], disambiguate=disambiguate), sources)
+        return sids_response(
+            loaded, assign_sids(loaded, vectors, [item_id], disambiguate=disambiguate), sources
+        )
 
     return await run_in_threadpool(work)
 
@@ -345,31 +407,56 @@ def _decode_upload(data: bytes, filename: str, sample_rate: int) -> Any:
             return decode_audio(f.name, sample_rate)
         except AudioDecodeError as e:
             detail = e.detail.replace(f.name, filename)  # name the upload, not our temp file
-            raise RequestError("audio", f"{e.reason} audio" + (f" ({detail})" if detail else "")) from None
+            raise RequestError(
+                "audio", f"{e.reason} audio" + (f" ({detail})" if detail else "")
+            ) from None
 
 
 def _score_routes(app: FastAPI, holder: ModelHolder, settings: ServeSettings) -> None:
     from psrq.serve.scoring import score
 
-    @app.post("/v1/score", response_model=s.ScoreResponse, tags=["score"],
-              responses={422: {"model": s.ErrorResponse}, 409: {"model": s.ErrorResponse}})
+    @app.post(
+        "/v1/score",
+        response_model=s.ScoreResponse,
+        tags=["score"],
+        responses={422: {"model": s.ErrorResponse}, 409: {"model": s.ErrorResponse}},
+    )
     def score_route(body: s.ScoreRequest) -> s.ScoreResponse:
         """Rank candidates for a history, best first (top_k), flagging new and unknown items."""
         loaded = holder.current
         if loaded.ranker is None:
-            raise RequestError("ranker", "this service was started without a ranker (--ranker)", status=409)
+            raise RequestError(
+                "ranker", "this service was started without a ranker (--ranker)", status=409
+            )
         if len(body.candidates) > settings.max_candidates:
-            raise RequestError("candidates", f"{len(body.candidates)} candidates; at most {settings.max_candidates} per request")
+            raise RequestError(
+                "candidates",
+                f"{len(body.candidates)} candidates; at most {settings.max_candidates} per request",
+            )
         if len(body.history) > settings.max_history:
-            raise RequestError("history", f"{len(body.history)} items; at most {settings.max_history} per request")
+            raise RequestError(
+                "history", f"{len(body.history)} items; at most {settings.max_history} per request"
+            )
         if len(body.new_items) > settings.max_batch:
-            raise RequestError("new_items", f"{len(body.new_items)} items; at most {settings.max_batch} per request")
+            raise RequestError(
+                "new_items",
+                f"{len(body.new_items)} items; at most {settings.max_batch} per request",
+            )
         return score(loaded, body)
 
 
 def _admin_routes(app: FastAPI, holder: ModelHolder, settings: ServeSettings) -> None:
-    @app.post("/admin/reload", response_model=s.ReloadResponse, tags=["admin"], openapi_extra=_RELOAD_OPENAPI,
-              responses={401: {"model": s.ErrorResponse}, 404: {"model": s.ErrorResponse}, 422: {"model": s.ErrorResponse}})
+    @app.post(
+        "/admin/reload",
+        response_model=s.ReloadResponse,
+        tags=["admin"],
+        openapi_extra=_RELOAD_OPENAPI,
+        responses={
+            401: {"model": s.ErrorResponse},
+            404: {"model": s.ErrorResponse},
+            422: {"model": s.ErrorResponse},
+        },
+    )
     async def reload(request: Request) -> s.ReloadResponse:
         """Load new model directories (default: the same paths again), verify them, then swap atomically."""
         _check_admin(request, settings)
@@ -383,13 +470,24 @@ def _admin_routes(app: FastAPI, holder: ModelHolder, settings: ServeSettings) ->
             try:
                 new = await run_in_threadpool(load_artifacts, spec, generation=generation)
             except PsrqError as e:
-                field = "ranker" if body.ranker and body.ranker in str(e) else "quantizer" if body.quantizer else "body"
+                field = (
+                    "ranker"
+                    if body.ranker and body.ranker in str(e)
+                    else "quantizer"
+                    if body.quantizer
+                    else "body"
+                )
                 raise RequestError(field, f"not loaded, the current models stay: {e}") from None
             holder.current = new
             if settings.reload_file:
                 _write_reload_file(settings.reload_file, new)
         info = new.version_info()
-        return s.ReloadResponse(generation=new.generation, loaded_at=new.loaded_at, load_seconds=info["load_seconds"], models=info["models"])
+        return s.ReloadResponse(
+            generation=new.generation,
+            loaded_at=new.loaded_at,
+            load_seconds=info["load_seconds"],
+            models=info["models"],
+        )
 
 
 def _read_reload_file(path: str | None) -> dict[str, Any]:
@@ -403,7 +501,9 @@ def _read_reload_file(path: str | None) -> dict[str, Any]:
 
 def _write_reload_file(path: str, loaded: Loaded) -> None:
     tmp = f"{path}.{os.getpid()}.tmp"
-    Path(tmp).write_text(json.dumps({"generation": loaded.generation, "spec": loaded.spec.__dict__}))
+    Path(tmp).write_text(
+        json.dumps({"generation": loaded.generation, "spec": loaded.spec.__dict__})
+    )
     os.replace(tmp, path)
 
 
@@ -419,18 +519,28 @@ async def _follow_reloads(holder: ModelHolder, path: str, interval: float = 0.5)
             if generation <= holder.current.generation:
                 continue
             try:
-                holder.current = await run_in_threadpool(load_artifacts, ServeSpec(**recorded["spec"]), generation=generation)
-            except PsrqError as e:  # keep serving the current models; the next change is tried again
-                logging.getLogger("psrq.serve").warning("worker %s could not follow reload %s: %s", os.getpid(), generation, e)
+                holder.current = await run_in_threadpool(
+                    load_artifacts, ServeSpec(**recorded["spec"]), generation=generation
+                )
+            except (
+                PsrqError
+            ) as e:  # keep serving the current models; the next change is tried again
+                logging.getLogger("psrq.serve").warning(
+                    "worker %s could not follow reload %s: %s", os.getpid(), generation, e
+                )
                 await asyncio.sleep(5.0)
 
 
 def _check_admin(request: Request, settings: ServeSettings) -> None:
     if not settings.admin_token:
-        raise RequestError("path", f"admin routes are disabled (set {ADMIN_TOKEN_ENV} to enable them)", status=404)
+        raise RequestError(
+            "path", f"admin routes are disabled (set {ADMIN_TOKEN_ENV} to enable them)", status=404
+        )
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), settings.admin_token.encode()):
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        token.encode(), settings.admin_token.encode()
+    ):
         raise RequestError("authorization", "missing or wrong bearer token", status=401)
 
 
@@ -446,7 +556,9 @@ def _explorer_routes(app: FastAPI, holder: ModelHolder) -> None:
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> HTMLResponse:
-        return HTMLResponse(resources.files("psrq.serve").joinpath("static/explorer.html").read_text())
+        return HTMLResponse(
+            resources.files("psrq.serve").joinpath("static/explorer.html").read_text()
+        )
 
     @app.get("/v1/explorer/summary", response_model=s.ExplorerSummary, tags=["explorer"])
     def summary() -> s.ExplorerSummary:
@@ -458,9 +570,16 @@ def _explorer_routes(app: FastAPI, holder: ModelHolder) -> None:
         return s.CodesResponse(**index().children(codebook, _prefix(prefix)))
 
     @app.get("/v1/explorer/items", response_model=s.ItemsResponse, tags=["explorer"])
-    def items(codebook: str = "joint", prefix: str = "", limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0)) -> s.ItemsResponse:
+    def items(
+        codebook: str = "joint",
+        prefix: str = "",
+        limit: int = Query(100, ge=1, le=1000),
+        offset: int = Query(0, ge=0),
+    ) -> s.ItemsResponse:
         """The items under a code prefix, with titles when the items file has them."""
-        return s.ItemsResponse(**index().items(codebook, _prefix(prefix), limit=limit, offset=offset))
+        return s.ItemsResponse(
+            **index().items(codebook, _prefix(prefix), limit=limit, offset=offset)
+        )
 
     @app.get("/v1/explorer/search", response_model=list[s.ExplorerItem], tags=["explorer"])
     def search(q: str = Query(..., min_length=1, max_length=200)) -> list[s.ExplorerItem]:
@@ -468,7 +587,9 @@ def _explorer_routes(app: FastAPI, holder: ModelHolder) -> None:
         return [s.ExplorerItem(**hit) for hit in index().search(q)]
 
     @app.get("/v1/explorer/items/{item_id}", response_model=s.ItemDetail, tags=["explorer"])
-    def item(item_id: str, codebook: str = "joint", k: int = Query(10, ge=1, le=100)) -> s.ItemDetail:
+    def item(
+        item_id: str, codebook: str = "joint", k: int = Query(10, ge=1, le=100)
+    ) -> s.ItemDetail:
         """An item's code path and its nearest neighbours in code space and in embedding space."""
         return s.ItemDetail(**index().detail(item_id, codebook, k=k))
 
@@ -484,7 +605,9 @@ def _prefix(text: str) -> list[int]:
     try:
         values = [int(p) for p in text.split(",")]
     except ValueError:
-        raise RequestError("prefix", f"{text!r} is not a comma-separated list of integer codes") from None
+        raise RequestError(
+            "prefix", f"{text!r} is not a comma-separated list of integer codes"
+        ) from None
     if any(v < 0 for v in values):
         raise RequestError("prefix", "codes are non-negative")
     return values

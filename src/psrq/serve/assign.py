@@ -35,18 +35,26 @@ class AudioUpload:
 def check_vector(loaded: Loaded, modality: str, vector: list[float], where: str) -> np.ndarray:
     """float32 [d] or RequestError naming `where` (unknown modality, wrong width, NaN)."""
     if modality not in loaded.modalities:
-        raise RequestError(where, f"unknown modality {modality!r}; this quantizer has {loaded.modalities}")
+        raise RequestError(
+            where, f"unknown modality {modality!r}; this quantizer has {loaded.modalities}"
+        )
     x = np.asarray(vector, dtype=np.float32)
     want = int(loaded.quantizer.dims_[modality])
     if x.ndim != 1 or x.shape[0] != want:
-        raise RequestError(where, f"has {x.shape[0] if x.ndim == 1 else x.shape} values; the {modality} codebook expects {want}")
+        raise RequestError(
+            where,
+            f"has {x.shape[0] if x.ndim == 1 else x.shape} values; the {modality} codebook expects {want}",
+        )
     if not np.isfinite(x).all():
         raise RequestError(where, "contains NaN or infinity")
     return x
 
 
 def gather_vectors(
-    loaded: Loaded, items: list[NewItem], audio: list[AudioUpload] | None = None, field: str = "items"
+    loaded: Loaded,
+    items: list[NewItem],
+    audio: list[AudioUpload] | None = None,
+    field: str = "items",
 ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, dict[str, str]]]:
     """{modality: {item_id: vector}} and {item_id: {modality: source}} for a batch of new items."""
     vectors: dict[str, dict[str, np.ndarray]] = {m: {} for m in loaded.modalities}
@@ -55,7 +63,9 @@ def gather_vectors(
     texts: list[tuple[int, NewItem]] = []
     for i, item in enumerate(items):
         if item.item_id in seen:
-            raise RequestError(f"{field}.{i}.item_id", f"item {item.item_id!r} appears twice in this request")
+            raise RequestError(
+                f"{field}.{i}.item_id", f"item {item.item_id!r} appears twice in this request"
+            )
         seen.add(item.item_id)
         sources[item.item_id] = {}
         for m, vec in item.embeddings.items():
@@ -65,7 +75,10 @@ def gather_vectors(
             if "text" in item.embeddings:
                 raise RequestError(f"{field}.{i}.text", "give text or embeddings.text, not both")
             if loaded.text_encoder is None:
-                raise RequestError(f"{field}.{i}.text", "this service has no text encoder (start it with --text-encoder); send embeddings.text instead")
+                raise RequestError(
+                    f"{field}.{i}.text",
+                    "this service has no text encoder (start it with --text-encoder); send embeddings.text instead",
+                )
             texts.append((i, item))
     if texts:
         X = loaded.text_encoder.encode([item.text for _, item in texts])
@@ -80,11 +93,19 @@ def gather_vectors(
         sources[up.item_id]["audio"] = "audio"
     for i, item in enumerate(items):
         if not sources[item.item_id]:
-            raise RequestError(f"{field}.{i}", "the item has neither text, an audio file nor embeddings")
+            raise RequestError(
+                f"{field}.{i}", "the item has neither text, an audio file nor embeddings"
+            )
     return vectors, sources
 
 
-def assign_sids(loaded: Loaded, vectors: dict[str, dict[str, np.ndarray]], item_ids: list[str], *, disambiguate: bool = False) -> Any:
+def assign_sids(
+    loaded: Loaded,
+    vectors: dict[str, dict[str, np.ndarray]],
+    item_ids: list[str],
+    *,
+    disambiguate: bool = False,
+) -> Any:
     """SemanticIDs for `item_ids` (rows in that order) from {modality: {item_id: vector}}."""
     inputs = {m: (list(v), np.stack(list(v.values()))) for m, v in vectors.items() if v}
     return loaded.quantizer.transform(inputs, item_ids=item_ids, disambiguate=disambiguate)
@@ -94,9 +115,27 @@ def sids_response(loaded: Loaded, sids: Any, sources: dict[str, dict[str, str]])
     missing = sids.missing_modalities()
     out = []
     for r, item_id in enumerate(sids.item_ids.tolist()):
-        codes = {cb: (sids.codes[cb][r].tolist() if sids.present[cb][r] else None) for cb in sids.codebooks}
+        codes = {
+            cb: (sids.codes[cb][r].tolist() if sids.present[cb][r] else None)
+            for cb in sids.codebooks
+        }
         suffixes = None
         if sids.suffixes is not None:
-            suffixes = {cb: (int(sids.suffixes[cb][r]) if sids.present[cb][r] else None) for cb in sids.codebooks}
-        out.append(ItemSids(item_id=item_id, sids=codes, suffixes=suffixes, missing_modalities=missing[r], sources=sources[item_id]))
-    return SidsResponse(quantizer_fingerprint=loaded.fingerprints["quantizer"], codebooks=list(sids.codebooks), items=out)
+            suffixes = {
+                cb: (int(sids.suffixes[cb][r]) if sids.present[cb][r] else None)
+                for cb in sids.codebooks
+            }
+        out.append(
+            ItemSids(
+                item_id=item_id,
+                sids=codes,
+                suffixes=suffixes,
+                missing_modalities=missing[r],
+                sources=sources[item_id],
+            )
+        )
+    return SidsResponse(
+        quantizer_fingerprint=loaded.fingerprints["quantizer"],
+        codebooks=list(sids.codebooks),
+        items=out,
+    )

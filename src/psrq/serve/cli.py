@@ -41,11 +41,15 @@ def _run_paths(run: Path) -> dict[str, str | None]:
     """Artifacts of a `psrq run` output directory (PSRQ quantizer, its MCCA ranker, seed 0)."""
     from psrq.errors import InputError
 
-    quantizers = sorted(p for p in (run / "quantizers").glob("*") if (p / "manifest.json").is_file())
+    quantizers = sorted(
+        p for p in (run / "quantizers").glob("*") if (p / "manifest.json").is_file()
+    )
     if not quantizers:
         raise InputError(f"{run}: no quantizers/<name>/manifest.json (run `psrq run` first)")
     q = next((p for p in quantizers if p.name == "psrq"), quantizers[0])
-    rankers = sorted(run.glob(f"rank/mcca-{q.name}/seed*/model")) or sorted(run.glob("rank/mcca*/seed*/model"))
+    rankers = sorted(run.glob(f"rank/mcca-{q.name}/seed*/model")) or sorted(
+        run.glob("rank/mcca*/seed*/model")
+    )
     items = run / "data" / "items.parquet"
     return {
         "quantizer": str(q),
@@ -71,19 +75,60 @@ def _encoder_of(path: Path) -> str | None:
 
 
 def serve(
-    quantizer: Annotated[Path | None, typer.Option("--quantizer", help="quantizer model directory (psrq quantize --model-dir)")] = None,
-    ranker: Annotated[Path | None, typer.Option("--ranker", help="ranker model directory (or a training output holding model/)")] = None,
-    run: Annotated[Path | None, typer.Option("--run", help="a `psrq run` output directory: take every artifact from it")] = None,
-    text_encoder: Annotated[str | None, typer.Option("--text-encoder", help="'minilm' or a local model directory (to accept text)")] = None,
-    audio_encoder: Annotated[str | None, typer.Option("--audio-encoder", help="'musicnn-msd' or a local model directory (to accept audio files)")] = None,
-    items: Annotated[Path | None, typer.Option("--items", help="items.parquet: titles (title/name column) for the explorer")] = None,
-    embeddings: Annotated[Path | None, typer.Option("--embeddings", help="embeddings directory: embedding-space neighbours in the explorer")] = None,
+    quantizer: Annotated[
+        Path | None,
+        typer.Option("--quantizer", help="quantizer model directory (psrq quantize --model-dir)"),
+    ] = None,
+    ranker: Annotated[
+        Path | None,
+        typer.Option(
+            "--ranker", help="ranker model directory (or a training output holding model/)"
+        ),
+    ] = None,
+    run: Annotated[
+        Path | None,
+        typer.Option("--run", help="a `psrq run` output directory: take every artifact from it"),
+    ] = None,
+    text_encoder: Annotated[
+        str | None,
+        typer.Option("--text-encoder", help="'minilm' or a local model directory (to accept text)"),
+    ] = None,
+    audio_encoder: Annotated[
+        str | None,
+        typer.Option(
+            "--audio-encoder",
+            help="'musicnn-msd' or a local model directory (to accept audio files)",
+        ),
+    ] = None,
+    items: Annotated[
+        Path | None,
+        typer.Option("--items", help="items.parquet: titles (title/name column) for the explorer"),
+    ] = None,
+    embeddings: Annotated[
+        Path | None,
+        typer.Option(
+            "--embeddings", help="embeddings directory: embedding-space neighbours in the explorer"
+        ),
+    ] = None,
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port")] = 8000,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="uvicorn worker processes (each loads the models)")] = 1,
-    max_batch: Annotated[int, typer.Option("--max-batch", min=1, help="items per POST /v1/items/sids (and new_items per score)")] = 256,
+    workers: Annotated[
+        int,
+        typer.Option("--workers", min=1, help="uvicorn worker processes (each loads the models)"),
+    ] = 1,
+    max_batch: Annotated[
+        int,
+        typer.Option(
+            "--max-batch", min=1, help="items per POST /v1/items/sids (and new_items per score)"
+        ),
+    ] = 256,
     max_candidates: Annotated[int, typer.Option("--max-candidates", min=1)] = 1000,
-    max_body_mb: Annotated[float, typer.Option("--max-body-mb", min=0.001, help="largest request body (audio uploads included)")] = 8.0,
+    max_body_mb: Annotated[
+        float,
+        typer.Option(
+            "--max-body-mb", min=0.001, help="largest request body (audio uploads included)"
+        ),
+    ] = 8.0,
     log_level: Annotated[str, typer.Option("--log-level")] = "warning",
 ) -> None:
     from psrq.errors import InputError
@@ -92,22 +137,36 @@ def serve(
 
     found: dict[str, str | None] = _run_paths(run) if run is not None else {}
     given = {
-        "quantizer": quantizer, "ranker": ranker, "items": items, "embeddings": embeddings,
-        "text_encoder": text_encoder, "audio_encoder": audio_encoder,
+        "quantizer": quantizer,
+        "ranker": ranker,
+        "items": items,
+        "embeddings": embeddings,
+        "text_encoder": text_encoder,
+        "audio_encoder": audio_encoder,
     }
     values = {k: (str(v) if v is not None else found.get(k)) for k, v in given.items()}
     if values["quantizer"] is None:
-        raise InputError("give --quantizer (a quantizer model directory) or --run (a psrq run output directory)")
+        raise InputError(
+            "give --quantizer (a quantizer model directory) or --run (a psrq run output directory)"
+        )
     settings = ServeSettings(
-        spec=ServeSpec(**values), max_batch=max_batch, max_candidates=max_candidates,
-        max_body_bytes=int(max_body_mb * (1 << 20)), admin_token=os.environ.get(ADMIN_TOKEN_ENV) or None,
+        spec=ServeSpec(**values),
+        max_batch=max_batch,
+        max_candidates=max_candidates,
+        max_body_bytes=int(max_body_mb * (1 << 20)),
+        admin_token=os.environ.get(ADMIN_TOKEN_ENV) or None,
     )
     import uvicorn
 
-    typer.echo(f"psrq serve: loading {', '.join(f'{k}={v}' for k, v in values.items() if v)}", err=True)
+    typer.echo(
+        f"psrq serve: loading {', '.join(f'{k}={v}' for k, v in values.items() if v)}", err=True
+    )
     if workers == 1:
         app = create_app(settings)  # load (and verify) before listening: errors surface here
-        typer.echo(f"psrq serve: listening on http://{host}:{port} (docs at /docs, explorer at /)", err=True)
+        typer.echo(
+            f"psrq serve: listening on http://{host}:{port} (docs at /docs, explorer at /)",
+            err=True,
+        )
         uvicorn.run(app, host=host, port=port, log_level=log_level)
         return
     create_app(settings)  # verify once in this process so a bad directory fails before forking
@@ -116,13 +175,28 @@ def serve(
     settings.reload_file = str(Path(tempfile.mkdtemp(prefix="psrq-serve-")) / "reload.json")
     os.environ[SETTINGS_ENV] = settings.to_json()
     typer.echo(f"psrq serve: {workers} workers on http://{host}:{port}", err=True)
-    uvicorn.run("psrq.serve.app:create_app_from_env", factory=True, host=host, port=port, workers=workers, log_level=log_level)
+    uvicorn.run(
+        "psrq.serve.app:create_app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+    )
 
 
 def export(
-    model: Annotated[Path, typer.Option("--model", help="ranker model directory (or a training output holding model/)")],
+    model: Annotated[
+        Path,
+        typer.Option(
+            "--model", help="ranker model directory (or a training output holding model/)"
+        ),
+    ],
     fmt: Annotated[str, typer.Option("--format", help="onnx or torchscript")] = "onnx",
-    out: Annotated[Path | None, typer.Option("--out", help="output file (default: <model>/export/model.onnx or model.pt)")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="output file (default: <model>/export/model.onnx or model.pt)"),
+    ] = None,
 ) -> None:
     from psrq.serve.export import export_ranker
 

@@ -31,7 +31,9 @@ class ExplorerIndex:
     titles: np.ndarray | None  # object [n] or None
     codes: dict[str, np.ndarray]  # codebook -> int32 [n, n_levels]
     present: dict[str, np.ndarray]  # codebook -> bool [n]
-    spaces: dict[str, tuple[np.ndarray, np.ndarray]]  # codebook -> (rows into item_ids, unit vectors)
+    spaces: dict[
+        str, tuple[np.ndarray, np.ndarray]
+    ]  # codebook -> (rows into item_ids, unit vectors)
     synthetic: bool
 
     @classmethod
@@ -47,13 +49,17 @@ class ExplorerIndex:
     # ---- browsing --------------------------------------------------------------------------
     def check_codebook(self, codebook: str) -> None:
         if codebook not in self.codes:
-            raise RequestError("codebook", f"unknown codebook {codebook!r}; known: {list(self.codes)}")
+            raise RequestError(
+                "codebook", f"unknown codebook {codebook!r}; known: {list(self.codes)}"
+            )
 
     def _under(self, codebook: str, prefix: list[int]) -> np.ndarray:
         self.check_codebook(codebook)
         codes = self.codes[codebook]
         if len(prefix) > codes.shape[1]:
-            raise RequestError("prefix", f"has {len(prefix)} levels; codebook {codebook!r} has {codes.shape[1]}")
+            raise RequestError(
+                "prefix", f"has {len(prefix)} levels; codebook {codebook!r} has {codes.shape[1]}"
+            )
         mask = self.present[codebook].copy()
         for level, c in enumerate(prefix):
             mask &= codes[:, level] == c
@@ -68,13 +74,27 @@ class ExplorerIndex:
             values, counts = np.unique(self.codes[codebook][rows, level], return_counts=True)
             order = np.lexsort((values, -counts))
             children = [{"code": int(values[i]), "size": int(counts[i])} for i in order]
-        return {"codebook": codebook, "prefix": prefix, "level": level, "n_levels": n_levels, "prefix_size": len(rows), "children": children}
+        return {
+            "codebook": codebook,
+            "prefix": prefix,
+            "level": level,
+            "n_levels": n_levels,
+            "prefix_size": len(rows),
+            "children": children,
+        }
 
-    def items(self, codebook: str, prefix: list[int], *, limit: int = 100, offset: int = 0) -> dict[str, Any]:
+    def items(
+        self, codebook: str, prefix: list[int], *, limit: int = 100, offset: int = 0
+    ) -> dict[str, Any]:
         rows = self._under(codebook, prefix)
         rows = rows[np.argsort(self.item_ids[rows].astype(str), kind="stable")]
         page = rows[offset : offset + limit]
-        return {"codebook": codebook, "prefix": prefix, "total": len(rows), "items": [self._item(r, codebook) for r in page]}
+        return {
+            "codebook": codebook,
+            "prefix": prefix,
+            "total": len(rows),
+            "items": [self._item(r, codebook) for r in page],
+        }
 
     def search(self, query: str, *, limit: int = 20) -> list[dict[str, Any]]:
         q = query.strip().lower()
@@ -107,8 +127,14 @@ class ExplorerIndex:
         self.check_codebook(codebook)
         row = self.position.get(item_id)
         if row is None:
-            raise RequestError("item_id", f"item {item_id!r} is not among the quantizer's {len(self.item_ids)} training items", status=404)
-        codes = {cb: (c[row].tolist() if self.present[cb][row] else None) for cb, c in self.codes.items()}
+            raise RequestError(
+                "item_id",
+                f"item {item_id!r} is not among the quantizer's {len(self.item_ids)} training items",
+                status=404,
+            )
+        codes = {
+            cb: (c[row].tolist() if self.present[cb][row] else None) for cb, c in self.codes.items()
+        }
         return {
             "item_id": item_id,
             "title": self._title(row),
@@ -129,7 +155,15 @@ class ExplorerIndex:
         shared[~self.present[codebook]] = -1
         shared[row] = -1
         order = np.lexsort((self.item_ids.astype(str), -shared))[:k]
-        return [{"item_id": str(self.item_ids[r]), "title": self._title(r), "shared_levels": int(shared[r])} for r in order if shared[r] >= 0]
+        return [
+            {
+                "item_id": str(self.item_ids[r]),
+                "title": self._title(r),
+                "shared_levels": int(shared[r]),
+            }
+            for r in order
+            if shared[r] >= 0
+        ]
 
     def _embedding_neighbours(self, row: int, codebook: str, k: int) -> list[dict[str, Any]]:
         if codebook not in self.spaces:
@@ -141,7 +175,14 @@ class ExplorerIndex:
         sims = X @ X[where[0]]
         sims[where[0]] = -np.inf
         top = np.argsort(-sims, kind="stable")[:k]
-        return [{"item_id": str(self.item_ids[rows[j]]), "title": self._title(int(rows[j])), "cosine": round(float(sims[j]), 4)} for j in top]
+        return [
+            {
+                "item_id": str(self.item_ids[rows[j]]),
+                "title": self._title(int(rows[j])),
+                "cosine": round(float(sims[j]), 4),
+            }
+            for j in top
+        ]
 
     def _space_name(self, codebook: str) -> str | None:
         if codebook not in self.spaces:
@@ -178,18 +219,26 @@ def _read_titles(path: str, position: dict[str, int], n: int) -> np.ndarray | No
         return None
     table = pq.read_table(path, columns=["item_id", column])
     titles = np.full(n, None, dtype=object)
-    for item_id, title in zip(table.column("item_id").to_pylist(), table.column(column).to_pylist(), strict=True):
+    for item_id, title in zip(
+        table.column("item_id").to_pylist(), table.column(column).to_pylist(), strict=True
+    ):
         r = position.get(str(item_id))
         if r is not None:
             titles[r] = title
     return titles
 
 
-def _embedding_spaces(loaded: Any, position: dict[str, int]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def _embedding_spaces(
+    loaded: Any, position: dict[str, int]
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     from psrq.quantize.embeddings_io import read_embedding_parquet
 
     folder = Path(loaded.spec.embeddings)
-    inputs = {m: read_embedding_parquet(folder / f"{m}.parquet", m) for m in loaded.modalities if (folder / f"{m}.parquet").is_file()}
+    inputs = {
+        m: read_embedding_parquet(folder / f"{m}.parquet", m)
+        for m in loaded.modalities
+        if (folder / f"{m}.parquet").is_file()
+    }
     if not inputs:
         return {}
     spaces = {}

@@ -60,7 +60,9 @@ def exportable(model: nn.Module) -> nn.Module:
     return clone
 
 
-def example_inputs(n_items: int, max_history: int, batch: int = 4, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def example_inputs(
+    n_items: int, max_history: int, batch: int = 4, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     target = torch.randint(2, max(n_items, 3), (batch,), generator=g)
     history = torch.randint(0, max(n_items, 3), (batch, max_history), generator=g)
@@ -68,7 +70,9 @@ def example_inputs(n_items: int, max_history: int, batch: int = 4, seed: int = 0
     return target, history
 
 
-def export_model(model: nn.Module, out: str | os.PathLike[str], *, fmt: str, n_items: int, max_history: int) -> Path:
+def export_model(
+    model: nn.Module, out: str | os.PathLike[str], *, fmt: str, n_items: int, max_history: int
+) -> Path:
     """Write `model` (forward(target, history) -> logits) as ONNX or TorchScript to `out`."""
     if fmt not in FORMATS:
         raise InputError(f"unknown export format {fmt!r}; choose {' or '.join(FORMATS)}")
@@ -84,27 +88,43 @@ def export_model(model: nn.Module, out: str | os.PathLike[str], *, fmt: str, n_i
             traced.save(str(tmp))
         else:
             torch.onnx.export(
-                module, (target, history), str(tmp), input_names=["target", "history"], output_names=["logits"],
-                dynamic_axes={"target": {0: "batch"}, "history": {0: "batch", 1: "history_len"}, "logits": {0: "batch"}},
-                opset_version=17, dynamo=False,
+                module,
+                (target, history),
+                str(tmp),
+                input_names=["target", "history"],
+                output_names=["logits"],
+                dynamic_axes={
+                    "target": {0: "batch"},
+                    "history": {0: "batch", 1: "history_len"},
+                    "logits": {0: "batch"},
+                },
+                opset_version=17,
+                dynamo=False,
             )
     os.replace(tmp, out)
     return out
 
 
-def export_ranker(model_dir: str | os.PathLike[str], out: str | os.PathLike[str], *, fmt: str) -> dict[str, Any]:
+def export_ranker(
+    model_dir: str | os.PathLike[str], out: str | os.PathLike[str], *, fmt: str
+) -> dict[str, Any]:
     """Export a ranker model directory; writes `out` and `out`.json (inputs, item rows, source)."""
     from psrq.rank.train import Ranker
     from psrq.serve.loaded import manifest_fingerprint
 
     ranker = Ranker.load(model_dir)
-    path = export_model(ranker.model, out, fmt=fmt, n_items=ranker.tables.n_items, max_history=ranker.max_history)
+    path = export_model(
+        ranker.model, out, fmt=fmt, n_items=ranker.tables.n_items, max_history=ranker.max_history
+    )
     info = {
         "format": fmt,
         "model": ranker.spec["model"],
         "source": str(ranker.path),
         "source_fingerprint": manifest_fingerprint(ranker.path),
-        "inputs": {"target": "int64 [batch] item rows", "history": "int64 [batch, history_len] item rows, 0 = padding"},
+        "inputs": {
+            "target": "int64 [batch] item rows",
+            "history": "int64 [batch, history_len] item rows, 0 = padding",
+        },
         "outputs": {"logits": "float32 [batch]"},
         "max_history": ranker.max_history,
         "item_rows": "row = 2 + index in items.json of the model directory; 0 = padding, 1 = unknown item",
@@ -114,7 +134,9 @@ def export_ranker(model_dir: str | os.PathLike[str], out: str | os.PathLike[str]
     return {**info, "path": str(path)}
 
 
-def onnx_logits(path: str | os.PathLike[str], target: np.ndarray, history: np.ndarray) -> np.ndarray:
+def onnx_logits(
+    path: str | os.PathLike[str], target: np.ndarray, history: np.ndarray
+) -> np.ndarray:
     """Run an exported ONNX ranker with onnxruntime (one thread)."""
     import onnxruntime as ort
 
@@ -122,4 +144,6 @@ def onnx_logits(path: str | os.PathLike[str], target: np.ndarray, history: np.nd
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
     session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    return session.run(["logits"], {"target": target.astype(np.int64), "history": history.astype(np.int64)})[0]
+    return session.run(
+        ["logits"], {"target": target.astype(np.int64), "history": history.astype(np.int64)}
+    )[0]

@@ -158,7 +158,9 @@ def _load_ranker(path: str, quantizer: Any) -> Any:
             continue
         q = codebook_quantizer(quantizer, cb)
         if q is None:
-            raise ArtifactError(f"ranker {path} uses codebook {cb!r}, which quantizer has only {list(quantizer.quantizers_)}")
+            raise ArtifactError(
+                f"ranker {path} uses codebook {cb!r}, which quantizer has only {list(quantizer.quantizers_)}"
+            )
         q_sizes = [int(k) for k in q.codebook_sizes_]
         if q_sizes != [int(k) for k in sizes]:
             raise ArtifactError(
@@ -177,11 +179,15 @@ def embeddings_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     return {k.decode(): v.decode() for k, v in meta.items() if k.startswith(b"psrq.")}
 
 
-def _load_encoder(modality: str, name: str | None, quantizer: Any, embeddings: str | None) -> Any | None:
+def _load_encoder(
+    modality: str, name: str | None, quantizer: Any, embeddings: str | None
+) -> Any | None:
     if name is None:
         return None
     if modality not in quantizer.modalities_:
-        raise ArtifactError(f"a {modality} encoder was given but the quantizer has no {modality} codebook ({quantizer.modalities_})")
+        raise ArtifactError(
+            f"a {modality} encoder was given but the quantizer has no {modality} codebook ({quantizer.modalities_})"
+        )
     if modality == "text":
         from psrq.features.text import load_text_encoder
 
@@ -195,7 +201,13 @@ def _load_encoder(modality: str, name: str | None, quantizer: Any, embeddings: s
             f"{modality} encoder {name!r} produces {enc.dim}-d vectors; the quantizer was fitted on {quantizer.dims_[modality]}-d {modality} embeddings"
         )
     # With the embeddings the quantizer was fitted on, the encoder must be the one that wrote them.
-    recorded = embeddings_metadata(Path(embeddings) / f"{modality}.parquet").get("psrq.encoder_fingerprint") if embeddings else None
+    recorded = (
+        embeddings_metadata(Path(embeddings) / f"{modality}.parquet").get(
+            "psrq.encoder_fingerprint"
+        )
+        if embeddings
+        else None
+    )
     if recorded and recorded != str(enc.fingerprint):
         raise ArtifactError(
             f"{modality} encoder {name!r} (fingerprint {str(enc.fingerprint)[:16]}) is not the encoder that wrote "

@@ -19,7 +19,9 @@ class _Strict(BaseModel):
 
 # ---- errors ----------------------------------------------------------------------------------
 class ErrorDetail(BaseModel):
-    field: str = Field(description="the offending field, dotted path (e.g. items.0.embeddings.text)")
+    field: str = Field(
+        description="the offending field, dotted path (e.g. items.0.embeddings.text)"
+    )
     reason: str
 
 
@@ -31,7 +33,12 @@ class ErrorResponse(BaseModel):
 # ---- /v1/items/sids ----------------------------------------------------------------------------
 class NewItem(_Strict):
     item_id: str = ITEM_ID
-    text: str | None = Field(None, min_length=1, max_length=20_000, description="item text, embedded by the service's text encoder")
+    text: str | None = Field(
+        None,
+        min_length=1,
+        max_length=20_000,
+        description="item text, embedded by the service's text encoder",
+    )
     embeddings: dict[str, list[float]] = Field(
         default_factory=dict, description="precomputed embeddings per modality {modality: vector}"
     )
@@ -39,15 +46,23 @@ class NewItem(_Strict):
 
 class SidsRequest(_Strict):
     items: list[NewItem] = Field(min_length=1)
-    disambiguate: bool = Field(False, description="add collision suffixes (continuing after the training items')")
+    disambiguate: bool = Field(
+        False, description="add collision suffixes (continuing after the training items')"
+    )
 
 
 class ItemSids(BaseModel):
     item_id: str
-    sids: dict[str, list[int] | None] = Field(description="codebook -> codes per level (null: modality missing)")
-    suffixes: dict[str, int | None] | None = Field(None, description="codebook -> suffix (with disambiguate)")
+    sids: dict[str, list[int] | None] = Field(
+        description="codebook -> codes per level (null: modality missing)"
+    )
+    suffixes: dict[str, int | None] | None = Field(
+        None, description="codebook -> suffix (with disambiguate)"
+    )
     missing_modalities: list[str]
-    sources: dict[str, Literal["embedding", "text", "audio"]] = Field(description="modality -> where its vector came from")
+    sources: dict[str, Literal["embedding", "text", "audio"]] = Field(
+        description="modality -> where its vector came from"
+    )
 
 
 class SidsResponse(BaseModel):
@@ -59,16 +74,21 @@ class SidsResponse(BaseModel):
 # ---- /v1/score ----------------------------------------------------------------------------------
 class ScoreNewItem(_Strict):
     item_id: str = ITEM_ID
-    sids: dict[str, list[int]] = Field(default_factory=dict, description="codebook -> codes per level")
+    sids: dict[str, list[int]] = Field(
+        default_factory=dict, description="codebook -> codes per level"
+    )
     embeddings: dict[str, list[float]] = Field(
-        default_factory=dict, description="modality -> vector; SIDs are assigned from these when `sids` is empty"
+        default_factory=dict,
+        description="modality -> vector; SIDs are assigned from these when `sids` is empty",
     )
 
 
 class ScoreRequest(_Strict):
     history: list[str] = Field(default_factory=list, description="the user's items, oldest first")
     candidates: list[str] = Field(min_length=1, description="items to rank")
-    new_items: list[ScoreNewItem] = Field(default_factory=list, description="items the ranker never saw, described by SIDs")
+    new_items: list[ScoreNewItem] = Field(
+        default_factory=list, description="items the ranker never saw, described by SIDs"
+    )
     top_k: int | None = Field(None, ge=1, description="return only the best k")
 
 
@@ -86,7 +106,9 @@ class ScoreResponse(BaseModel):
     model: str
     ranker_fingerprint: str
     results: list[ScoredItem]
-    unknown_history: list[str] = Field(description="history items the ranker does not know and no new_items entry describes")
+    unknown_history: list[str] = Field(
+        description="history items the ranker does not know and no new_items entry describes"
+    )
     history_used: int = Field(description="history items after keeping the newest max_history")
 
 
@@ -114,13 +136,19 @@ class VersionResponse(BaseModel):
     loaded_at: str
     load_seconds: float
     generation: int
-    worker_pid: int = Field(description="process ID of the worker that answered (with --workers > 1)")
+    worker_pid: int = Field(
+        description="process ID of the worker that answered (with --workers > 1)"
+    )
     models: dict[str, ModelInfo]
 
 
 class ReloadRequest(_Strict):
-    quantizer: str | None = Field(None, description="new quantizer model directory (default: the current one)")
-    ranker: str | None = Field(None, description="new ranker model directory (default: the current one)")
+    quantizer: str | None = Field(
+        None, description="new quantizer model directory (default: the current one)"
+    )
+    ranker: str | None = Field(
+        None, description="new ranker model directory (default: the current one)"
+    )
 
 
 class ReloadResponse(BaseModel):
@@ -172,7 +200,9 @@ class ItemDetail(BaseModel):
     codebook: str
     code_neighbours: list[Neighbour]
     embedding_neighbours: list[Neighbour]
-    embedding_space: str | None = Field(description="what the embedding neighbours were measured in, or null when no embeddings were loaded")
+    embedding_space: str | None = Field(
+        description="what the embedding neighbours were measured in, or null when no embeddings were loaded"
+    )
 
 
 class ExplorerSummary(BaseModel):

@@ -25,18 +25,27 @@ def check_codes(loaded: Loaded, codebook: str, codes: list[int], where: str) -> 
     """Codes int64 [n_levels] valid for the quantizer's codebook, or RequestError naming `where`."""
     q = loaded.codebook_quantizer(codebook)
     if q is None:
-        raise RequestError(where, f"unknown codebook {codebook!r}; the quantizer's codebooks are {loaded.codebooks}")
+        raise RequestError(
+            where,
+            f"unknown codebook {codebook!r}; the quantizer's codebooks are {loaded.codebooks}",
+        )
     sizes = [int(k) for k in q.codebook_sizes_]
     arr = np.asarray(codes, dtype=np.int64)
     if arr.shape != (len(sizes),):
-        raise RequestError(where, f"has {len(codes)} levels; codebook {codebook!r} has {len(sizes)}")
+        raise RequestError(
+            where, f"has {len(codes)} levels; codebook {codebook!r} has {len(sizes)}"
+        )
     for level, (c, k) in enumerate(zip(arr.tolist(), sizes, strict=True)):
         if not 0 <= c < k:
-            raise RequestError(f"{where}.{level}", f"code {c} is outside level {level}'s codebook of size {k}")
+            raise RequestError(
+                f"{where}.{level}", f"code {c} is outside level {level}'s codebook of size {k}"
+            )
     return arr
 
 
-def describe_new_items(loaded: Loaded, request: ScoreRequest) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, dict[str, np.ndarray]]]:
+def describe_new_items(
+    loaded: Loaded, request: ScoreRequest
+) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, dict[str, np.ndarray]]]:
     """(new_sids, new_content) for `Ranker.score` from the request's new_items."""
     ranker = loaded.ranker
     new_sids: dict[str, dict[str, np.ndarray]] = {}
@@ -54,13 +63,21 @@ def describe_new_items(loaded: Loaded, request: ScoreRequest) -> tuple[dict[str,
     for i, item in enumerate(request.new_items):
         where = f"new_items.{i}"
         if item.item_id in seen:
-            raise RequestError(f"{where}.item_id", f"item {item.item_id!r} appears twice in new_items")
+            raise RequestError(
+                f"{where}.item_id", f"item {item.item_id!r} appears twice in new_items"
+            )
         seen.add(item.item_id)
         if not item.sids and not item.embeddings:
             raise RequestError(where, "a new item needs sids or embeddings")
-        checked = {cb: check_codes(loaded, cb, codes, f"{where}.sids.{cb}") for cb, codes in item.sids.items()}
+        checked = {
+            cb: check_codes(loaded, cb, codes, f"{where}.sids.{cb}")
+            for cb, codes in item.sids.items()
+        }
         new_sids[item.item_id] = used_codes(checked)
-        vectors = {m: check_vector(loaded, m, v, f"{where}.embeddings.{m}") for m, v in item.embeddings.items()}
+        vectors = {
+            m: check_vector(loaded, m, v, f"{where}.embeddings.{m}")
+            for m, v in item.embeddings.items()
+        }
         content = {m: x for m, x in vectors.items() if m in ranker.tables.content}
         if content:
             new_content[item.item_id] = content
@@ -71,7 +88,13 @@ def describe_new_items(loaded: Loaded, request: ScoreRequest) -> tuple[dict[str,
         ids = list(dict.fromkeys(i for per in to_assign.values() for i in per))
         sids = assign_sids(loaded, to_assign, ids)
         for r, item_id in enumerate(ids):
-            new_sids[item_id] = used_codes({cb: sids.codes[cb][r].astype(np.int64) for cb in sids.codebooks if sids.present[cb][r]})
+            new_sids[item_id] = used_codes(
+                {
+                    cb: sids.codes[cb][r].astype(np.int64)
+                    for cb in sids.codebooks
+                    if sids.present[cb][r]
+                }
+            )
     # An item described only in codebooks this ranker does not use is, for it, unknown (OOV only).
     return {k: v for k, v in new_sids.items() if v}, new_content
 
@@ -83,16 +106,30 @@ def score(loaded: Loaded, request: ScoreRequest) -> ScoreResponse:
         seen: set[str] = set()
         dupe = next(c for c in request.candidates if c in seen or seen.add(c))
         raise RequestError("candidates", f"item {dupe!r} is listed twice")
-    ranked = ranker.score(request.history, request.candidates, new_sids=new_sids, new_content=new_content)
+    ranked = ranker.score(
+        request.history, request.candidates, new_sids=new_sids, new_content=new_content
+    )
     described = set(new_sids) | set(new_content)
     known_h = ranker.tables.knows(request.history) if request.history else np.zeros(0, bool)
-    unknown_history = [h for h, k in zip(request.history, known_h.tolist(), strict=True) if not k and h not in described]
+    unknown_history = [
+        h
+        for h, k in zip(request.history, known_h.tolist(), strict=True)
+        if not k and h not in described
+    ]
     if request.top_k is not None:
         ranked = ranked[: request.top_k]
     return ScoreResponse(
         model=str(ranker.spec["model"]),
         ranker_fingerprint=loaded.fingerprints["ranker"],
-        results=[ScoredItem(item_id=r["item_id"], score=r["score"], logit=r["logit"], status=_STATUS[r["status"]]) for r in ranked],
+        results=[
+            ScoredItem(
+                item_id=r["item_id"],
+                score=r["score"],
+                logit=r["logit"],
+                status=_STATUS[r["status"]],
+            )
+            for r in ranked
+        ],
         unknown_history=unknown_history,
         history_used=min(len(request.history), ranker.max_history),
     )

@@ -25,9 +25,13 @@ def write_embeddings(path: Path, item_ids: list[str], X: np.ndarray) -> None:
 
     from psrq.artifacts import write_parquet
 
-    emb = pa.FixedSizeListArray.from_arrays(pa.array(X.astype(np.float32).ravel(), pa.float32()), X.shape[1])
+    emb = pa.FixedSizeListArray.from_arrays(
+        pa.array(X.astype(np.float32).ravel(), pa.float32()), X.shape[1]
+    )
     table = pa.table({"item_id": pa.array(item_ids, pa.string()), "embedding": emb})
-    write_parquet(path, table.replace_schema_metadata({**SYNTHETIC_META, b"psrq.encoder": b"synthetic"}))
+    write_parquet(
+        path, table.replace_schema_metadata({**SYNTHETIC_META, b"psrq.encoder": b"synthetic"})
+    )
 
 
 def build_service_artifacts(
@@ -52,7 +56,9 @@ def build_service_artifacts(
     from psrq.rank.train import TrainConfig, load_ranking_data, train_model
 
     root = Path(root)
-    data = make_synthetic_ranking_data(root / "data", n_users=n_users, n_items=n_items, seed=seed, modalities=("text",))
+    data = make_synthetic_ranking_data(
+        root / "data", n_users=n_users, n_items=n_items, seed=seed, modalities=("text",)
+    )
     planted = pq.read_table(data["sids"])
     item_ids = [str(v) for v in planted.column("item_id").to_pylist()]
     cluster = np.array([codes[0] for codes in planted.column("sid_text").to_pylist()])
@@ -63,19 +69,34 @@ def build_service_artifacts(
         centres = rng.normal(size=(cluster.max() + 1, d)).astype(np.float32)
         X = centres[cluster] + 0.6 * rng.normal(size=(len(item_ids), d)).astype(np.float32)
         write_embeddings(embeddings / f"{m}.parquet", item_ids, X)
-        inputs[m] = read_embedding_parquet(embeddings / f"{m}.parquet", m)  # carries the SYNTHETIC label
+        inputs[m] = read_embedding_parquet(
+            embeddings / f"{m}.parquet", m
+        )  # carries the SYNTHETIC label
     titles = [f"SYNTHETIC track {i} (cluster {c})" for i, c in enumerate(cluster.tolist())]
-    write_parquet(root / "items.parquet", pa.table({"item_id": item_ids, "name": titles}).replace_schema_metadata(SYNTHETIC_META))
+    write_parquet(
+        root / "items.parquet",
+        pa.table({"item_id": item_ids, "name": titles}).replace_schema_metadata(SYNTHETIC_META),
+    )
 
-    mq = MultimodalQuantizer(method="PSRQ", params={"codebook_size": codebook_size, "n_levels": n_levels}, seed=seed)
+    mq = MultimodalQuantizer(
+        method="PSRQ", params={"codebook_size": codebook_size, "n_levels": n_levels}, seed=seed
+    )
     sids = mq.fit_transform(inputs, disambiguate=True)
     sids.write(root / "sids.parquet")
     mq.save(root / "quantizer")
 
     rankers = {}
     for name in models:
-        config = TrainConfig(model=name, dim=16, epochs=epochs, patience=0, batch_size=256, seed=seed, min_id_count=1)
-        ranking = load_ranking_data(data["samples"], sids=root / "sids.parquet", embeddings=embeddings if name == "VBPR" else None, max_history=20, min_id_count=1)
+        config = TrainConfig(
+            model=name, dim=16, epochs=epochs, patience=0, batch_size=256, seed=seed, min_id_count=1
+        )
+        ranking = load_ranking_data(
+            data["samples"],
+            sids=root / "sids.parquet",
+            embeddings=embeddings if name == "VBPR" else None,
+            max_history=20,
+            min_id_count=1,
+        )
         train_model(ranking, config, out=root / "rank" / name, progress=False)
         rankers[name] = root / "rank" / name / "model"
     return {
