@@ -9,6 +9,14 @@ import sys
 from psrq.rank.experiment import ExperimentSpec, run_experiment
 
 samples, embeddings, out, codebook, seeds = sys.argv[1:6]
-spec = ExperimentSpec(samples=samples, embeddings=embeddings, models=["DIN+SID"], quantizers=["PSRQ"],
-                      sid_modality=codebook, seeds=list(range(int(seeds))))
-run_experiment(spec, out, threads=1, train_missing=len(sys.argv) < 7 or sys.argv[6] != "--report-only")
+spec = ExperimentSpec(
+    samples=samples,
+    embeddings=embeddings,
+    models=["DIN+SID"],
+    quantizers=["PSRQ"],
+    sid_modality=codebook,
+    seeds=list(range(int(seeds))),
+)
+run_experiment(
+    spec, out, threads=1, train_missing=len(sys.argv) < 7 or sys.argv[6] != "--report-only"
+)

@@ -26,16 +26,27 @@ def _cell(stat: dict) -> str:
 def _from_records(out: Path) -> list[dict]:
     runs = []
     for run_dir in sorted((out / "runs").iterdir()) if (out / "runs").is_dir() else []:
-        seeds = {str(r["seed"]): r for r in (json.loads(p.read_text()) for p in sorted(run_dir.glob("seed*.json")))}
+        seeds = {
+            str(r["seed"]): r
+            for r in (json.loads(p.read_text()) for p in sorted(run_dir.glob("seed*.json")))
+        }
         if not seeds:
             continue
         summary = {}
         for split in ("valid", "test"):
             summary[split] = {}
             for k, _ in METRICS:
-                vals = [r["metrics"][split][k] for r in seeds.values() if not math.isnan(r["metrics"][split][k])]
+                vals = [
+                    r["metrics"][split][k]
+                    for r in seeds.values()
+                    if not math.isnan(r["metrics"][split][k])
+                ]
                 mean = sum(vals) / len(vals) if vals else math.nan
-                std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
+                std = (
+                    math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1))
+                    if len(vals) > 1
+                    else 0.0
+                )
                 summary[split][k] = {"mean": mean, "std": std, "n": len(vals)}
         runs.append({"name": next(iter(seeds.values()))["run"], "seeds": seeds, "summary": summary})
     return runs
@@ -46,7 +57,11 @@ def main(argv: list[str]) -> None:
     dirs, rows = argv[int(records) : argv.index("--")], argv[argv.index("--") + 1 :]
     runs: dict[str, dict] = {}
     for d in dirs:
-        for r in _from_records(Path(d)) if records else json.loads((Path(d) / "results.json").read_text())["runs"]:
+        for r in (
+            _from_records(Path(d))
+            if records
+            else json.loads((Path(d) / "results.json").read_text())["runs"]
+        ):
             runs.setdefault(r["name"], r)
     for split, title in (("test", "test"), ("valid", "validation")):
         print(f"{title}:\n")
@@ -63,7 +78,11 @@ def main(argv: list[str]) -> None:
             cells = [_cell(s[k]) for k, _ in METRICS]
             seeds = ",".join(sorted(r["seeds"]))
             n = s["auc"]["n"]
-            print(f"| {label} | {n}{'' if n >= 5 else f' (seeds {seeds})'} | " + " | ".join(cells) + " |")
+            print(
+                f"| {label} | {n}{'' if n >= 5 else f' (seeds {seeds})'} | "
+                + " | ".join(cells)
+                + " |"
+            )
         print()
 
 
