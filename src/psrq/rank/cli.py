@@ -709,50 +709,6 @@ def experiment_cmd(
     wait: WaitOpt = False,
 ) -> None:
     from psrq.outputs import Output, claim_outputs
-
-    outputs = [Output(out, "dir", "--out")] + [
-        Output(out / f"results.{ext}", "file", "--out", lock=False)
-        for ext in ("json", "md", "html")
-    ]
-    with claim_outputs(*outputs, wait=wait):
-        _experiment(
-            samples,
-            embeddings,
-            out,
-            models,
-            quantizers,
-            main_quantizer,
-            modalities,
-            quantizer_params,
-            seeds,
-            preset,
-            epochs,
-            lr,
-            embedding_l2,
-            dropout,
-            threads,
-            report_only,
-        )
-
-
-def _experiment(
-    samples,
-    embeddings,
-    out,
-    models,
-    quantizers,
-    main_quantizer,
-    modalities,
-    quantizer_params,
-    seeds,
-    preset,
-    epochs,
-    lr,
-    embedding_l2,
-    dropout,
-    threads,
-    report_only,
-) -> None:
     from psrq.rank.experiment import ExperimentSpec, run_experiment
 
     qparams = _json_object(
@@ -780,7 +736,12 @@ def _experiment(
         preset=preset,
         train_overrides=overrides,
     )
-    run_experiment(spec, out, threads=threads, train_missing=not report_only)
+    outputs = [Output(out, "dir", "--out")] + [
+        Output(out / f"results.{ext}", "file", "--out", lock=False)
+        for ext in ("json", "md", "html")
+    ]
+    with claim_outputs(*outputs, wait=wait):
+        run_experiment(spec, out, threads=threads, train_missing=not report_only)
     typer.echo(f"wrote {out / 'results.md'}, {out / 'results.html'}, {out / 'results.json'}")
 
 
