@@ -307,7 +307,10 @@ def quantize(
     actor_cpus: ActorCpusOpt = 0.5,
     batch_rows: BatchRowsOpt = 65_536,
 ) -> None:
+    from rich.console import Console
+
     from psrq.outputs import Output, claim_outputs
+    from psrq.quantize.multimodal import MultimodalQuantizer
 
     streamed = engine != "memory"  # --out is then a directory of Parquet shards
     model_dir = model_dir or out.with_name((out.name if streamed else out.stem) + ".model")
@@ -329,78 +332,32 @@ def quantize(
             if streamed
             else None
         )
-        _quantize(
-            items,
-            inputs,
-            ids,
-            modalities,
-            method,
-            levels,
-            codebook_size,
-            prefix_weight,
-            normalize,
-            weight,
-            joint,
-            set_,
-            seed,
-            disambiguate,
-            out,
-            model_dir,
-            cfg,
-            sample_rows,
+        wanted = [m.strip() for m in modalities.split(",")] if modalities else None
+        if streamed:
+            _check_streamable(disambiguate, ids)
+        else:  # input errors before option errors
+            mods = _gather(items, inputs, ids, modalities=wanted)
+        mq = MultimodalQuantizer(
+            method=method,
+            params=_quantizer_params(method, levels, codebook_size, prefix_weight),
+            codebook_params=_parse_overrides(set_),
+            normalize=_parse_normalize(normalize),
+            weights=_parse_weights(weight),
+            joint=joint,
+            seed=seed,
         )
-
-
-def _quantize(
-    items,
-    inputs,
-    ids,
-    modalities,
-    method,
-    levels,
-    codebook_size,
-    prefix_weight,
-    normalize,
-    weight,
-    joint,
-    set_,
-    seed,
-    disambiguate,
-    out,
-    model_dir,
-    cfg,
-    sample_rows,
-) -> None:
-    from rich.console import Console
-
-    from psrq.quantize.multimodal import MultimodalQuantizer
-
-    wanted = [m.strip() for m in modalities.split(",")] if modalities else None
-    if cfg is not None:
-        _check_streamable(disambiguate, ids)
-    else:
-        mods = _gather(items, inputs, ids, modalities=wanted)  # input errors before option errors
-    mq = MultimodalQuantizer(
-        method=method,
-        params=_quantizer_params(method, levels, codebook_size, prefix_weight),
-        codebook_params=_parse_overrides(set_),
-        normalize=_parse_normalize(normalize),
-        weights=_parse_weights(weight),
-        joint=joint,
-        seed=seed,
-    )
-    if cfg is not None:
-        _quantize_streamed(
-            items, inputs, wanted, mq, out, model_dir, cfg, sample_rows=sample_rows, seed=seed
+        if streamed:
+            _quantize_streamed(
+                items, inputs, wanted, mq, out, model_dir, cfg, sample_rows=sample_rows, seed=seed
+            )
+            return
+        sids = mq.fit_transform(mods, disambiguate=disambiguate)
+        mq.save(model_dir)
+        sids.write(out)
+        print_collisions(sids)
+        Console().print(
+            f"wrote {out} ({len(sids):,} items, codebooks {', '.join(sids.codebooks)}) and model {model_dir}"
         )
-        return
-    sids = mq.fit_transform(mods, disambiguate=disambiguate)
-    mq.save(model_dir)
-    sids.write(out)
-    print_collisions(sids)
-    Console().print(
-        f"wrote {out} ({len(sids):,} items, codebooks {', '.join(sids.codebooks)}) and model {model_dir}"
-    )
 
 
 def assign(
