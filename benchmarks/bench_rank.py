@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from psrq.rank.batches import EncodedSplit, ItemTables, iter_batches
-from psrq.rank.train import Ranker, TrainConfig, make_model, make_optimizer
+from psrq.rank.train import TrainConfig, make_model, make_optimizer
+from psrq.serve.ranker import Ranker
 
 
 def synthetic_tables(

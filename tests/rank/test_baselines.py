@@ -13,7 +13,6 @@ from psrq.errors import ConfigError
 from psrq.rank.qarm import alignment_pairs, residual_codes, topk_codes
 from psrq.rank.simtier import simtier_histogram
 from psrq.rank.train import (
-    Ranker,
     TrainConfig,
     make_model,
     make_optimizer,
@@ -22,6 +21,7 @@ from psrq.rank.train import (
     train_model,
     train_one_epoch,
 )
+from psrq.serve.ranker import Ranker
 
 QARM_SMALL = {"rq_codebook_size": 8, "vq_k": 5, "align_epochs": 2}
 

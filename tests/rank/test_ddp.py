@@ -12,7 +12,7 @@ import torch
 
 from psrq.rank.ddp import local_batches
 from psrq.rank.synthetic import make_synthetic_ranking_data
-from psrq.rank.train import Ranker
+from psrq.serve.ranker import Ranker
 
 pytestmark = pytest.mark.slow  # four short torchrun launches
 

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from psrq.rank.layers import ActivationUnit, TargetAttentionPooling
-from psrq.rank.train import Ranker, TrainConfig, load_item_tables, train_model
+from psrq.rank.train import TrainConfig, load_item_tables, train_model
+from psrq.serve.ranker import Ranker
 
 FAST = {"epochs": 1, "batch_size": 64, "dim": 16, "eval_batch_size": 256}
 

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from psrq.errors import ArtifactError, ConfigError, InputError, TrainingError
-from psrq.rank.train import Ranker, TrainConfig, load_ranking_data, train_model
+from psrq.rank.train import TrainConfig, load_ranking_data, train_model
+from psrq.serve.ranker import Ranker
 
 FAST = {"epochs": 2, "batch_size": 128, "patience": 0}
 

@@ -99,7 +99,7 @@ def test_checkpoint_with_pickled_code_is_refused_not_run(sid_run, tmp_path, monk
 def test_model_weights_with_pickled_code_are_refused(sid_run, tmp_path, monkeypatch):
     import shutil
 
-    from psrq.rank.train import Ranker
+    from psrq.serve.ranker import Ranker
 
     run = tmp_path / "run"
     shutil.copytree(sid_run["run"], run)

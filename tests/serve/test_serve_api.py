@@ -155,7 +155,7 @@ def test_sids_from_an_uploaded_audio_file(full_server: Server, audio_clips_dir: 
 def test_score_matches_the_ranker_best_first_with_top_k(
     full_server: Server, serve_artifacts: dict[str, Any]
 ) -> None:
-    from psrq.rank.train import Ranker
+    from psrq.serve.ranker import Ranker
 
     ids = serve_artifacts["item_ids"]
     history, candidates = ids[:20], ids[100:140]
@@ -178,7 +178,7 @@ def test_score_new_items_by_sids_and_by_embeddings_and_unknown_items(
     full_server: Server, serve_artifacts: dict[str, Any]
 ) -> None:
     from psrq.quantize.multimodal import MultimodalQuantizer
-    from psrq.rank.train import Ranker
+    from psrq.serve.ranker import Ranker
 
     ids = serve_artifacts["item_ids"]
     mq = MultimodalQuantizer.load(serve_artifacts["quantizer"])
@@ -225,7 +225,7 @@ def test_single_modality_joint_is_the_modality_sid(
     text_only_server: tuple[Server, dict[str, Any]],
 ) -> None:
     from psrq.quantize.multimodal import MultimodalQuantizer
-    from psrq.rank.train import Ranker
+    from psrq.serve.ranker import Ranker
 
     server, a = text_only_server
     ids = a["item_ids"]

@@ -29,8 +29,8 @@ def samples(
 def test_onnx_and_torchscript_match_pytorch(
     serve_artifacts: dict[str, Any], tmp_path: Path, model: str
 ) -> None:
-    from psrq.rank.train import Ranker
     from psrq.serve.export import export_ranker, onnx_logits
+    from psrq.serve.ranker import Ranker
 
     model_dir = serve_artifacts["rankers"][model]
     ranker = Ranker.load(model_dir)

@@ -2,7 +2,9 @@
 
 Public names are imported lazily so `psrq --help` does not load torch:
 
-    from psrq.rank import MCCA, DIN, TrainConfig, load_ranking_data, train_model, Ranker
+    from psrq.rank import MCCA, DIN, TrainConfig, load_ranking_data, train_model, save_model
+
+Scoring with a trained model is psrq.serve (`from psrq.serve import Ranker`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ _EXPORTS = {
     "TrainConfig": "psrq.rank.train",
     "PRESETS": "psrq.rank.train",
     "RankingData": "psrq.rank.train",
-    "Ranker": "psrq.rank.train",
+    "save_model": "psrq.rank.model_dir",
+    "load_model": "psrq.rank.model_dir",
+    "resolve_model_dir": "psrq.rank.model_dir",
     "load_ranking_data": "psrq.rank.train",
     "train_model": "psrq.rank.train",
     "evaluate_split": "psrq.rank.train",

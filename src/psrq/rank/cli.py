@@ -390,7 +390,7 @@ def evaluate_cmd(
     from psrq.artifacts import write_json
     from psrq.errors import InputError
     from psrq.outputs import Output, claim_outputs
-    from psrq.rank.train import Ranker
+    from psrq.serve.ranker import Ranker
 
     for p in samples:
         if p.is_dir():
@@ -574,7 +574,7 @@ def _score(
 
     from psrq.artifacts import write_json
     from psrq.errors import InputError
-    from psrq.rank.train import Ranker
+    from psrq.serve.ranker import Ranker
 
     ranker = Ranker.load(model)
     if new_sids is not None and ranker.model.codebooks:

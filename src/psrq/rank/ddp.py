@@ -49,6 +49,7 @@ import torch
 import torch.distributed as dist
 
 from psrq.errors import ConfigError, InputError, TrainingError
+from psrq.rank.model_dir import save_model
 from psrq.rank.train import (
     EmbeddingL2,
     RankingData,
@@ -60,7 +61,6 @@ from psrq.rank.train import (
     load_ranking_data,
     make_model,
     make_optimizer,
-    save_model,
 )
 
 

@@ -1,9 +1,11 @@
-"""Training, evaluation, checkpoints and model directories for the ranking models.
+"""Training, evaluation and checkpoints for the ranking models.
 
     data = load_ranking_data("data/lastfm2k/samples", sids="sids.parquet", embeddings="embeddings")
     result = train_model(data, TrainConfig(model="MCCA", seed=0), out="runs/mcca")
     print(result.metrics["test"])            # {"auc": ..., "cold_auc": ..., "logloss": ..., "gauc": ...}
-    ranker = Ranker.load("runs/mcca")        # scoring with the frozen model
+
+The model directory `out/model` is written by psrq.rank.model_dir.save_model; scoring with the
+frozen model is psrq.serve.ranker.Ranker.
 
 Training: Adam on binary cross-entropy, shuffled batches from a seeded torch.Generator (one per
 epoch, so resuming at an epoch boundary reproduces the same order), validation AUC after every
@@ -24,7 +26,7 @@ import numpy as np
 import torch
 
 from psrq.artifacts import fingerprint_obj, read_model_dir, write_json, write_model_dir
-from psrq.errors import ArtifactError, ConfigError, InputError, TrainingError
+from psrq.errors import ConfigError, InputError, TrainingError
 from psrq.rank.batches import (
     EncodedSplit,
     ItemTables,
@@ -37,10 +39,9 @@ from psrq.rank.batches import (
     read_table,
 )
 from psrq.rank.metrics import evaluate_predictions
-from psrq.rank.models import OOV, RankingModel, TableShapes, build_model
-from psrq.rank.models import PAD as PAD_ROW
+from psrq.rank.model_dir import load_tensors, save_model
+from psrq.rank.models import RankingModel, build_model
 
-MODEL_KIND = "psrq-ranker"
 CHECKPOINT_KIND = "psrq-ranker-checkpoint"
 
 
@@ -596,245 +597,3 @@ def _load_checkpoint(
     if "rng" in blob:
         torch.set_rng_state(blob["rng"])
     return blob["state"]
-
-
-def load_tensors(path: Path) -> Any:
-    """torch.load with weights_only=True: tensors and plain containers only, never code.
-    Anything else (a pickled object, a corrupted file) is an ArtifactError naming the file."""
-    import pickle
-
-    try:
-        return torch.load(path, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as e:
-        raise ArtifactError(
-            f"{path} cannot be loaded safely (weights_only): {str(e).splitlines()[0]}"
-        ) from None
-
-
-# ---- model directories ------------------------------------------------------------------------
-def save_model(path: str | os.PathLike[str], result: TrainResult) -> Path:
-    """Write a model directory: weights.pt, items.json (item rows), spec.json, manifest."""
-    spec = {
-        "model": result.config.model,
-        "model_kwargs": result.model.model_kwargs(),
-        "description": result.model.describe(),
-        "shapes": result.tables.shapes().to_dict(),
-        "train_config": result.config.to_dict(),
-        "sid_fingerprint": model_sid_fingerprint(result.model, result.tables),
-        "sid_source": result.tables.sid_source if result.model.codebooks else {},
-        "best_epoch": result.best_epoch,
-    }
-    with write_model_dir(
-        path,
-        kind=MODEL_KIND,
-        params=result.config.to_dict(),
-        seed=result.config.seed,
-        input_fingerprint=spec["sid_fingerprint"],
-        extra={"model": result.config.model, "metrics": result.metrics},
-    ) as d:
-        torch.save(result.model.state_dict(), d / "weights.pt")
-        (d / "items.json").write_text(json.dumps(result.tables.item_ids.astype(str).tolist()))
-        (d / "spec.json").write_text(json.dumps(spec, indent=2))
-    return Path(path)
-
-
-def resolve_model_dir(path: str | os.PathLike[str]) -> Path:
-    """Accept a model directory or a training output directory holding `model/`."""
-    p = Path(path)
-    if (p / "model" / "manifest.json").is_file() and not (p / "manifest.json").is_file():
-        return p / "model"
-    return p
-
-
-class Ranker:
-    """A trained model with its item tables, ready to score (frozen)."""
-
-    def __init__(
-        self,
-        model: RankingModel,
-        tables: ItemTables,
-        spec: dict[str, Any],
-        path: Path | None = None,
-    ) -> None:
-        self.model, self.tables, self.spec, self.path = model, tables, spec, path
-        self.model.eval()
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Ranker:
-        root = resolve_model_dir(path)
-        read_model_dir(root, kind=MODEL_KIND)
-        spec = json.loads((root / "spec.json").read_text())
-        shapes = TableShapes.from_dict(spec["shapes"])
-        model = build_model(spec["model"], shapes, **spec["model_kwargs"])
-        try:
-            model.load_state_dict(load_tensors(root / "weights.pt"))
-        except (RuntimeError, KeyError) as e:
-            raise ArtifactError(
-                f"{root}: weights.pt does not fit the model in spec.json: {e}"
-            ) from e
-        item_ids = np.asarray(json.loads((root / "items.json").read_text()), dtype=object)
-        tables = ItemTables(
-            item_ids=item_ids,
-            item_to_id=model.item_to_id.numpy().copy(),
-            n_ids=shapes.n_ids,
-            sids={cb: getattr(model, f"sids_{cb}").numpy().copy() for cb in model.codebooks},
-            sid_sizes={cb: shapes.sid_sizes[cb] for cb in model.codebooks},
-            content={
-                m: getattr(model, f"content_{m}").numpy().copy() for m in model.content_modalities
-            },
-        )
-        if tables.sid_fingerprint() != spec.get("sid_fingerprint"):
-            raise ArtifactError(f"{root}: item tables do not match the recorded SID fingerprint")
-        tables.sid_source = dict(spec.get("sid_source") or {})
-        return cls(model, tables, spec, root)
-
-    @property
-    def max_history(self) -> int:
-        return int(self.spec["train_config"]["max_history"])
-
-    def check_sids(self, sids_path: str | os.PathLike[str]) -> None:
-        """ArtifactError when `sids_path` is not the SID artifact this model was trained with."""
-        from psrq.rank.batches import check_sids_match, check_sids_source
-
-        if self.model.codebooks:
-            check_sids_source(self.tables.sid_source, sids_path)
-            check_sids_match(self.tables, sids_path)
-
-    def evaluate(self, samples_path: str | os.PathLike[str]) -> dict[str, float]:
-        table = read_table(samples_path)
-        split = encode_samples(
-            table,
-            self.tables,
-            max_history=self.max_history,
-            name=Path(samples_path).stem,
-            source=samples_path,
-        )
-        return evaluate_split(self.model, split)
-
-    def score(
-        self,
-        history: list[str],
-        candidates: list[str],
-        *,
-        new_sids: dict[str, dict[str, np.ndarray]] | None = None,
-        new_content: dict[str, dict[str, np.ndarray]] | None = None,
-    ) -> list[dict[str, Any]]:
-        """Score `candidates` for a user with `history` (item ids, oldest first); best first.
-
-        Items the model never saw are scored from what is known about them: their semantic IDs
-        (`new_sids[item_id] = {codebook: codes [n_levels]}`, from the frozen quantizer) and
-        content (`new_content[item_id] = {modality: vector}`), with the shared OOV ID
-        embedding. Unknown items with neither are scored with OOV features only (flagged).
-        History longer than the model's maximum keeps the newest items; an empty history is valid.
-        """
-        if not candidates:
-            raise InputError("no candidate items to score")
-        new_sids, new_content = new_sids or {}, new_content or {}
-        history = list(history)[-self.max_history :]
-        rows_c = self.tables.rows_of(list(candidates))
-        rows_h = self.tables.rows_of(history) if history else np.zeros(0, np.int64)
-        known = rows_c != OOV
-        model = self.model
-        described_new = [
-            i for i in dict.fromkeys([*history, *candidates]) if (i in new_sids or i in new_content)
-        ]
-        described_new = (
-            [
-                i
-                for i, r in zip(described_new, self.tables.rows_of(described_new), strict=True)
-                if r == OOV
-            ]
-            if described_new
-            else []
-        )
-        if described_new:
-            model, rows_c, rows_h = self._request_model(
-                history, candidates, rows_c, rows_h, described_new, new_sids, new_content
-            )
-        hist = np.zeros((1, self.max_history), dtype=np.int64)
-        hist[0, : len(rows_h)] = rows_h
-        with torch.no_grad():
-            logits = model(
-                torch.from_numpy(rows_c), torch.from_numpy(hist)
-            ).numpy()  # history [1, L], broadcast
-        described = np.array([(c in new_sids) or (c in new_content) for c in candidates])
-        order = np.argsort(-logits, kind="stable")
-        return [
-            {
-                "item_id": candidates[i],
-                "score": float(1 / (1 + np.exp(-logits[i]))),
-                "logit": float(logits[i]),
-                "status": "known"
-                if known[i]
-                else ("new (SIDs/content)" if described[i] else "unknown (OOV only)"),
-            }
-            for i in order
-        ]
-
-    def _request_model(
-        self,
-        history: list[str],
-        candidates: list[str],
-        rows_c: np.ndarray,
-        rows_h: np.ndarray,
-        unknown: list[str],
-        new_sids: dict[str, dict[str, np.ndarray]],
-        new_content: dict[str, dict[str, np.ndarray]],
-    ) -> tuple[RankingModel, np.ndarray, np.ndarray]:
-        """A per-request view of the model whose item tables hold only this request's items.
-
-        Thread safety: the shared model is never modified (a service scores from many threads).
-        The view shares every parameter with the model but has its own buffer dict, holding
-        small tables: PAD, OOV, the request's known rows, then the described new items (ID row
-        = OOV). Returns (view, candidate rows, history rows) in the small tables' numbering.
-        """
-        known_rows = np.unique(
-            np.concatenate([rows_c, rows_h, [PAD_ROW, OOV]])
-        )  # sorted: PAD, OOV first
-        small = self.tables.subset(known_rows)
-        sids = {
-            cb: np.stack(
-                [
-                    np.asarray(new_sids.get(i, {}).get(cb, [-1] * len(sizes)), dtype=np.int64)
-                    for i in unknown
-                ]
-            )
-            for cb, sizes in small.sid_sizes.items()
-        }
-        content = {
-            m: np.stack(
-                [
-                    np.asarray(
-                        new_content.get(i, {}).get(m, np.zeros(X.shape[1])), dtype=np.float32
-                    )
-                    for i in unknown
-                ]
-            )
-            for m, X in small.content.items()
-        }
-        small = small.with_new_items(unknown, sids, content)
-        local = np.searchsorted(known_rows, np.concatenate([rows_c, rows_h]))
-        new_row = {item: len(known_rows) + j for j, item in enumerate(unknown)}
-        both = [*candidates, *history]
-        local = np.array(
-            [new_row.get(item, r) for item, r in zip(both, local.tolist(), strict=True)],
-            dtype=np.int64,
-        )
-        view = copy.copy(self.model)
-        view._buffers = dict(
-            self.model._buffers
-        )  # its own buffer dict: the model's stays untouched
-        load_item_tables(view, small)
-        return view, local[: len(candidates)], local[len(candidates) :]
-
-
-def model_sid_fingerprint(model: RankingModel, tables: ItemTables) -> str:
-    """Fingerprint of the (item, SID) pairs of the codebooks this model actually uses."""
-    used = ItemTables(
-        item_ids=tables.item_ids,
-        item_to_id=tables.item_to_id,
-        n_ids=tables.n_ids,
-        sids={cb: tables.sids[cb] for cb in model.codebooks},
-        sid_sizes={cb: tables.sid_sizes[cb] for cb in model.codebooks},
-    )
-    return used.sid_fingerprint()

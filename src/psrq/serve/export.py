@@ -109,8 +109,8 @@ def export_ranker(
     model_dir: str | os.PathLike[str], out: str | os.PathLike[str], *, fmt: str
 ) -> dict[str, Any]:
     """Export a ranker model directory; writes `out` and `out`.json (inputs, item rows, source)."""
-    from psrq.rank.train import Ranker
     from psrq.serve.loaded import manifest_fingerprint
+    from psrq.serve.ranker import Ranker
 
     ranker = Ranker.load(model_dir)
     path = export_model(

@@ -46,7 +46,7 @@ class Loaded:
 
     spec: ServeSpec
     quantizer: Any  # MultimodalQuantizer
-    ranker: Any | None  # psrq.rank.train.Ranker
+    ranker: Any | None  # psrq.serve.ranker.Ranker
     text_encoder: Any | None
     audio_encoder: Any | None
     fingerprints: dict[str, str]
@@ -150,7 +150,7 @@ def load_artifacts(spec: ServeSpec, *, generation: int = 0) -> Loaded:
 
 def _load_ranker(path: str, quantizer: Any) -> Any:
     """Ranker.load (manifest + checksums) and a check that its SIDs fit the quantizer's codebooks."""
-    from psrq.rank.train import Ranker
+    from psrq.serve.ranker import Ranker
 
     ranker = Ranker.load(path)
     for cb, sizes in ranker.tables.sid_sizes.items():
