@@ -17,7 +17,7 @@ Examples:
 
   psrq run --config my-catalogue.yaml       (your own data in the documented Parquet schema)
 
-  psrq run --output runs/try2 --seeds 3     (override single settings without a file)
+  psrq run --out runs/try2 --seeds 3        (override single settings without a file)
 
   psrq run --show-config                    (print the full default configuration as YAML)
 
@@ -30,8 +30,9 @@ def run_cmd(
         Path | None,
         typer.Option("--config", "-c", help="YAML configuration (see docs/configuration.md)."),
     ] = None,
-    output: Annotated[
-        str | None, typer.Option("--output", "-o", help="Output directory (overrides the config).")
+    out: Annotated[
+        str | None,
+        typer.Option("--out", help="Output directory (overrides the config's `output`)."),
     ] = None,
     seeds: Annotated[
         int | None, typer.Option(help="Seeds per ranking model (overrides rank.seeds).")
@@ -61,7 +62,7 @@ def run_cmd(
     from psrq.outputs import claim_outputs
     from psrq.pipeline import run_outputs, run_pipeline
 
-    cfg = load_config(config, {"output": output, "rank": {"seeds": seeds}})
+    cfg = load_config(config, {"output": out, "rank": {"seeds": seeds}})
     if show_config:
         typer.echo(yaml.safe_dump(json.loads(cfg.model_dump_json()), sort_keys=False))
         raise typer.Exit()

@@ -50,7 +50,7 @@ def test_prepare_lastfm2k_real_data_statistics_are_plausible(tmp_path):
 def test_synth_then_prepare_synth(tmp_path):
     out = tmp_path / "synth"
     res = _invoke(
-        "data", "synth", "--items", "800", "--users", "80", "--out", str(out), "--seed", "2"
+        "data", "synth", "--n-items", "800", "--n-users", "80", "--out", str(out), "--seed", "2"
     )
     assert res.exit_code == 0 and "SYNTHETIC" in res.output
     res = _invoke(

@@ -115,7 +115,7 @@ def test_bad_config_names_the_key(tmp_path: Path) -> None:
 def test_run_cli_prints_config_and_rejects_bad_file(tmp_path: Path) -> None:
     from psrq.cli import app
 
-    result = CliRunner().invoke(app, ["run", "--show-config", "--output", str(tmp_path / "x")])
+    result = CliRunner().invoke(app, ["run", "--show-config", "--out", str(tmp_path / "x")])
     assert result.exit_code == 0
     shown = yaml.safe_load(result.output)
     assert shown["output"] == str(tmp_path / "x") and shown["dataset"]["name"] == "lastfm2k"

@@ -297,7 +297,7 @@ def test_report_writes_quality_json_and_html(files, quantized, tmp_path) -> None
             f"text={files['text']}",
             "-i",
             f"audio={files['audio']}",
-            "--out-dir",
+            "--out",
             str(tmp_path / "report"),
             "--max-items",
             "200",

@@ -53,7 +53,7 @@ def test_train_evaluate_score(syn_data, tmp_path):
             str(syn_data["test"]),
             "--sids",
             str(syn_data["sids"]),
-            "--json",
+            "--out",
             str(tmp_path / "m.json"),
         ]
     )
@@ -69,7 +69,7 @@ def test_train_evaluate_score(syn_data, tmp_path):
             "syn_item_1,syn_item_2,nope",
             "--candidates",
             "syn_item_3,syn_item_4,unknown_x",
-            "--json",
+            "--out",
             str(tmp_path / "s.json"),
         ]
     )
@@ -200,7 +200,7 @@ def test_score_new_item_from_sids_file(syn_data, tmp_path):
             "syn_item_3,brand_new",
             "--new-sids",
             str(tmp_path / "new.parquet"),
-            "--json",
+            "--out",
             str(tmp_path / "s.json"),
         ]
     )
@@ -317,7 +317,7 @@ def test_train_and_score_the_paper_baselines(syn_data, tmp_path, model, params):
             "syn_item_1,syn_item_2",
             "--candidates",
             "syn_item_3,syn_item_4",
-            "--json",
+            "--out",
             str(tmp_path / "s.json"),
         ]
     )

@@ -52,7 +52,7 @@ def test_report_dimension_mismatch_names_the_file(cli, sid_run, tmp_path):
         sid_run["root"] / "PSRQ-0",
         "-i",
         f"text={wrong}",
-        "--out-dir",
+        "--out",
         tmp_path / "rep",
     )
     assert res.code == 2 and str(wrong) in res.err and "5 values" in res.err and _one_line(res.err)
@@ -66,7 +66,7 @@ def test_report_max_items_zero(cli, sid_run, tmp_path):
         sid_run["root"] / "PSRQ-0",
         "-i",
         f"text={sid_run['emb_text']}",
-        "--out-dir",
+        "--out",
         tmp_path / "rep",
         "--max-items",
         "0",

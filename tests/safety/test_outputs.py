@@ -95,8 +95,8 @@ def test_embed_out_naming_a_directory_is_refused(cli, tmp_path):
 
 def test_score_json_naming_a_directory_is_refused(cli, trained, tmp_path):
     d = _user_dir(tmp_path / "scores")
-    res = cli("score", "--model", trained["run"], "--candidates", "syn_item_1", "--json", d)
-    assert res.code == 2 and str(d) in res.err and "--json" in res.err
+    res = cli("score", "--model", trained["run"], "--candidates", "syn_item_1", "--out", d)
+    assert res.code == 2 and str(d) in res.err and "--out" in res.err
     assert _listing(d) == ["keep.txt"]
 
 
@@ -118,9 +118,9 @@ def test_report_out_dir_naming_a_file_is_refused(cli, emb_files, tmp_path):
     f = tmp_path / "report"
     f.write_text("not a folder")
     res = cli(
-        "report", "--model-dir", tmp_path / "m", "-i", f"text={emb_files['text']}", "--out-dir", f
+        "report", "--model-dir", tmp_path / "m", "-i", f"text={emb_files['text']}", "--out", f
     )
-    assert res.code == 2 and str(f) in res.err and "--out-dir" in res.err
+    assert res.code == 2 and str(f) in res.err and "--out" in res.err
     assert f.read_text() == "not a folder"
 
 
@@ -154,10 +154,10 @@ def test_score_json_to_an_impossible_path(cli, trained, tmp_path):
         trained["run"],
         "--candidates",
         "syn_item_1",
-        "--json",
+        "--out",
         "/proc/psrq/s.json",
     )
-    assert res.code == 2 and "/proc/psrq/s.json" in res.err and "--json" in res.err
+    assert res.code == 2 and "/proc/psrq/s.json" in res.err and "--out" in res.err
 
 
 def test_run_output_naming_a_file(cli, tmp_path):

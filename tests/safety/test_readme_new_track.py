@@ -60,7 +60,7 @@ def test_readme_new_track_text_only_scores(cli, tmp_path, monkeypatch):
                 "2",
             ]  # the README trains to convergence; two epochs show the path
         if argv[0] == "score":
-            argv = [*argv, "--json", "scores.json"]
+            argv = [*argv, "--out", "scores.json"]
         res = cli(*argv)
         assert res.code == 0, f"psrq {' '.join(argv)}: {res.err}"
 

@@ -40,7 +40,7 @@ def test_score_accepts_new_sids_from_the_training_quantizer(cli, sid_run, tmp_pa
         "new-track,syn_item_3",
         "--new-sids",
         path,
-        "--json",
+        "--out",
         tmp_path / "s.json",
     )
     assert res.code == 0, res.err
@@ -110,7 +110,7 @@ def test_ids_with_commas_need_a_file_and_then_score(cli, sid_run, tmp_path):
         tmp_path / "h.parquet",
         "--new-sids",
         path,
-        "--json",
+        "--out",
         tmp_path / "s.json",
     )
     assert res.code == 0, res.err
@@ -143,7 +143,7 @@ def test_ten_thousand_candidates_are_scoreable(cli, sid_run, tmp_path):
         tmp_path / "c.txt",
         "--top",
         "3",
-        "--json",
+        "--out",
         tmp_path / "s.json",
     )
     assert res.code == 0, res.err
@@ -160,7 +160,7 @@ def test_ten_thousand_candidates_are_scoreable(cli, sid_run, tmp_path):
 def test_duplicates_top_and_unknown_candidates_are_defined(cli, sid_run, tmp_path):
     base = ("score", "--model", sid_run["run"], "--history", "syn_item_1")
     res = cli(
-        *base, "--candidates", "syn_item_3,syn_item_3,syn_item_4", "--json", tmp_path / "d.json"
+        *base, "--candidates", "syn_item_3,syn_item_3,syn_item_4", "--out", tmp_path / "d.json"
     )
     assert res.code == 0 and "1 duplicate candidate(s) dropped" in res.out
     d = _strict_json(tmp_path / "d.json")
@@ -174,7 +174,7 @@ def test_duplicates_top_and_unknown_candidates_are_defined(cli, sid_run, tmp_pat
     assert res.code == 0 and "│   30 │" in res.out  # --top 0 prints every row
 
     res = cli(
-        *base, "--candidates", "unknown_x,syn_item_3,syn_item_4", "--json", tmp_path / "u.json"
+        *base, "--candidates", "unknown_x,syn_item_3,syn_item_4", "--out", tmp_path / "u.json"
     )
     assert res.code == 0 and "unknown to the model" in res.out and "listed last" in res.out
     u = _strict_json(tmp_path / "u.json")
@@ -184,7 +184,7 @@ def test_duplicates_top_and_unknown_candidates_are_defined(cli, sid_run, tmp_pat
         "--candidates",
         "unknown_x,syn_item_3,syn_item_4",
         "--rank-unknown",
-        "--json",
+        "--out",
         tmp_path / "r.json",
     )
     scores = [r["score"] for r in _strict_json(tmp_path / "r.json")["ranked"]]
@@ -226,7 +226,7 @@ def test_all_positive_labels_are_reported_and_metrics_are_null(cli, sid_run, tmp
         tmp_path / "run",
         "--samples",
         samples / "test.parquet",
-        "--json",
+        "--out",
         tmp_path / "e.json",
     )
     assert res.code == 0 and "undefined" in res.out

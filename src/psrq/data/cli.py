@@ -15,7 +15,7 @@ data_app = typer.Typer(
         "Data sets -> items / interactions / samples (Parquet), and the SYNTHETIC catalogue.\n\n"
         "Examples:\n\n"
         "  psrq data prepare lastfm2k                  (built-in Last.fm-2k -> runs/lastfm2k/data)\n\n"
-        "  psrq data synth --items 20000 --out runs/synth/data && psrq data prepare synth runs/synth/data"
+        "  psrq data synth --n-items 20000 --out runs/synth/data && psrq data prepare synth runs/synth/data"
     ),
     no_args_is_help=True,
 )
@@ -88,7 +88,6 @@ def prepare_cmd(
         Path | None,
         typer.Option(
             "--out",
-            "-o",
             help="Output directory [default: runs/<dataset>/data; synth: the catalogue directory].",
         ),
     ] = None,
@@ -217,7 +216,7 @@ Examples:
 
   psrq data synth --out runs/synth/data
 
-  psrq data synth --items 1000000 --users 100000 --out runs/synth1m/data --seed 1
+  psrq data synth --n-items 1000000 --n-users 100000 --out runs/synth1m/data --seed 1
 
 then:  psrq data prepare synth runs/synth/data
 """
@@ -225,13 +224,11 @@ then:  psrq data prepare synth runs/synth/data
 
 @data_app.command("synth", help=SYNTH_HELP)
 def synth_cmd(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path(
-        "runs/synth/data"
-    ),
+    out: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("runs/synth/data"),
     n_items: Annotated[
-        int, typer.Option("--items", help="Number of items (up to 10M; streamed in chunks).")
+        int, typer.Option("--n-items", help="Number of items (up to 10M; streamed in chunks).")
     ] = 10_000,
-    n_users: Annotated[int, typer.Option("--users", help="Number of users.")] = 1_000,
+    n_users: Annotated[int, typer.Option("--n-users", help="Number of users.")] = 1_000,
     per_user: Annotated[
         float, typer.Option("--interactions-per-user", help="Mean exposures per user (log-normal).")
     ] = 40.0,

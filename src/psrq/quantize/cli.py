@@ -88,7 +88,7 @@ REPORT_HELP = """Semantic-ID quality of a saved model on embeddings: quality.jso
 
 Example:
 
-  psrq report --model-dir models/sids -i text=embeddings/text.parquet -i audio=embeddings/audio.parquet --out-dir reports/sids
+  psrq report --model-dir models/sids -i text=embeddings/text.parquet -i audio=embeddings/audio.parquet --out reports/sids
 """
 
 
@@ -430,9 +430,9 @@ def report(
     items: ItemsOpt = None,
     inputs: InputOpt = None,
     ids: IdsOpt = None,
-    out_dir: Annotated[Path, typer.Option(help="Folder for quality.json and report.html.")] = Path(
-        "reports/sids"
-    ),
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Folder for quality.json and report.html.")
+    ] = Path("reports/sids"),
     max_items: Annotated[
         int, typer.Option(min=1, help="Items sampled for the embedding-space metrics.")
     ] = 50_000,
@@ -443,9 +443,9 @@ def report(
     from psrq.outputs import Output, claim_outputs
 
     outputs = (
-        Output(out_dir, "dir", "--out-dir"),
-        Output(out_dir / "quality.json", "file", "--out-dir", lock=False),
-        Output(out_dir / "report.html", "file", "--out-dir", lock=False),
+        Output(out_dir, "dir", "--out"),
+        Output(out_dir / "quality.json", "file", "--out", lock=False),
+        Output(out_dir / "report.html", "file", "--out", lock=False),
     )
     with claim_outputs(*outputs, wait=wait):
         _report(model_dir, items, inputs, ids, out_dir, max_items, seed, title)

@@ -46,7 +46,7 @@ Examples:
 
   psrq evaluate --model runs/mcca --samples runs/lastfm2k/data/samples/test.parquet
 
-  psrq evaluate --model runs/mcca --samples data/samples/valid.parquet --sids sids.parquet --json valid.json
+  psrq evaluate --model runs/mcca --samples data/samples/valid.parquet --sids sids.parquet --out valid.json
 
 With --sids, the file is checked against the semantic IDs the model was trained with (a model
 paired with another quantizer's IDs stops with an error).
@@ -58,7 +58,7 @@ Examples:
 
   psrq score --model runs/mcca --history 289,72,51 --candidates 89,292,498,67
 
-  psrq score --model runs/mcca --history-file hist.txt --candidates 89,new_artist --new-sids new_sids.parquet --json scores.json
+  psrq score --model runs/mcca --history-file hist.txt --candidates 89,new_artist --new-sids new_sids.parquet --out scores.json
 
   psrq score --model runs/mcca --history-file hist.txt --candidates-file candidates.txt --top 0
 
@@ -380,7 +380,7 @@ def evaluate_cmd(
         Path | None, typer.Option(help="Check this sids.parquet against the model's semantic IDs.")
     ] = None,
     json_out: Annotated[
-        Path | None, typer.Option("--json", help="Also write the metrics as JSON.")
+        Path | None, typer.Option("--out", help="Also write the metrics as JSON to this file.")
     ] = None,
     threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads.")] = None,
     wait: WaitOpt = False,
@@ -401,7 +401,7 @@ def evaluate_cmd(
                 + (f" (found {', '.join(found)})" if found else "")
             )
     with claim_outputs(
-        Output(json_out, "file", "--json") if json_out is not None else None, wait=wait
+        Output(json_out, "file", "--out") if json_out is not None else None, wait=wait
     ):
         _set_threads(threads)
         ranker = Ranker.load(model)
@@ -529,7 +529,7 @@ def score_cmd(
         ),
     ] = False,
     json_out: Annotated[
-        Path | None, typer.Option("--json", help="Write all scores as JSON.")
+        Path | None, typer.Option("--out", help="Write all scores as JSON to this file.")
     ] = None,
     wait: WaitOpt = False,
 ) -> None:
@@ -541,7 +541,7 @@ def score_cmd(
     if history and history_file is not None:
         raise InputError("give at most one of --history and --history-file")
     with claim_outputs(
-        Output(json_out, "file", "--json") if json_out is not None else None, wait=wait
+        Output(json_out, "file", "--out") if json_out is not None else None, wait=wait
     ):
         _score(
             model,
