@@ -1,4 +1,7 @@
-"""Options shared by every writing command (kept apart so psrq.outputs stays free of typer)."""
+"""Options shared by several commands (kept apart so psrq.outputs stays free of typer).
+
+The engine options (--engine, --address, --num-cpus, ...) are psrq.engines.options.
+"""
 
 from __future__ import annotations
 
@@ -12,4 +15,8 @@ WaitOpt = Annotated[
         "--wait",
         help="If another psrq process is writing the same output, wait for it instead of failing at once.",
     ),
+]
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option("--threads", min=1, help="Torch CPU threads (default: torch's choice)."),
 ]

@@ -1,8 +1,23 @@
-"""Command-line options shared by every command that can run on an engine (embed, quantize, assign)."""
+"""Command-line options shared by every command that can run on an engine (embed, quantize, assign).
+
+Declared once here. A command takes all of them with one decorator and receives them as one
+keyword-only `engine: EngineChoice` (its own defaults and `--engine` help given to the decorator):
+
+    @engine_options(batch_rows=4096, engine_help="memory: ...; local / ray: ...")
+    def embed_text(items: ..., out: ..., *, engine: EngineChoice) -> None:
+        if engine.streamed:
+            run_on(engine.config())
+
+--engine, --address, --num-cpus, --object-store-mb, --actors, --actor-cpus, --batch-rows.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -44,22 +59,83 @@ BatchRowsOpt = Annotated[
 ]
 
 
-def engine_config(
-    kind: str,
+@dataclass(frozen=True)
+class EngineChoice:
+    """What the engine options asked for: `memory` (no engine) or a local / Ray engine."""
+
+    kind: str = "memory"
+    address: str | None = None
+    num_cpus: int = 2
+    object_store_mb: int = 256
+    actors: int = 1
+    actor_cpus: float = 0.5
+    batch_rows: int = 4096
+
+    @property
+    def streamed(self) -> bool:
+        """True for local / ray: the command streams Parquet shards and writes a directory of them."""
+        return self.kind != "memory"
+
+    def config(self) -> EngineConfig:
+        """The EngineConfig of a streamed run (ConfigError for an unknown --engine)."""
+        return EngineConfig(
+            kind=self.kind,  # type: ignore[arg-type]  (validated by EngineConfig)
+            address=self.address,
+            num_cpus=self.num_cpus,
+            object_store_mb=self.object_store_mb,
+            actors=self.actors,
+            actor_cpus=self.actor_cpus,
+            batch_rows=self.batch_rows,
+        )
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def engine_options(
     *,
-    address: str | None,
-    num_cpus: int,
-    object_store_mb: int,
-    actors: int,
-    actor_cpus: float,
+    engine_help: str,
     batch_rows: int,
-) -> EngineConfig:
-    return EngineConfig(
-        kind=kind,  # type: ignore[arg-type]  (validated by EngineConfig)
-        address=address,
-        num_cpus=num_cpus,
-        object_store_mb=object_store_mb,
-        actors=actors,
-        actor_cpus=actor_cpus,
-        batch_rows=batch_rows,
-    )
+    num_cpus: int = 2,
+    object_store_mb: int = 256,
+    actors: int = 1,
+    actor_cpus: float = 0.5,
+) -> Callable[[F], F]:
+    """Add the engine options to a Typer command; it gets them as `engine: EngineChoice`.
+
+    The command declares `*, engine: EngineChoice` (keyword-only); the options are appended
+    after its own, with these defaults.
+    """
+    options = {
+        "engine": (Annotated[str, typer.Option("--engine", help=engine_help)], "memory"),
+        "address": (AddressOpt, None),
+        "num_cpus": (NumCpusOpt, num_cpus),
+        "object_store_mb": (ObjectStoreOpt, object_store_mb),
+        "actors": (ActorsOpt, actors),
+        "actor_cpus": (ActorCpusOpt, actor_cpus),
+        "batch_rows": (BatchRowsOpt, batch_rows),
+    }
+
+    def decorate(func: F) -> F:
+        sig = inspect.signature(func, eval_str=True)
+        if "engine" not in sig.parameters:
+            raise TypeError(f"{func.__name__} must take `*, engine: EngineChoice`")
+        own = [p for p in sig.parameters.values() if p.name != "engine"]
+        added = [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=d, annotation=a)
+            for name, (a, d) in options.items()
+        ]
+
+        @functools.wraps(func)
+        def command(*args: Any, **kwargs: Any) -> Any:
+            chosen = {name: kwargs.pop(name) for name in options}
+            return func(*args, engine=EngineChoice(kind=chosen.pop("engine"), **chosen), **kwargs)
+
+        params = [*own, *added]
+        command.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        if sig.return_annotation is not inspect.Signature.empty:
+            command.__annotations__["return"] = sig.return_annotation
+        return command  # type: ignore[return-value]
+
+    return decorate

@@ -11,26 +11,14 @@ from typing import Annotated
 
 import typer
 
-from psrq.cli_common import WaitOpt
-from psrq.engines.options import (
-    ActorCpusOpt,
-    ActorsOpt,
-    AddressOpt,
-    BatchRowsOpt,
-    NumCpusOpt,
-    ObjectStoreOpt,
-    engine_config,
-)
+from psrq.cli_common import ThreadsOpt, WaitOpt
+from psrq.engines.options import EngineChoice, engine_options
 
-EngineOpt = Annotated[
-    str,
-    typer.Option(
-        "--engine",
-        help="memory: the whole file at once (cache, per-item skip reasons); local / ray: stream --items "
-        "(a Parquet file or a directory of shards) in --batch-rows batches, in this process or on a Ray Data "
-        "actor pool (one encoder per actor, one GPU each when the cluster has GPUs); --out is then a directory of shards.",
-    ),
-]
+ENGINE_HELP = (
+    "memory: the whole file at once (cache, per-item skip reasons); local / ray: stream --items "
+    "(a Parquet file or a directory of shards) in --batch-rows batches, in this process or on a Ray Data "
+    "actor pool (one encoder per actor, one GPU each when the cluster has GPUs); --out is then a directory of shards."
+)
 
 embed_app = typer.Typer(
     name="embed",
@@ -77,6 +65,7 @@ def _summary(report: dict, out: Path) -> None:
         "Vectors are cached per (model fingerprint, text) under --cache-dir, so reruns are instant."
     ),
 )
+@engine_options(engine_help=ENGINE_HELP, batch_rows=4096)
 def embed_text(
     items: Annotated[
         Path, typer.Option("--items", help="items.parquet with item_id and the text column.")
@@ -129,10 +118,7 @@ def embed_text(
             "--trust-remote-code", help="Allow a model directory's own code (Baichuan2 needs it)."
         ),
     ] = False,
-    threads: Annotated[
-        int | None,
-        typer.Option("--threads", min=1, help="Torch CPU threads (default: torch's choice)."),
-    ] = None,
+    threads: ThreadsOpt = None,
     backend: Annotated[
         str,
         typer.Option(
@@ -141,17 +127,12 @@ def embed_text(
         ),
     ] = "torch",
     wait: WaitOpt = False,
-    engine: EngineOpt = "memory",
-    address: AddressOpt = None,
-    num_cpus: NumCpusOpt = 2,
-    object_store_mb: ObjectStoreOpt = 256,
-    actors: ActorsOpt = 1,
-    actor_cpus: ActorCpusOpt = 0.5,
-    batch_rows: BatchRowsOpt = 4096,
+    *,
+    engine: EngineChoice,
 ) -> None:
     from psrq.outputs import claim_outputs
 
-    if engine != "memory":
+    if engine.streamed:
         from psrq.errors import ConfigError
         from psrq.features.stream import TextEmbedMapper, embed_shards
 
@@ -159,15 +140,7 @@ def embed_text(
             raise ConfigError(
                 f"--backend {backend} is for --engine memory; the streamed engines run the torch backend"
             )
-        cfg = engine_config(
-            engine,
-            address=address,
-            num_cpus=num_cpus,
-            object_store_mb=object_store_mb,
-            actors=actors,
-            actor_cpus=actor_cpus,
-            batch_rows=batch_rows,
-        )
+        cfg = engine.config()
         kwargs = {
             "model": model,
             "column": column,
@@ -258,6 +231,7 @@ def _embed_text(
         "<out>.report.json."
     ),
 )
+@engine_options(engine_help=ENGINE_HELP, batch_rows=64)
 def embed_audio(
     out: Annotated[
         Path, typer.Option("--out", help="Output Parquet, e.g. embeddings/audio.parquet.")
@@ -305,38 +279,22 @@ def embed_audio(
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Do not read or write the cache.")
     ] = False,
-    threads: Annotated[
-        int | None,
-        typer.Option("--threads", min=1, help="Torch CPU threads (default: torch's choice)."),
-    ] = None,
+    threads: ThreadsOpt = None,
     wait: WaitOpt = False,
-    engine: EngineOpt = "memory",
-    address: AddressOpt = None,
-    num_cpus: NumCpusOpt = 2,
-    object_store_mb: ObjectStoreOpt = 256,
-    actors: ActorsOpt = 1,
-    actor_cpus: ActorCpusOpt = 0.5,
-    batch_rows: BatchRowsOpt = 64,
+    *,
+    engine: EngineChoice,
 ) -> None:
     from psrq.errors import InputError
     from psrq.outputs import claim_outputs
 
-    if engine != "memory":
+    if engine.streamed:
         from psrq.features.stream import AudioEmbedMapper, embed_shards
 
         if items is None:
             raise InputError(
                 "--engine local/ray reads --items (a Parquet file or a directory of shards), not --audio-dir"
             )
-        cfg = engine_config(
-            engine,
-            address=address,
-            num_cpus=num_cpus,
-            object_store_mb=object_store_mb,
-            actors=actors,
-            actor_cpus=actor_cpus,
-            batch_rows=batch_rows,
-        )
+        cfg = engine.config()
         # Relative audio paths resolve against the folder holding the items file (or the shards folder).
         base = (items if items.is_dir() else items.parent).resolve()
         kwargs = {

@@ -12,15 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from psrq.cli_common import WaitOpt
-from psrq.engines.options import (
-    ActorCpusOpt,
-    ActorsOpt,
-    AddressOpt,
-    BatchRowsOpt,
-    NumCpusOpt,
-    ObjectStoreOpt,
-    engine_config,
-)
+from psrq.engines.options import EngineChoice, engine_options
 from psrq.quantize.registry import METHOD_NAMES
 
 if TYPE_CHECKING:
@@ -28,14 +20,10 @@ if TYPE_CHECKING:
     from psrq.quantize.multimodal import SemanticIDs
 
 # ---- shared options ---------------------------------------------------------------------------------
-EngineOpt = Annotated[
-    str,
-    typer.Option(
-        "--engine",
-        help="memory: whole matrices in RAM (all features); local / ray: stream Parquet shards (a file or a directory) "
-        "in batches, in this process or on Ray Data, and write a directory of sids shards.",
-    ),
-]
+ENGINE_HELP = (
+    "memory: whole matrices in RAM (all features); local / ray: stream Parquet shards (a file or a directory) "
+    "in batches, in this process or on Ray Data, and write a directory of sids shards."
+)
 ItemsOpt = Annotated[
     Path | None,
     typer.Option("--items", help="items.parquet with one emb_<modality> list column per modality."),
@@ -238,6 +226,7 @@ def print_collisions(sids: SemanticIDs, title: str = "Semantic-ID collisions") -
 
 
 # ---- commands -------------------------------------------------------------------------------------
+@engine_options(engine_help=ENGINE_HELP, batch_rows=65_536)
 def quantize(
     items: ItemsOpt = None,
     inputs: InputOpt = None,
@@ -291,7 +280,6 @@ def quantize(
         typer.Option(help="Model directory to write (default: <out>.model next to --out)."),
     ] = None,
     wait: WaitOpt = False,
-    engine: EngineOpt = "memory",
     sample_rows: Annotated[
         int,
         typer.Option(
@@ -300,38 +288,22 @@ def quantize(
             help="Streamed engines: rows of the seeded sample the codebooks are fitted on.",
         ),
     ] = 65_536,
-    address: AddressOpt = None,
-    num_cpus: NumCpusOpt = 2,
-    object_store_mb: ObjectStoreOpt = 256,
-    actors: ActorsOpt = 1,
-    actor_cpus: ActorCpusOpt = 0.5,
-    batch_rows: BatchRowsOpt = 65_536,
+    *,
+    engine: EngineChoice,
 ) -> None:
     from rich.console import Console
 
     from psrq.outputs import Output, claim_outputs
     from psrq.quantize.multimodal import MultimodalQuantizer
 
-    streamed = engine != "memory"  # --out is then a directory of Parquet shards
+    streamed = engine.streamed  # --out is then a directory of Parquet shards
     model_dir = model_dir or out.with_name((out.name if streamed else out.stem) + ".model")
     with claim_outputs(
         Output(out, "model_dir" if streamed else "file", "--out"),
         Output(model_dir, "model_dir", "--model-dir"),
         wait=wait,
     ):
-        cfg = (
-            engine_config(
-                engine,
-                address=address,
-                num_cpus=num_cpus,
-                object_store_mb=object_store_mb,
-                actors=actors,
-                actor_cpus=actor_cpus,
-                batch_rows=batch_rows,
-            )
-            if streamed
-            else None
-        )
+        cfg = engine.config() if streamed else None
         wanted = [m.strip() for m in modalities.split(",")] if modalities else None
         if streamed:
             _check_streamable(disambiguate, ids)
@@ -360,6 +332,7 @@ def quantize(
         )
 
 
+@engine_options(engine_help=ENGINE_HELP, batch_rows=65_536)
 def assign(
     model_dir: Annotated[Path, typer.Option(help="Model directory written by `psrq quantize`.")],
     items: ItemsOpt = None,
@@ -380,21 +353,16 @@ def assign(
             help="Output sids.parquet for the new items (a directory of shards with --engine local/ray)."
         ),
     ] = Path("new_sids.parquet"),
-    engine: EngineOpt = "memory",
-    address: AddressOpt = None,
-    num_cpus: NumCpusOpt = 2,
-    object_store_mb: ObjectStoreOpt = 256,
-    actors: ActorsOpt = 1,
-    actor_cpus: ActorCpusOpt = 0.5,
-    batch_rows: BatchRowsOpt = 65_536,
     wait: WaitOpt = False,
+    *,
+    engine: EngineChoice,
 ) -> None:
     from rich.console import Console
 
     from psrq.outputs import Output, claim_outputs
     from psrq.quantize.multimodal import MultimodalQuantizer, SemanticIDs
 
-    streamed = engine != "memory"
+    streamed = engine.streamed
     with claim_outputs(Output(out, "model_dir" if streamed else "file", "--out"), wait=wait):
         if streamed:
             from psrq.quantize.stream import assign_shards, stream_layout
@@ -402,18 +370,10 @@ def assign(
             _check_streamable(disambiguate, ids)
             mq = MultimodalQuantizer.load(model_dir)
             path, layout = stream_layout(items=items, inputs=inputs, modalities=mq.modalities_)
-            cfg = engine_config(
-                engine,
-                address=address,
-                num_cpus=num_cpus,
-                object_store_mb=object_store_mb,
-                actors=actors,
-                actor_cpus=actor_cpus,
-                batch_rows=batch_rows,
-            )
+            cfg = engine.config()
             res = assign_shards(model_dir, path, layout, out, engine=cfg)
             Console().print(
-                f"wrote {out}/ ({res.n_rows:,} items in {len(res.files)} shard(s), engine {engine}, {res.seconds:.1f} s)"
+                f"wrote {out}/ ({res.n_rows:,} items in {len(res.files)} shard(s), engine {engine.kind}, {res.seconds:.1f} s)"
             )
             return
         mq = MultimodalQuantizer.load(model_dir)

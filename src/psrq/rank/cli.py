@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from psrq.cli_common import WaitOpt
+from psrq.cli_common import ThreadsOpt, WaitOpt
 from psrq.quantize.registry import KINDS as QUANTIZER_KINDS
 
 TRAIN_HELP = """Train a ranking model (MCCA, DIN, VBPR, ContentConcat, SimTierMAKE, QARM) on prepared samples.
@@ -181,7 +181,7 @@ def train_cmd(
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.")] = False,
-    threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads.")] = None,
+    threads: ThreadsOpt = None,
     nproc: Annotated[
         int,
         typer.Option(
@@ -382,7 +382,7 @@ def evaluate_cmd(
     json_out: Annotated[
         Path | None, typer.Option("--out", help="Also write the metrics as JSON to this file.")
     ] = None,
-    threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads.")] = None,
+    threads: ThreadsOpt = None,
     wait: WaitOpt = False,
 ) -> None:
     from rich.console import Console
@@ -699,7 +699,7 @@ def experiment_cmd(
         float | None,
         typer.Option(min=0.0, max=0.99, help="Dropout in the tower (default: the model family's)."),
     ] = None,
-    threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads.")] = None,
+    threads: ThreadsOpt = None,
     report_only: Annotated[
         bool,
         typer.Option(
