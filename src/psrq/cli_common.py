@@ -5,6 +5,7 @@ The engine options (--engine, --address, --num-cpus, ...) are psrq.engines.optio
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -14,6 +15,13 @@ WaitOpt = Annotated[
     typer.Option(
         "--wait",
         help="If another psrq process is writing the same output, wait for it instead of failing at once.",
+    ),
+]
+RankerModelOpt = Annotated[
+    Path,
+    typer.Option(
+        "--model",
+        help="Ranker model directory (or a `psrq train` output directory holding model/).",
     ),
 ]
 ThreadsOpt = Annotated[

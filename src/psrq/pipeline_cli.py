@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from psrq.cli_common import WaitOpt
+
 RUN_HELP = """Run the whole pipeline and write one HTML report.
 
 data -> embed -> quantize (PSRQ + RQ-KMeans) -> ID quality -> train MCCA and DIN -> evaluate -> report
@@ -46,13 +48,7 @@ def run_cmd(
     show_config: Annotated[
         bool, typer.Option("--show-config", help="Print the effective configuration and exit.")
     ] = False,
-    wait: Annotated[
-        bool,
-        typer.Option(
-            "--wait",
-            help="If another psrq run is writing the same output directory, wait for it instead of failing at once.",
-        ),
-    ] = False,
+    wait: WaitOpt = False,
 ) -> None:
     import json
 

@@ -11,8 +11,12 @@ from typing import Annotated
 
 import typer
 
-from psrq.cli_common import ThreadsOpt, WaitOpt
+from psrq.cli_common import RankerModelOpt, ThreadsOpt, WaitOpt
 from psrq.quantize.registry import KINDS as QUANTIZER_KINDS
+
+SamplesDirOpt = Annotated[
+    Path, typer.Option("--samples", help="Samples directory with train/valid/test.parquet.")
+]
 
 TRAIN_HELP = """Train a ranking model (MCCA, DIN, VBPR, ContentConcat, SimTierMAKE, QARM) on prepared samples.
 
@@ -101,7 +105,7 @@ def _set_threads(threads: int | None) -> None:
 
 
 def train_cmd(
-    samples: Annotated[Path, typer.Option(help="Samples directory with train/valid/test.parquet.")],
+    samples: SamplesDirOpt,
     out: Annotated[
         Path, typer.Option(help="Output directory (model/, metrics.json, checkpoint/).")
     ],
@@ -370,9 +374,7 @@ def _fmt_metric(value) -> str:
 
 
 def evaluate_cmd(
-    model: Annotated[
-        Path, typer.Option(help="Model directory (or a `psrq train` output directory).")
-    ],
+    model: RankerModelOpt,
     samples: Annotated[
         list[Path], typer.Option(help="Samples Parquet file(s) to evaluate; repeatable.")
     ],
@@ -491,9 +493,7 @@ def _ambiguous(ids) -> bool:
 
 
 def score_cmd(
-    model: Annotated[
-        Path, typer.Option(help="Model directory (or a `psrq train` output directory).")
-    ],
+    model: RankerModelOpt,
     candidates: Annotated[
         str | None,
         typer.Option(help="Comma-separated candidate item ids (spaces around each ignored)."),
@@ -652,7 +652,7 @@ def _score(
 
 
 def experiment_cmd(
-    samples: Annotated[Path, typer.Option(help="Samples directory with train/valid/test.parquet.")],
+    samples: SamplesDirOpt,
     embeddings: Annotated[Path, typer.Option(help="Directory of <modality>.parquet embeddings.")],
     out: Annotated[Path, typer.Option(help="Output directory (results.json/.md/.html, caches).")],
     models: Annotated[str, typer.Option(help="Comma-separated runs.")] = ",".join(

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from psrq.cli_common import RankerModelOpt
+
 SERVE_HELP = """Serve semantic IDs for new items, scoring, and the semantic-ID explorer over HTTP.
 
 Loads the quantizer model directory (and optionally a ranker, a text and an audio encoder),
@@ -186,12 +188,7 @@ def serve(
 
 
 def export(
-    model: Annotated[
-        Path,
-        typer.Option(
-            "--model", help="ranker model directory (or a training output holding model/)"
-        ),
-    ],
+    model: RankerModelOpt,
     fmt: Annotated[str, typer.Option("--format", help="onnx or torchscript")] = "onnx",
     out: Annotated[
         Path | None,
