@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -61,15 +61,13 @@ BatchRowsOpt = Annotated[
 
 @dataclass(frozen=True)
 class EngineChoice:
-    """What the engine options asked for: `memory` (no engine) or a local / Ray engine."""
+    """What the engine options asked for: `memory` (no engine) or a local / Ray engine.
+
+    settings: the other engine options by EngineConfig field name (address, num_cpus, ...).
+    """
 
     kind: str = "memory"
-    address: str | None = None
-    num_cpus: int = 2
-    object_store_mb: int = 256
-    actors: int = 1
-    actor_cpus: float = 0.5
-    batch_rows: int = 4096
+    settings: dict[str, Any] = field(default_factory=dict)
 
     @property
     def streamed(self) -> bool:
@@ -78,15 +76,7 @@ class EngineChoice:
 
     def config(self) -> EngineConfig:
         """The EngineConfig of a streamed run (ConfigError for an unknown --engine)."""
-        return EngineConfig(
-            kind=self.kind,  # type: ignore[arg-type]  (validated by EngineConfig)
-            address=self.address,
-            num_cpus=self.num_cpus,
-            object_store_mb=self.object_store_mb,
-            actors=self.actors,
-            actor_cpus=self.actor_cpus,
-            batch_rows=self.batch_rows,
-        )
+        return EngineConfig(kind=self.kind, **self.settings)  # type: ignore[arg-type]
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -129,7 +119,7 @@ def engine_options(
         @functools.wraps(func)
         def command(*args: Any, **kwargs: Any) -> Any:
             chosen = {name: kwargs.pop(name) for name in options}
-            return func(*args, engine=EngineChoice(kind=chosen.pop("engine"), **chosen), **kwargs)
+            return func(*args, engine=EngineChoice(chosen.pop("engine"), chosen), **kwargs)
 
         params = [*own, *added]
         command.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
