@@ -28,6 +28,7 @@ from psrq.artifacts import atomic_path, write_json
 from psrq.config import QuantizerSpec, RunConfig
 from psrq.errors import ConfigError
 from psrq.outputs import Output
+from psrq.report.id_report import code_points, write_code_points
 from psrq.report.run_report import report_stage
 from psrq.run_layout import RunPaths, ranker_name
 from psrq.stages import Stage, StageRunner, console
@@ -284,7 +285,6 @@ def _quality(
     embeddings."""
     from psrq.quantize.multimodal import MultimodalQuantizer, SemanticIDs
     from psrq.quantize.quality import evaluate_ids
-    from psrq.report.id_report import code_points, write_code_points
 
     seed = config.quantize.seed
     mq = MultimodalQuantizer.load(paths.quantizer(spec.name))

@@ -15,7 +15,7 @@ import numpy as np
 
 from psrq.artifacts import write_json, write_parquet, write_text
 from psrq.errors import InputError
-from psrq.report import html
+from psrq.report import html, plots
 
 # (key in results[name]["levels"][l], display label) for the per-level line plots.
 LEVEL_PLOT_METRICS: list[tuple[str, str]] = [
@@ -197,8 +197,6 @@ def code_points(
 ) -> tuple[np.ndarray, np.ndarray]:
     """What the ID-quality plots need of one codebook: (2-D projection of X [n, 2], codes
     [n, levels]), row for row."""
-    from psrq.report import plots
-
     return plots.pca_project(X, seed=seed), np.asarray(codes, dtype=np.int64)
 
 
@@ -263,8 +261,6 @@ def id_quality_sections(
     `X_by_name`, `points_by_name` may give what the drift figures use of them: the 2-D
     projections `plots.pca_project(X, seed=seed)` (as `code_points` computes and
     `read_code_points` reads back); the page is the same."""
-    from psrq.report import plots
-
     if (X_by_name is None) == (points_by_name is None):
         raise InputError("id_quality_sections needs one of X_by_name and points_by_name")
     if points_by_name is None:

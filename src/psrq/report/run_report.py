@@ -4,8 +4,8 @@ Sections: the data set and split statistics, ID quality per quantizer (tables + 
 results with the cold-start breakdown and training curves, configuration, versions, timings.
 
 It reads only what the other stages wrote (`report_inputs`: samples/meta.json, quality/<method>.json
-and .points.parquet, rank/*/seed*/metrics.json) plus the config, and is itself a cached stage
-(`report_stage`): a rerun that changed none of those files rebuilds nothing.
+and .points.parquet, rank/*/seed*/metrics.json) plus the config, versions and the stage
+table, and is itself a cached stage (`report_stage`): a rerun that changed none of them reuses it.
 """
 
 from __future__ import annotations
@@ -127,6 +127,7 @@ def _split_fact(meta: dict[str, Any]) -> str:
 
 def probe_section(probe: dict[str, Any] | None, label_rule: str) -> str:
     """The popularity probe beside the split table, with a warning when it strays from 0.5."""
+    # Imported here: psrq.data.protocol loads pyarrow, which `psrq run --help` does not need.
     from psrq.data.protocol import format_probe, probe_warning
 
     if not probe:
@@ -229,6 +230,10 @@ def rank_section(paths: RunPaths, rank_runs: list[RankRun]) -> str:
 
 
 # ---- provenance ---------------------------------------------------------------------------------
+def _stage_seconds(stage: StageResult) -> float:
+    return round(stage.seconds, 1)
+
+
 def provenance_section(
     config: RunConfig, versions: dict[str, str], stages: list[StageResult]
 ) -> str:
@@ -237,7 +242,7 @@ def provenance_section(
         {
             "stage": s.name,
             "status": "reused" if s.skipped else "ran",
-            "seconds": round(s.seconds, 1),
+            "seconds": _stage_seconds(s),
         }
         for s in stages
     ]
@@ -311,10 +316,12 @@ def report_stage(
     stages: list[StageResult],
     versions: dict[str, str],
 ) -> Stage:
-    """The report as a cached stage. Its settings are the content (sha256) of every input file,
-    the config and the package versions, so it is rebuilt exactly when one of them changed.
-    `stages` (the stage table of the provenance section) is not a setting: a rerun that reused
-    everything keeps the report of the run that made the results."""
+    """The report as a cached stage, rebuilt exactly when something it shows changed. Its
+    settings are everything it renders from: the content (sha256) of every input file
+    (`report_inputs`), the config, the package versions and the stage table of this run (name,
+    ran or reused, seconds as shown). A rerun that changes nothing reuses the report, except the
+    first one after stages ran: its table now says "reused" (the provenance is of this run)."""
+    stages = list(stages)
     inputs = {
         str(f.relative_to(paths.root)): sha256_file(f) if f.is_file() else None
         for f in report_inputs(config, paths, rank_runs)
@@ -323,6 +330,7 @@ def report_stage(
         "inputs": inputs,
         "config": json.loads(config.model_dump_json()),
         "versions": versions,
+        "stages": [[s.name, s.skipped, _stage_seconds(s)] for s in stages],
     }
     return Stage(
         "report",
