@@ -3,14 +3,20 @@
     data (samples) -> embed (text [, audio]) -> quantize (each method) -> ID quality
         -> rank (MCCA per quantizer, DIN) -> report.html
 
-Every stage writes under `config.output`; a rerun skips stages whose inputs and settings did
-not change, and an interrupted run resumes (training continues from its last checkpoint).
+Every stage writes under `config.output` (the layout: psrq.run_layout); a rerun skips stages
+whose inputs and settings did not change, and an interrupted run resumes (training continues from
+its last checkpoint). The report is a stage too: it reads only what the other stages wrote.
+
+The stages' own modules (data, features, quantize, rank) are imported inside the functions that
+run them: they pull in torch, faiss, scikit-learn and the encoders, which `psrq run --help`,
+config checks and the report never need.
 """
 
 from __future__ import annotations
 
 import json
 import platform
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +24,13 @@ from typing import Any
 
 import numpy as np
 
+from psrq.artifacts import atomic_path, write_json
 from psrq.config import QuantizerSpec, RunConfig
 from psrq.errors import ConfigError
+from psrq.outputs import Output
+from psrq.report.id_report import code_points, write_code_points
+from psrq.report.run_report import report_stage
+from psrq.run_layout import RunPaths, ranker_name
 from psrq.stages import Stage, StageRunner, console
 
 # Ranker names in the config -> (psrq.rank model name, extra params, needs SIDs, needs content).
@@ -53,42 +64,6 @@ def ranker_params(ranker: str, modalities: list[str]) -> dict[str, Any]:
             )
         return {"sid_codebook": modalities[0], **params}
     return dict(params)
-
-
-@dataclass
-class RunPaths:
-    root: Path
-
-    @property
-    def data(self) -> Path:
-        return self.root / "data"
-
-    @property
-    def samples(self) -> Path:
-        return self.data / "samples"
-
-    @property
-    def embeddings(self) -> Path:
-        return self.root / "embeddings"
-
-    def embedding(self, modality: str) -> Path:
-        return self.embeddings / f"{modality}.parquet"
-
-    def sids(self, method: str) -> Path:
-        return self.root / "sids" / f"{method}.parquet"
-
-    def quantizer(self, method: str) -> Path:
-        return self.root / "quantizers" / method
-
-    def quality(self, method: str) -> Path:
-        return self.root / "quality" / f"{method}.json"
-
-    def ranker(self, name: str, seed: int) -> Path:
-        return self.root / "rank" / name / f"seed{seed}"
-
-    @property
-    def report(self) -> Path:
-        return self.root / "report.html"
 
 
 @dataclass
@@ -136,15 +111,13 @@ def _synthesize(config: RunConfig, paths: RunPaths, force: bool) -> Path:
     """The SYNTHETIC catalogue (items, text/audio embeddings, interactions) for `dataset.name: synth`."""
     from psrq.data.synth import SynthConfig, generate
 
-    out = paths.root / "synth-catalogue"
+    out = paths.synth_catalogue
     cfg = SynthConfig(n_items=config.dataset.synth_items, n_users=config.dataset.synth_users)
-    marker = out / "synth.json"
+    marker = paths.synth_marker
     wanted = {"n_items": cfg.n_items, "n_users": cfg.n_users}
     if not force and marker.is_file() and json.loads(marker.read_text()).get("config") == wanted:
         return out
     generate(cfg, out)
-    from psrq.artifacts import write_json
-
     write_json(marker, {"config": wanted, "synthetic": True})
     return out
 
@@ -204,12 +177,12 @@ def _embedding_stages(
 
     data_fp = state.data_meta["fingerprint"]
     precomputed = list(state.data_meta.get("embeddings", []))
-    plan = plan_modalities(config, precomputed, pq.read_schema(paths.data / "items.parquet").names)
+    plan = plan_modalities(config, precomputed, pq.read_schema(paths.items).names)
     f = config.features
     for modality, how in plan:
         target = paths.embedding(modality)
         if how == "precomputed":
-            src = paths.data / "embeddings" / f"{modality}.parquet"
+            src = paths.data_embedding(modality)
             stage = Stage(
                 f"embed {modality} (precomputed)",
                 {"data": data_fp},
@@ -239,10 +212,6 @@ def _embedding_stages(
 
 
 def _copy(src: Path, dst: Path) -> None:
-    import shutil
-
-    from psrq.artifacts import atomic_path
-
     with atomic_path(dst) as tmp:
         shutil.copyfile(src, tmp)
 
@@ -258,7 +227,7 @@ def _embed_text(config: RunConfig, paths: RunPaths) -> None:
         onnx_dir=Path(default_cache_dir()).parent / "onnx",
     )
     embed_text_items(
-        paths.data / "items.parquet",
+        paths.items,
         paths.embedding("text"),
         encoder,
         column=config.features.text_column,
@@ -271,7 +240,7 @@ def _embed_audio(config: RunConfig, paths: RunPaths) -> None:
     from psrq.features.embed import audio_items_from_table, embed_audio_items, load_audio_encoder
 
     encoder = load_audio_encoder(config.features.audio_model)
-    items = audio_items_from_table(paths.data / "items.parquet")
+    items = audio_items_from_table(paths.items)
     embed_audio_items(items, paths.embedding("audio"), encoder, cache_dir=default_cache_dir())
 
 
@@ -285,7 +254,7 @@ def _quantizer_params(spec: QuantizerSpec) -> dict[str, Any]:
     return params
 
 
-def read_modalities(paths: RunPaths, modalities: list[str]) -> dict[str, Any]:
+def _read_modalities(paths: RunPaths, modalities: list[str]) -> dict[str, Any]:
     from psrq.quantize.embeddings_io import read_embedding_parquet
 
     return {m: read_embedding_parquet(paths.embedding(m), m) for m in modalities}
@@ -302,7 +271,7 @@ def _quantize(
         normalize=config.quantize.normalize,
         seed=config.quantize.seed,
     )
-    sids = mq.fit_transform(read_modalities(paths, modalities))
+    sids = mq.fit_transform(_read_modalities(paths, modalities))
     mq.save(paths.quantizer(spec.name))
     sids.write(paths.sids(spec.name))
 
@@ -310,24 +279,27 @@ def _quantize(
 def _quality(
     config: RunConfig, paths: RunPaths, spec: QuantizerSpec, modalities: list[str]
 ) -> None:
-    """ID quality of every codebook of one quantizer, on the normalised embeddings it quantized."""
-    from psrq.artifacts import write_json
+    """ID quality of every codebook of one quantizer, on the normalised embeddings it quantized:
+    the metrics (quality/<method>.json) and what the report's plots draw of the embeddings and
+    codes (quality/<method>.points.parquet), so the report needs neither the quantizer nor the
+    embeddings."""
     from psrq.quantize.multimodal import MultimodalQuantizer, SemanticIDs
     from psrq.quantize.quality import evaluate_ids
 
+    seed = config.quantize.seed
     mq = MultimodalQuantizer.load(paths.quantizer(spec.name))
-    inputs = mq.quantizer_inputs(read_modalities(paths, modalities))
+    inputs = mq.quantizer_inputs(_read_modalities(paths, modalities))
     sids = SemanticIDs.read(paths.sids(spec.name))
-    results = {}
+    results, points = {}, {}
     for codebook, (ids, X) in inputs.items():
-        codes = codes_for(sids, codebook, ids)
-        results[codebook] = evaluate_ids(
-            X, codes, mq.quantizers_[codebook], seed=config.quantize.seed
-        )
+        codes = _codes_for(sids, codebook, ids)
+        results[codebook] = evaluate_ids(X, codes, mq.quantizers_[codebook], seed=seed)
+        points[codebook] = code_points(X, codes, seed=seed)
+    write_code_points(paths.quality_points(spec.name), points)
     write_json(paths.quality(spec.name), {"method": spec.model_dump(), "codebooks": results})
 
 
-def codes_for(sids: Any, codebook: str, ids: np.ndarray) -> np.ndarray:
+def _codes_for(sids: Any, codebook: str, ids: np.ndarray) -> np.ndarray:
     """Codes of `codebook` for `ids`, in that order."""
     position = {item: i for i, item in enumerate(sids.item_ids)}
     rows = np.fromiter((position[i] for i in ids), dtype=np.int64, count=len(ids))
@@ -377,10 +349,6 @@ def _rank(
     train_model(data, train_config, out=out, resume=True)
 
 
-def ranker_name(ranker: str, sid_method: str | None) -> str:
-    return f"{ranker}-{sid_method}" if sid_method else ranker
-
-
 def ranking_runs(config: RunConfig) -> list[tuple[str, str | None]]:
     """(ranker, quantizer) pairs: SID-based rankers once per quantizer, the others once."""
     runs: list[tuple[str, str | None]] = []
@@ -401,8 +369,6 @@ def ranking_runs(config: RunConfig) -> list[tuple[str, str | None]]:
 def run_outputs(config: RunConfig) -> list[Any]:
     """What `psrq run` writes that must be checked (and locked) before any stage starts: the
     run directory itself (locked: one writer at a time) and the directories it replaces."""
-    from psrq.outputs import Output
-
     paths = RunPaths(Path(config.output))
     inside = [
         Output(paths.samples, "model_dir", "output", lock=False),
@@ -469,12 +435,12 @@ def run_pipeline(config: RunConfig, *, force: bool = False, skip_rank: bool = Fa
                     "max_history": config.protocol.max_history,
                     "seed": seed,
                 }
-                out = paths.ranker(ranker_name(ranker, method), seed)
+                name = ranker_name(ranker, method)
                 runner.run(
                     Stage(
-                        f"train {ranker_name(ranker, method)} seed {seed}",
+                        f"train {name} seed {seed}",
                         settings,
-                        [out / "metrics.json", out / "model"],
+                        [paths.rank_metrics(name, seed), paths.rank_model(name, seed)],
                         lambda r=ranker, m=method, s=seed: _rank(
                             config, paths, r, m, s, state.modalities
                         ),
@@ -482,10 +448,7 @@ def run_pipeline(config: RunConfig, *, force: bool = False, skip_rank: bool = Fa
                 )
                 rank_runs.append((ranker, method, seed))
 
-    from psrq.report.run_report import write_run_report
-
-    console.rule("[bold]report")
-    write_run_report(config, paths, rank_runs, runner.results, versions=collect_versions())
+    runner.run(report_stage(config, paths, rank_runs, runner.results, collect_versions()))
     total = time.perf_counter() - started
     console.print(f"[bold green]done[/bold green] in {total / 60:.1f} min -> {paths.report}")
     return paths.report

@@ -147,7 +147,8 @@ def test_text_backend_is_part_of_the_embed_text_fingerprint(tmp_path: Path) -> N
     import pyarrow.parquet as pq
 
     from psrq.config import load_config
-    from psrq.pipeline import RunPaths, RunState, _embedding_stages
+    from psrq.pipeline import RunState, _embedding_stages
+    from psrq.run_layout import RunPaths
 
     paths = RunPaths(tmp_path)
     paths.data.mkdir(parents=True)

@@ -15,8 +15,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from psrq.config import RunConfig
-from psrq.pipeline import RunPaths
 from psrq.report import run_report
+from psrq.report.id_report import code_points, write_code_points
+from psrq.run_layout import RunPaths
 from psrq.stages import StageResult
 
 META = {
@@ -118,6 +119,10 @@ def run(tmp_path_factory) -> tuple[RunConfig, RunPaths]:
     }
     paths.quality("psrq").parent.mkdir(parents=True)
     paths.quality("psrq").write_text(json.dumps({"codebooks": quality}, default=float))
+    write_code_points(
+        paths.quality_points("psrq"),
+        {cb: code_points(X, sids.codes[cb]) for cb, (_, X) in mq.quantizer_inputs(inputs).items()},
+    )
     _metrics(paths.ranker("mcca-psrq", 0), 0.70, 0.60, 3)
     _metrics(paths.ranker("mcca-psrq", 1), 0.72, 0.64, 4)
     _metrics(paths.ranker("din", 0), 0.65, 0.50, 2)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from psrq.errors import ConfigError
+from psrq.errors import ArtifactError, ConfigError
 
 # kind -> (module, label in result tables, lower-case aliases accepted as a `method`).
 # Order: the paper's quantizer table (baselines first, PSRQ last).
@@ -66,8 +66,6 @@ QUANTIZERS: dict[str, Any] = _Registry()
 
 def quantizer_class(kind: str) -> Any:
     """Look a quantizer class up by its `kind` (the name written in manifests)."""
-    from psrq.errors import ArtifactError
-
     try:
         return QUANTIZERS[kind]
     except KeyError:

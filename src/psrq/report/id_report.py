@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from psrq.artifacts import write_json, write_text
+from psrq.artifacts import write_json, write_parquet, write_text
 from psrq.errors import InputError
-from psrq.report import html
+from psrq.report import html, plots
 
 # (key in results[name]["levels"][l], display label) for the per-level line plots.
 LEVEL_PLOT_METRICS: list[tuple[str, str]] = [
@@ -138,11 +138,12 @@ def _check_names(
     results: Mapping[str, Any],
     X_by_name: Mapping[str, np.ndarray],
     codes_by_name: Mapping[str, np.ndarray],
+    x_name: str = "X_by_name",
 ) -> None:
     if not results:
         raise InputError("write_id_report needs at least one quantizer's results")
     for name, result in results.items():
-        for what, mapping in (("X_by_name", X_by_name), ("codes_by_name", codes_by_name)):
+        for what, mapping in ((x_name, X_by_name), ("codes_by_name", codes_by_name)):
             if name not in mapping:
                 raise InputError(
                     f"quantizer {name!r} is in results but not in {what} (has: {sorted(mapping)})"
@@ -191,22 +192,89 @@ def _sample_note(result: Mapping[str, Any]) -> str:
     )
 
 
+def code_points(
+    X: np.ndarray, codes: np.ndarray, *, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """What the ID-quality plots need of one codebook: (2-D projection of X [n, 2], codes
+    [n, levels]), row for row."""
+    return plots.pca_project(X, seed=seed), np.asarray(codes, dtype=np.int64)
+
+
+def write_code_points(
+    path: str | os.PathLike[str], points: Mapping[str, tuple[np.ndarray, np.ndarray]]
+) -> None:
+    """Write {name: (projection [n, 2], codes [n, levels])} as one Parquet file (atomically):
+    one row per item, columns name, x, y, codes; names in the order given."""
+    import pyarrow as pa
+
+    names, xs, ys, codes = [], [], [], []
+    for name, (proj, c) in points.items():
+        proj, c = np.asarray(proj, dtype=np.float64), np.asarray(c, dtype=np.int64)
+        if proj.ndim != 2 or proj.shape[1] != 2 or c.ndim != 2 or len(c) != len(proj):
+            raise InputError(
+                f"{name!r}: projection {proj.shape} and codes {c.shape} must be [n, 2] and [n, levels]"
+            )
+        names += [name] * len(proj)
+        xs.append(proj[:, 0])
+        ys.append(proj[:, 1])
+        codes += c.tolist()
+    table = pa.table(
+        {
+            "name": pa.array(names, pa.string()),
+            "x": pa.array(np.concatenate(xs) if xs else [], pa.float64()),
+            "y": pa.array(np.concatenate(ys) if ys else [], pa.float64()),
+            "codes": pa.array(codes, pa.list_(pa.int64())),
+        }
+    )
+    write_parquet(path, table)
+
+
+def read_code_points(path: str | os.PathLike[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{name: (projection [n, 2], codes [n, levels])} as `write_code_points` wrote them."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    names = np.asarray(table.column("name").to_pylist(), dtype=object)
+    xy = np.column_stack([table.column("x").to_numpy(), table.column("y").to_numpy()]).astype(
+        np.float64
+    )
+    codes = table.column("codes").to_pylist()
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for name in dict.fromkeys(names.tolist()):
+        rows = np.flatnonzero(names == name)
+        out[name] = (xy[rows], np.asarray([codes[i] for i in rows], dtype=np.int64))
+    return out
+
+
 def id_quality_sections(
     results: dict[str, dict],
     *,
-    X_by_name: dict[str, np.ndarray],
     codes_by_name: dict[str, np.ndarray],
+    X_by_name: dict[str, np.ndarray] | None = None,
+    points_by_name: dict[str, np.ndarray] | None = None,
     drift_names: Sequence[str] | None = None,
     plot_groups: Mapping[str, Sequence[str]] | None = None,
     seed: int = 0,
 ) -> list[tuple[str, str, str | None]]:
     """The report's sections as (title, body html, intro) so other pages (the `psrq run`
-    report) can embed them; arguments as in `write_id_report`."""
-    from psrq.report import plots
-
-    _check_names(results, X_by_name, codes_by_name)
+    report) can embed them; arguments as in `write_id_report`. Instead of the embeddings
+    `X_by_name`, `points_by_name` may give what the drift figures use of them: the 2-D
+    projections `plots.pca_project(X, seed=seed)` (as `code_points` computes and
+    `read_code_points` reads back); the page is the same."""
+    if (X_by_name is None) == (points_by_name is None):
+        raise InputError("id_quality_sections needs one of X_by_name and points_by_name")
+    if points_by_name is None:
+        assert X_by_name is not None
+        _check_names(results, X_by_name, codes_by_name)
+    else:
+        _check_names(results, points_by_name, codes_by_name, "points_by_name")
     codes_by_name = {name: np.asarray(codes_by_name[name]) for name in results}
     drift = list(results) if drift_names is None else [n for n in drift_names if n in results]
+    if points_by_name is None:
+        assert X_by_name is not None
+        points_by_name = {
+            name: plots.pca_project(np.asarray(X_by_name[name]), seed=seed) for name in drift
+        }
     groups = _resolve_groups(results, plot_groups)
 
     parts: list[tuple[str, str, str | None]] = []  # (title, body html, intro)
@@ -243,8 +311,8 @@ def id_quality_sections(
     )
     drift_html = "".join(
         html.figure(
-            plots.code_drift_figure(
-                np.asarray(X_by_name[name]), codes_by_name[name], name=name, seed=seed
+            plots.code_drift_figure_2d(
+                np.asarray(points_by_name[name]), codes_by_name[name], name=name, seed=seed
             ),
             alt=f"PCA of {name} codes",
         )

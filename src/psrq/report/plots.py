@@ -144,6 +144,13 @@ def _top_codes(col: np.ndarray, count: int) -> np.ndarray:
     return order[: min(count, int((sizes > 0).sum()))]
 
 
+def pca_project(X: np.ndarray, *, seed: int = 0) -> np.ndarray:
+    """X's rows on its first two principal axes (`pca_2d`), float64 [n, 2]: all that
+    `code_drift_figure` uses of X, so a stage can store it and a report draw it later."""
+    mean, comps = pca_2d(X, seed=seed)
+    return (np.asarray(X, dtype=np.float64) - mean) @ comps
+
+
 def code_drift_figure(
     X: np.ndarray,
     codes: np.ndarray,
@@ -162,12 +169,35 @@ def code_drift_figure(
     level-1 code. A semantically coherent deep code sits in one region with one or two colours;
     a drifting one (RQ-KMeans) is spread over the map in many colours.
     """
+    return code_drift_figure_2d(
+        pca_project(X, seed=seed),
+        codes,
+        name=name,
+        seed=seed,
+        n_level1=n_level1,
+        n_level2=n_level2,
+        drift_level=drift_level,
+        max_points=max_points,
+    )
+
+
+def code_drift_figure_2d(
+    proj: np.ndarray,
+    codes: np.ndarray,
+    *,
+    name: str,
+    seed: int = 0,
+    n_level1: int = 8,
+    n_level2: int = 3,
+    drift_level: int = 2,
+    max_points: int = 3_000,
+) -> Any:
+    """`code_drift_figure` from the projection `pca_project(X, seed=seed)` [n, 2] instead of X."""
     import matplotlib
 
-    mean, comps = pca_2d(X, seed=seed)
+    proj = np.asarray(proj, dtype=np.float64)
     rng = np.random.default_rng(seed)
-    background = np.sort(rng.choice(len(X), size=min(max_points, len(X)), replace=False))
-    proj = (np.asarray(X, dtype=np.float64) - mean) @ comps
+    background = np.sort(rng.choice(len(proj), size=min(max_points, len(proj)), replace=False))
     level1 = codes[:, 0]
     show_deep = codes.shape[1] >= drift_level
     deep_codes = (

@@ -2,6 +2,10 @@
 
 Sections: the data set and split statistics, ID quality per quantizer (tables + plots), ranking
 results with the cold-start breakdown and training curves, configuration, versions, timings.
+
+It reads only what the other stages wrote (`report_inputs`: samples/meta.json, quality/<method>.json
+and .points.parquet, rank/*/seed*/metrics.json) plus the config, versions and the stage
+table, and is itself a cached stage (`report_stage`): a rerun that changed none of them reuses it.
 """
 
 from __future__ import annotations
@@ -15,13 +19,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import yaml
 
-from psrq.artifacts import write_text
-from psrq.report import html
+from psrq.artifacts import sha256_file, write_text
+from psrq.report import html, plots
+from psrq.report.id_report import id_quality_sections, read_code_points
+from psrq.run_layout import RunPaths, ranker_name
+from psrq.stages import Stage, StageResult
 
 if TYPE_CHECKING:
     from psrq.config import RunConfig
-    from psrq.pipeline import RunPaths
-    from psrq.stages import StageResult
+
+# (ranker, quantizer or None, seed): one training run, as psrq.pipeline.ranking_runs x seeds.
+RankRun = tuple[str, str | None, int]
 
 METRICS = [("auc", "All AUC"), ("cold_auc", "Cold AUC"), ("gauc", "GAUC"), ("logloss", "Logloss")]
 
@@ -119,6 +127,7 @@ def _split_fact(meta: dict[str, Any]) -> str:
 
 def probe_section(probe: dict[str, Any] | None, label_rule: str) -> str:
     """The popularity probe beside the split table, with a warning when it strays from 0.5."""
+    # Imported here: psrq.data.protocol loads pyarrow, which `psrq run --help` does not need.
     from psrq.data.protocol import format_probe, probe_warning
 
     if not probe:
@@ -134,42 +143,36 @@ def probe_section(probe: dict[str, Any] | None, label_rule: str) -> str:
 
 # ---- ID quality ---------------------------------------------------------------------------------
 def quality_section(config: RunConfig, paths: RunPaths) -> str:
-    """Headline ID metrics and plots for every quantizer x codebook."""
-    from psrq.pipeline import codes_for, read_modalities
-    from psrq.quantize.multimodal import MultimodalQuantizer, SemanticIDs
-    from psrq.report.id_report import id_quality_sections
-
+    """Headline ID metrics and plots for every quantizer x codebook, from what the ID-quality
+    stage wrote (quality/<method>.json and quality/<method>.points.parquet)."""
     results: dict[str, dict[str, Any]] = {}
-    X_by_name: dict[str, np.ndarray] = {}
+    points_by_name: dict[str, np.ndarray] = {}
     codes_by_name: dict[str, np.ndarray] = {}
-    modalities = sorted(p.stem for p in paths.embeddings.glob("*.parquet"))
-    inputs = read_modalities(paths, modalities)
     for spec in config.quantize.methods:
         quality = json.loads(paths.quality(spec.name).read_text())
-        mq = MultimodalQuantizer.load(paths.quantizer(spec.name))
-        sids = SemanticIDs.read(paths.sids(spec.name))
-        for codebook, (ids, X) in mq.quantizer_inputs(inputs).items():
+        points = read_code_points(paths.quality_points(spec.name))
+        for codebook, result in quality["codebooks"].items():
             name = f"{spec.name} / {codebook}"
-            results[name] = quality["codebooks"][codebook]
-            X_by_name[name] = X
-            codes_by_name[name] = codes_for(sids, codebook, ids)
+            results[name] = result
+            points_by_name[name], codes_by_name[name] = points[codebook]
     parts = id_quality_sections(
-        results, X_by_name=X_by_name, codes_by_name=codes_by_name, seed=config.quantize.seed
+        results,
+        points_by_name=points_by_name,
+        codes_by_name=codes_by_name,
+        seed=config.quantize.seed,
     )
     return "".join(html.section(title, body, intro=intro, level=3) for title, body, intro in parts)
 
 
 # ---- ranking ------------------------------------------------------------------------------------
 def collect_rank_metrics(
-    paths: RunPaths, rank_runs: list[tuple[str, str | None, int]]
+    paths: RunPaths, rank_runs: list[RankRun]
 ) -> dict[str, list[dict[str, Any]]]:
     """ranker name -> one metrics.json per seed."""
-    from psrq.pipeline import ranker_name
-
     out: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for ranker, method, seed in rank_runs:
         name = ranker_name(ranker, method)
-        f = paths.ranker(name, seed) / "metrics.json"
+        f = paths.rank_metrics(name, seed)
         if f.is_file():
             out[name].append(json.loads(f.read_text()))
     return dict(out)
@@ -187,9 +190,7 @@ def rank_rows(by_model: dict[str, list[dict[str, Any]]], split: str) -> list[dic
     return rows
 
 
-def rank_section(paths: RunPaths, rank_runs: list[tuple[str, str | None, int]]) -> str:
-    from psrq.report import plots
-
+def rank_section(paths: RunPaths, rank_runs: list[RankRun]) -> str:
     by_model = collect_rank_metrics(paths, rank_runs)
     if not by_model:
         return html.paragraph("No ranking models were trained in this run.", css_class="note")
@@ -229,6 +230,10 @@ def rank_section(paths: RunPaths, rank_runs: list[tuple[str, str | None, int]]) 
 
 
 # ---- provenance ---------------------------------------------------------------------------------
+def _stage_seconds(stage: StageResult) -> float:
+    return round(stage.seconds, 1)
+
+
 def provenance_section(
     config: RunConfig, versions: dict[str, str], stages: list[StageResult]
 ) -> str:
@@ -237,7 +242,7 @@ def provenance_section(
         {
             "stage": s.name,
             "status": "reused" if s.skipped else "ran",
-            "seconds": round(s.seconds, 1),
+            "seconds": _stage_seconds(s),
         }
         for s in stages
     ]
@@ -255,12 +260,12 @@ def provenance_section(
 def write_run_report(
     config: RunConfig,
     paths: RunPaths,
-    rank_runs: list[tuple[str, str | None, int]],
+    rank_runs: list[RankRun],
     stages: list[StageResult],
     *,
     versions: dict[str, str],
 ) -> Path:
-    meta = json.loads((paths.samples / "meta.json").read_text())
+    meta = json.loads(paths.meta.read_text())
     parts = [
         (
             "Data and split",
@@ -291,3 +296,45 @@ def write_run_report(
     )
     write_text(paths.report, page)
     return paths.report
+
+
+# ---- the report as a stage ----------------------------------------------------------------------
+def report_inputs(config: RunConfig, paths: RunPaths, rank_runs: list[RankRun]) -> list[Path]:
+    """Every file `write_run_report` reads (a training run that wrote no metrics is listed too:
+    the report says it is missing, and changes when it appears)."""
+    files = [paths.meta]
+    for spec in config.quantize.methods:
+        files += [paths.quality(spec.name), paths.quality_points(spec.name)]
+    files += [paths.rank_metrics(ranker_name(r, m), seed) for r, m, seed in rank_runs]
+    return files
+
+
+def report_stage(
+    config: RunConfig,
+    paths: RunPaths,
+    rank_runs: list[RankRun],
+    stages: list[StageResult],
+    versions: dict[str, str],
+) -> Stage:
+    """The report as a cached stage, rebuilt exactly when something it shows changed. Its
+    settings are everything it renders from: the content (sha256) of every input file
+    (`report_inputs`), the config, the package versions and the stage table of this run (name,
+    ran or reused, seconds as shown). A rerun that changes nothing reuses the report, except the
+    first one after stages ran: its table now says "reused" (the provenance is of this run)."""
+    stages = list(stages)
+    inputs = {
+        str(f.relative_to(paths.root)): sha256_file(f) if f.is_file() else None
+        for f in report_inputs(config, paths, rank_runs)
+    }
+    settings = {
+        "inputs": inputs,
+        "config": json.loads(config.model_dump_json()),
+        "versions": versions,
+        "stages": [[s.name, s.skipped, _stage_seconds(s)] for s in stages],
+    }
+    return Stage(
+        "report",
+        settings,
+        [paths.report],
+        lambda: write_run_report(config, paths, rank_runs, stages, versions=versions),
+    )
