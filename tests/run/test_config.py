@@ -31,7 +31,7 @@ def test_a_file_sets_only_the_keys_it_names(tmp_path):
             tmp_path,
             {
                 "protocol": {"max_history": 5},
-                "quantize": {"methods": [{"name": "v", "kind": "VQ"}]},
+                "quantize": {"methods": [{"name": "v", "method": "VQ"}]},
             },
         )
     )
@@ -39,7 +39,7 @@ def test_a_file_sets_only_the_keys_it_names(tmp_path):
     assert (
         cfg.protocol.cold_threshold == RunConfig().protocol.cold_threshold
     )  # rest of the section kept
-    assert [(m.name, m.kind) for m in cfg.quantize.methods] == [("v", "VQ")]
+    assert [(m.name, m.method) for m in cfg.quantize.methods] == [("v", "VQ")]
     assert cfg.sid_method() == "v"
 
 
@@ -71,12 +71,12 @@ def test_the_config_is_frozen():
             r"protocol.max_histroy: unknown key; allowed here: negatives, max_history",
         ),
         (
-            {"quantize": {"methods": [{"name": "a", "kind": "PSRQ", "levls": 2}]}},
-            r"quantize.methods.0.levls: unknown key; allowed here: name, kind, levels",
+            {"quantize": {"methods": [{"name": "a", "method": "PSRQ", "levls": 2}]}},
+            r"quantize.methods.0.levls: unknown key; allowed here: name, method, n_levels",
         ),
         (
-            {"quantize": {"methods": [{"name": "a", "kind": "KMeans"}]}},
-            r"quantize.methods.0.kind: Input should be 'VQ', 'PQ', 'RQKMeans', 'RQVAE' or 'PSRQ'",
+            {"quantize": {"methods": [{"name": "a", "method": "KMeans"}]}},
+            r"quantize.methods.0.method: Input should be 'VQ', 'PQ', 'RQKMeans', 'RQVAE' or 'PSRQ'",
         ),
         ({"protocol": {"split": [0.5, 0.5, 0.5]}}, r"protocol.split: .*sum to 1"),
         (
@@ -88,11 +88,15 @@ def test_the_config_is_frozen():
             r"dataset: .*needs dataset.items and dataset.interactions",
         ),
         (
-            {"quantize": {"methods": [{"name": "a", "kind": "VQ", "prefix_weight": 1.0}]}},
-            r"prefix_weight applies to kind PSRQ only, not VQ",
+            {"quantize": {"methods": [{"name": "a", "method": "VQ", "prefix_weight": 1.0}]}},
+            r"prefix_weight applies to method PSRQ only, not VQ",
         ),
         (
-            {"quantize": {"methods": [{"name": "a", "kind": "VQ"}, {"name": "a", "kind": "PQ"}]}},
+            {
+                "quantize": {
+                    "methods": [{"name": "a", "method": "VQ"}, {"name": "a", "method": "PQ"}]
+                }
+            },
             r"quantize.methods: .*repeated: \['a'\]",
         ),
         (

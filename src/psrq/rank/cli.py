@@ -197,10 +197,11 @@ def train_cmd(
     import numpy as np
     from rich.console import Console
 
+    from psrq.config import TrainingSettings, with_overrides
     from psrq.errors import ConfigError, InputError
     from psrq.outputs import Output, claim_outputs
     from psrq.rank.batches import sid_coverage
-    from psrq.rank.train import TrainConfig, load_ranking_data, train_model
+    from psrq.rank.train import load_ranking_data, train_model
 
     if lr is not None and not (math.isfinite(lr) and lr > 0):
         raise ConfigError(f"--lr must be a positive number, got {lr}")
@@ -226,19 +227,20 @@ def train_cmd(
             _launch_ddp(nproc, locals(), params)
             return
         _set_threads(threads)
-        config = TrainConfig.from_preset(
-            preset,
-            model=model,
-            model_params=params,
-            seed=seed,
-            epochs=epochs,
-            lr=lr,
-            batch_size=batch_size,
-            patience=patience,
-            min_id_count=min_id_count,
-            embedding_l2=embedding_l2,
-            dropout=dropout,
+        settings = with_overrides(
+            TrainingSettings(),
+            {
+                "preset": preset,
+                "epochs": epochs,
+                "lr": lr,
+                "batch_size": batch_size,
+                "patience": patience,
+                "min_id_count": min_id_count,
+                "embedding_l2": embedding_l2,
+                "dropout": dropout,
+            },
         )
+        config = settings.train_config(model=model, model_params=params, seed=seed)
         data = load_ranking_data(
             samples,
             sids=sids,
@@ -708,23 +710,14 @@ def experiment_cmd(
     ] = False,
     wait: WaitOpt = False,
 ) -> None:
+    from psrq.config import ExperimentConfig, with_overrides
     from psrq.outputs import Output, claim_outputs
-    from psrq.rank.experiment import ExperimentSpec, run_experiment
+    from psrq.rank.experiment import run_experiment
 
     qparams = _json_object(
         quantizer_params, "--quantizer-params", example='{"PSRQ": {"codebook_size": 128}}'
     )
-    overrides = {
-        k: v
-        for k, v in {
-            "epochs": epochs,
-            "lr": lr,
-            "embedding_l2": embedding_l2,
-            "dropout": dropout,
-        }.items()
-        if v is not None
-    }
-    spec = ExperimentSpec(
+    spec = ExperimentConfig(
         samples=str(samples),
         embeddings=str(embeddings),
         modalities=_split_list(modalities) or None,
@@ -733,8 +726,16 @@ def experiment_cmd(
         main_quantizer=main_quantizer,
         quantizer_params=qparams,
         seeds=list(range(seeds)),
-        preset=preset,
-        train_overrides=overrides,
+    )
+    spec = with_overrides(
+        spec,
+        {
+            "preset": preset,
+            "epochs": epochs,
+            "lr": lr,
+            "embedding_l2": embedding_l2,
+            "dropout": dropout,
+        },
     )
     outputs = [Output(out, "dir", "--out")] + [
         Output(out / f"results.{ext}", "file", "--out", lock=False)

@@ -41,7 +41,6 @@ import os
 import sys
 import time
 import warnings
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +97,9 @@ def local_batches(
 
 def _ddp_config(config: TrainConfig, backend: str) -> TrainConfig:
     if backend == "nccl":  # no sparse all-reduce in NCCL: dense tables (see the module docstring)
-        return replace(config, model_params={**config.model_params, "sparse_embeddings": False})
+        return config.model_copy(
+            update={"model_params": {**config.model_params, "sparse_embeddings": False}}
+        )
     return config
 
 

@@ -1,6 +1,6 @@
 """`psrq experiment`: a grid of models x quantizers x seeds on one prepared data set.
 
-    spec = ExperimentSpec(samples="runs/lastfm2k/data/samples", embeddings="runs/lastfm2k/embeddings")
+    spec = ExperimentConfig(samples="runs/lastfm2k/data/samples", embeddings="runs/lastfm2k/embeddings")
     results = run_experiment(spec, out="runs/exp")     # results.json, results.md, results.html
 
 Runs (the rows of the paper's tables 2-4):
@@ -21,78 +21,36 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from psrq.artifacts import fingerprint_files, fingerprint_obj, write_json, write_text
-from psrq.errors import ConfigError, InputError
-from psrq.quantize.registry import KINDS, LABELS
+from psrq.config import (
+    QUANTIZER_LABELS,
+    VARIANT_MODELS,
+    VARIANTS,
+    ExperimentConfig,
+    TrainingSettings,
+    default_quantizer_params,
+)
+from psrq.errors import InputError
+from psrq.quantize.registry import KINDS
 from psrq.rank.metrics import METRIC_NAMES
 
+# The experiment's settings (ExperimentConfig), its model rows (PAPER_MODELS, VARIANT_MODELS) and
+# the "+dot" / "+content" variants (VARIANTS) are part of the one configuration tree, psrq.config.
+
 ALL_QUANTIZERS = list(KINDS)
-PAPER_MODELS = [
-    "VBPR",
-    "SimTier+MAKE",
-    "ContentConcat",
-    "DIN",
-    "QARM",
-    "DIN+SID",
-    "MCCA",
-    "MCCA w/o MSC",
-    "MCCA w/o MJC",
-]
 # Experiment row name -> registered model name, where they differ.
 MODEL_OF_RUN = {"SimTier+MAKE": "SimTierMAKE"}
-# Beyond the paper (docs/ranking.md): the SID models with a VBPR-style dot-product head beside
-# the attention tower ("+dot"), with the projected content as an extra item feature
-# ("+content"), or both. Reported beside the paper's rows, never instead of them.
-VARIANT_SUFFIXES: dict[str, dict[str, Any]] = {
-    "+dot": {"dot": True},
-    "+content": {"content": True},
-    "+content+dot": {"content": True, "dot": True},
-}
-VARIANT_MODELS = [f"{base}{suffix}" for base in ("DIN+SID", "MCCA") for suffix in VARIANT_SUFFIXES]
-ALL_MODELS = PAPER_MODELS + VARIANT_MODELS
-QUANTIZER_LABELS = LABELS
-
-# Defaults per quantizer: 3 levels of k=64 (the best PSRQ setting of method.md's probe on
-# Last.fm-2k), VQ one level. Override with ExperimentSpec.quantizer_params.
+# Defaults per quantizer: the library's (3 levels of k=64, VQ one level); override with
+# ExperimentConfig.quantizer_params.
 DEFAULT_QUANTIZER_PARAMS: dict[str, dict[str, Any]] = {
-    "VQ": {"codebook_size": 64},
-    "PQ": {"n_levels": 3, "codebook_size": 64},
-    "RQKMeans": {"n_levels": 3, "codebook_size": 64},
-    "RQVAE": {"n_levels": 3, "codebook_size": 64},
-    "PSRQ": {"n_levels": 3, "codebook_size": 64},
+    q: default_quantizer_params(q) for q in ALL_QUANTIZERS
 }
-
-
-@dataclass
-class ExperimentSpec:
-    samples: str  # samples directory (train/valid/test.parquet)
-    embeddings: str  # directory of embeddings/<modality>.parquet
-    modalities: list[str] | None = None  # default: every file in `embeddings`
-    models: list[str] = field(default_factory=lambda: list(PAPER_MODELS))
-    quantizers: list[str] = field(default_factory=lambda: list(ALL_QUANTIZERS))
-    main_quantizer: str = "PSRQ"
-    sid_modality: str | None = None  # codebook for the DIN + SID rows; default: first modality
-    quantizer_params: dict[str, dict[str, Any]] = field(default_factory=dict)
-    quantizer_seed: int = 0
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
-    preset: str = "default"
-    train_overrides: dict[str, Any] = field(default_factory=dict)
-
-    def validate(self) -> None:
-        unknown = [m for m in self.models if m not in ALL_MODELS]
-        if unknown:
-            raise ConfigError(f"unknown experiment model(s) {unknown}; known: {ALL_MODELS}")
-        for q in [*self.quantizers, self.main_quantizer]:
-            if q not in ALL_QUANTIZERS:
-                raise ConfigError(f"unknown quantizer {q!r}; known: {ALL_QUANTIZERS}")
-        if not self.seeds:
-            raise ConfigError("no seeds given")
 
 
 @dataclass
@@ -103,7 +61,7 @@ class RunSpec:
     quantizer: str | None  # whose SIDs the run uses (None: no SIDs)
 
 
-def plan_runs(spec: ExperimentSpec, modalities: list[str]) -> list[RunSpec]:
+def plan_runs(spec: ExperimentConfig, modalities: list[str]) -> list[RunSpec]:
     """The (deduplicated) list of runs the grid needs, in table order."""
     sid_mod = spec.sid_modality or modalities[0]
     runs: list[RunSpec] = []
@@ -134,7 +92,7 @@ def _variant_run(name: str, sid_modality: str, quantizer: str) -> RunSpec:
         if name.startswith("DIN+SID")
         else ("MCCA", name[len("MCCA") :])
     )
-    params = dict(VARIANT_SUFFIXES[suffix])
+    params = dict(VARIANTS[suffix])
     if base == "DIN+SID":
         return RunSpec(
             f"DIN+{QUANTIZER_LABELS[quantizer]}{suffix}",
@@ -217,7 +175,7 @@ def _summarise(per_seed: dict[str, dict[str, Any]]) -> dict[str, dict[str, dict[
 
 
 def run_experiment(
-    spec: ExperimentSpec,
+    spec: ExperimentConfig,
     out: str | os.PathLike[str],
     *,
     progress: bool = True,
@@ -232,22 +190,18 @@ def run_experiment(
     import torch
     from rich.console import Console
 
-    from psrq.rank.train import TrainConfig, load_ranking_data, train_model
+    from psrq.rank.train import load_ranking_data, train_model
 
     if threads:
         torch.set_num_threads(threads)
     console = Console(stderr=True, quiet=not progress)
-    spec.validate()
     out = Path(out)
     files = embedding_files(spec.embeddings, spec.modalities)
     modalities = list(files)
     runs = plan_runs(spec, modalities)
-    qparams = {
-        q: {**DEFAULT_QUANTIZER_PARAMS[q], **spec.quantizer_params.get(q, {})}
-        for q in ALL_QUANTIZERS
-    }
+    qparams = spec.quantizer_kwargs()
     results: dict[str, Any] = {
-        "spec": asdict(spec),
+        "spec": spec.model_dump(),
         "modalities": modalities,
         "quantizer_params": qparams,
         "runs": [],
@@ -274,15 +228,7 @@ def run_experiment(
             )
         per_seed: dict[str, Any] = {}
         for seed in spec.seeds:
-            config = TrainConfig.from_preset(
-                spec.preset,
-                **{
-                    **spec.train_overrides,
-                    "model": run.model,
-                    "model_params": run.model_params,
-                    "seed": seed,
-                },
-            )
+            config = spec.train_config(model=run.model, model_params=run.model_params, seed=seed)
             record_path = out / "runs" / _slug(run.name) / f"seed{seed}.json"
             key = fingerprint_obj(
                 {
@@ -363,13 +309,13 @@ def table_rows(results: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
         "variants": pick(
             [
                 f"DIN+{main_q}",
-                *[f"DIN+{main_q}{s}" for s in VARIANT_SUFFIXES],
+                *[f"DIN+{main_q}{s}" for s in VARIANTS],
                 "MCCA",
-                *[f"MCCA{s}" for s in VARIANT_SUFFIXES],
+                *[f"MCCA{s}" for s in VARIANTS],
                 "VBPR",
             ]
         )
-        if any(r["name"].endswith(tuple(VARIANT_SUFFIXES)) for r in results["runs"])
+        if any(r["name"].endswith(tuple(VARIANTS)) for r in results["runs"])
         else [],
     }
 
@@ -394,7 +340,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         "# Ranking experiment",
         "",
         f"Samples: `{spec['samples']}`; embeddings: `{spec['embeddings']}` ({', '.join(results['modalities'])}); "
-        f"seeds: {spec['seeds']}; preset: {spec['preset']} {spec['train_overrides'] or ''}; "
+        f"seeds: {spec['seeds']}; preset: {spec['preset']} {_overrides(spec) or ''}; "
         f"main quantizer: {spec['main_quantizer']}. Cells: mean ± sample std over seeds.",
         "",
     ]
@@ -424,6 +370,12 @@ def render_markdown(results: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _overrides(spec: dict[str, Any]) -> dict[str, Any]:
+    """The training fields a results.json's spec sets over its preset."""
+    fields = [f for f in TrainingSettings.model_fields if f != "preset"]
+    return spec.get("train_overrides") or {f: spec[f] for f in fields if spec.get(f) is not None}
 
 
 def render_html(results: dict[str, Any]) -> str:
