@@ -37,13 +37,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from psrq.errors import ConfigError
-from psrq.quantize.registry import KINDS, LABELS, METHOD_ALIASES
-
-# The library default of every quantizer (psrq.quantize) and of every configuration here: 3 levels
-# of k = 64, the setting our Last.fm-2k ranking results were measured with
-# (docs/results-lastfm2k.md); the paper uses 64 / 128 / 256 for catalogues of 34k / 100k / 1.4M.
-DEFAULT_N_LEVELS = 3
-DEFAULT_CODEBOOK_SIZE = 64
+from psrq.quantize.registry import (
+    DEFAULT_CODEBOOK_SIZE,
+    DEFAULT_N_LEVELS,
+    KINDS,
+    LABELS,
+    METHOD_ALIASES,
+)
 
 M = TypeVar("M", bound=BaseModel)
 
