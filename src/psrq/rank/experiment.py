@@ -10,9 +10,10 @@ Runs (the rows of the paper's tables 2-4):
 - beyond the paper (only when asked for): DIN+SID and MCCA with "+dot", "+content" or
   "+content+dot" (main quantizer), in their own table beside the paper-faithful rows.
 Semantic IDs are computed with `psrq.quantize.multimodal.MultimodalQuantizer` once per
-(quantizer, params, seed, embedding files) and cached under `<out>/cache/sids/`; every finished
-(run, seed) is stored in `<out>/runs/<run>/seed<k>.json`, so an interrupted grid resumes where it
-stopped and adding seeds reuses the finished ones.
+(quantizer, params, seed, embedding files) and cached under `<out>/cache/sids/`; every (run, seed)
+is a stage of psrq.stages.StageRunner (as in `psrq run`) whose output is its record
+`<out>/runs/<run>/seed<k>.json`, so an interrupted grid resumes where it stopped and adding seeds
+reuses the finished ones. results.html is drawn with psrq.report.html, like `psrq run`'s report.
 """
 
 from __future__ import annotations
@@ -184,13 +185,15 @@ def run_experiment(
 ) -> dict[str, Any]:
     """Run (or resume) the grid and write results.json, results.md and results.html into `out`.
 
-    With ``train_missing=False`` nothing is trained: the tables are built from the (run, seed)
-    pairs already finished (e.g. to look at a grid that is still running in another process).
+    Every (run, seed) is a stage of psrq.stages.StageRunner under `out` (skipped when its
+    settings are unchanged and its record `runs/<run>/seed<k>.json` exists). With
+    ``train_missing=False`` nothing is trained: the tables are built from the (run, seed) pairs
+    already finished (e.g. to look at a grid that is still running in another process).
     """
     import torch
     from rich.console import Console
 
-    from psrq.rank.train import load_ranking_data, train_model
+    from psrq.stages import StageRunner
 
     if threads:
         torch.set_num_threads(threads)
@@ -206,74 +209,28 @@ def run_experiment(
         "quantizer_params": qparams,
         "runs": [],
     }
+    runner = StageRunner(out)
     data_cache: dict[str | None, Any] = {}
     for run in runs:
         sids_path = None
-        if run.quantizer is not None and not train_missing:
-            sids_path = sids_cache_path(
-                run.quantizer,
-                qparams[run.quantizer],
-                spec.quantizer_seed,
-                files,
-                out / "cache" / "sids",
-            )
-        elif run.quantizer is not None:
-            console.print(f"[bold]semantic IDs[/bold]: {run.quantizer} {qparams[run.quantizer]}")
-            sids_path = cached_sids(
-                run.quantizer,
-                qparams[run.quantizer],
-                spec.quantizer_seed,
-                files,
-                out / "cache" / "sids",
-            )
+        if run.quantizer is not None:
+            args = (qparams[run.quantizer], spec.quantizer_seed, files, out / "cache" / "sids")
+            if train_missing:
+                console.print(
+                    f"[bold]semantic IDs[/bold]: {run.quantizer} {qparams[run.quantizer]}"
+                )
+                sids_path = cached_sids(run.quantizer, *args)
+            else:
+                sids_path = sids_cache_path(run.quantizer, *args)
         per_seed: dict[str, Any] = {}
         for seed in spec.seeds:
-            config = spec.train_config(model=run.model, model_params=run.model_params, seed=seed)
-            record_path = out / "runs" / _slug(run.name) / f"seed{seed}.json"
-            key = fingerprint_obj(
-                {
-                    "config": config.to_dict(),
-                    "sids": str(sids_path and sids_path.name),
-                    "samples": str(spec.samples),
-                    "modalities": modalities,
-                }
-            )
-            if record_path.is_file():
-                record = json.loads(record_path.read_text())
-                if record.get("key") == key:
-                    per_seed[str(seed)] = record
-                    continue
-            if not train_missing:
-                continue
-            if run.quantizer not in data_cache:
-                data_cache.clear()  # one data set in memory at a time
-                data_cache[run.quantizer] = load_ranking_data(
-                    spec.samples,
-                    sids=sids_path,
-                    embeddings=spec.embeddings,
-                    modalities=modalities,
-                    max_history=config.max_history,
-                    min_id_count=config.min_id_count,
-                )
-            console.print(f"[bold]{run.name}[/bold] seed {seed}")
-            t0 = time.perf_counter()
-            res = train_model(data_cache[run.quantizer], config, progress=progress)
-            record = {
-                "key": key,
-                "run": run.name,
-                "seed": seed,
-                "best_epoch": res.best_epoch,
-                "epochs_run": len(res.history),
-                "seconds": time.perf_counter() - t0,
-                "metrics": res.metrics,
-                "history": res.history,
-            }
-            write_json(record_path, record)
-            per_seed[str(seed)] = record
-            t = res.metrics.get("test", {})
-            console.print(
-                f"  test AUC {t.get('auc', math.nan):.4f}  cold {t.get('cold_auc', math.nan):.4f}  GAUC {t.get('gauc', math.nan):.4f}  ({record['seconds']:.0f}s)"
-            )
+            stage = _seed_stage(spec, run, seed, sids_path, modalities, out, data_cache, progress)
+            record_path = stage.outputs[0]
+            if train_missing:
+                runner.run(stage)
+            record = _finished_record(record_path, stage.settings)
+            if record is not None:
+                per_seed[str(seed)] = record
         if not per_seed:
             continue
         results["runs"].append(
@@ -288,6 +245,73 @@ def run_experiment(
     write_text(out / "results.md", render_markdown(results))
     write_text(out / "results.html", render_html(results))
     return results
+
+
+def _seed_stage(
+    spec: ExperimentConfig,
+    run: RunSpec,
+    seed: int,
+    sids_path: Path | None,
+    modalities: list[str],
+    out: Path,
+    data_cache: dict[str | None, Any],
+    progress: bool,
+) -> Any:
+    """The stage that trains one (run, seed) and writes its record `runs/<run>/seed<k>.json`."""
+    from psrq.stages import Stage, console
+
+    config = spec.train_config(model=run.model, model_params=run.model_params, seed=seed)
+    record_path = out / "runs" / _slug(run.name) / f"seed{seed}.json"
+    settings = {
+        "config": config.to_dict(),
+        "sids": str(sids_path and sids_path.name),
+        "samples": str(spec.samples),
+        "modalities": modalities,
+    }
+
+    def train() -> None:
+        from psrq.rank.train import load_ranking_data, train_model
+
+        if _finished_record(record_path, settings) is not None:
+            return  # written before stages had markers: the same settings, nothing to redo
+        if run.quantizer not in data_cache:
+            data_cache.clear()  # one data set in memory at a time
+            data_cache[run.quantizer] = load_ranking_data(
+                spec.samples,
+                sids=sids_path,
+                embeddings=spec.embeddings,
+                modalities=modalities,
+                max_history=config.max_history,
+                min_id_count=config.min_id_count,
+            )
+        t0 = time.perf_counter()
+        res = train_model(data_cache[run.quantizer], config, progress=progress)
+        record = {
+            "key": fingerprint_obj(settings),
+            "run": run.name,
+            "seed": seed,
+            "best_epoch": res.best_epoch,
+            "epochs_run": len(res.history),
+            "seconds": time.perf_counter() - t0,
+            "metrics": res.metrics,
+            "history": res.history,
+        }
+        write_json(record_path, record)
+        t = res.metrics.get("test", {})
+        console.print(
+            f"  test AUC {t.get('auc', math.nan):.4f}  cold {t.get('cold_auc', math.nan):.4f}  "
+            f"GAUC {t.get('gauc', math.nan):.4f}  ({record['seconds']:.0f}s)"
+        )
+
+    return Stage(f"train {run.name} seed {seed}", settings, [record_path], train)
+
+
+def _finished_record(path: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
+    """The record at `path` if it was written with these settings (its "key")."""
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    return record if record.get("key") == fingerprint_obj(settings) else None
 
 
 def _slug(name: str) -> str:
@@ -379,34 +403,38 @@ def _overrides(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def render_html(results: dict[str, Any]) -> str:
-    from html import escape
+    """results.html: the same tables as results.md, on the house page (psrq.report.html)."""
+    from psrq.report import html
 
-    md_tables = []
+    sections = []
     for key, rows in table_rows(results).items():
         if not rows:
             continue
         for split in ("test", "valid"):
-            head = "".join(f"<th>{escape(v)}</th>" for v in ["method", *METRIC_NAMES.values()])
-            body = ""
-            for r in rows:
-                best = r["name"] == "MCCA"
-                cells = "".join(
-                    f"<td>{escape(_fmt(r['summary'][split][m]))}</td>" for m in METRIC_NAMES
+            cells = [
+                {
+                    "method": r["name"],
+                    **{m: _fmt(r["summary"][split][m]) for m in METRIC_NAMES},
+                }
+                for r in rows
+            ]
+            sections.append(
+                html.section(
+                    f"{TABLE_TITLES[key]}: {split}",
+                    html.table(cells, headers={"method": "method", **METRIC_NAMES}),
                 )
-                body += (
-                    f"<tr{' class=ours' if best else ''}><td>{escape(r['name'])}</td>{cells}</tr>"
-                )
-            md_tables.append(
-                f"<h2>{escape(TABLE_TITLES[key])}: {split}</h2><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
             )
-    spec = results["spec"]
-    return (
-        "<!doctype html><html><head><meta charset=utf-8><title>psrq ranking experiment</title><style>"
-        "body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;color:#222}"
-        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}"
-        "td:first-child,th:first-child{text-align:left}tr.ours{font-weight:600;background:#f3f7ff}</style></head><body>"
-        f"<h1>Ranking experiment</h1><p>Samples <code>{escape(spec['samples'])}</code>, embeddings <code>{escape(spec['embeddings'])}</code>, "
-        f"seeds {escape(str(spec['seeds']))}, preset {escape(spec['preset'])}. Cells: mean ± sample std over seeds.</p>"
-        + "".join(md_tables)
-        + "</body></html>\n"
+    sections.append(
+        html.section(
+            "Quantizer settings",
+            html.definitions((q, json.dumps(p)) for q, p in results["quantizer_params"].items()),
+        )
     )
+    spec = results["spec"]
+    subtitle = (
+        f"Samples {spec['samples']}, embeddings {spec['embeddings']} "
+        f"({', '.join(results['modalities'])}), seeds {spec['seeds']}, preset {spec['preset']} "
+        f"{_overrides(spec) or ''}, main quantizer {spec['main_quantizer']}. "
+        "Cells: mean ± sample std over seeds."
+    )
+    return html.page("Ranking experiment", "".join(sections), subtitle=subtitle)
