@@ -92,7 +92,7 @@ def run(tmp_path_factory) -> tuple[RunConfig, RunPaths]:
         {
             "output": str(root),
             "quantize": {
-                "methods": [{"name": "psrq", "kind": "PSRQ", "levels": 2, "codebook_size": 4}]
+                "methods": [{"name": "psrq", "method": "PSRQ", "n_levels": 2, "codebook_size": 4}]
             },
         }
     )

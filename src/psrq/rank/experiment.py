@@ -35,7 +35,6 @@ from psrq.config import (
     VARIANTS,
     ExperimentConfig,
     TrainingSettings,
-    default_quantizer_params,
 )
 from psrq.errors import InputError
 from psrq.quantize.registry import KINDS
@@ -47,11 +46,6 @@ from psrq.rank.metrics import METRIC_NAMES
 ALL_QUANTIZERS = list(KINDS)
 # Experiment row name -> registered model name, where they differ.
 MODEL_OF_RUN = {"SimTier+MAKE": "SimTierMAKE"}
-# Defaults per quantizer: the library's (3 levels of k=64, VQ one level); override with
-# ExperimentConfig.quantizer_params.
-DEFAULT_QUANTIZER_PARAMS: dict[str, dict[str, Any]] = {
-    q: default_quantizer_params(q) for q in ALL_QUANTIZERS
-}
 
 
 @dataclass
