@@ -41,9 +41,9 @@ from psrq.quantize.registry import (
     DEFAULT_CODEBOOK_SIZE,
     DEFAULT_N_LEVELS,
     KINDS,
-    LABELS,
     METHOD_ALIASES,
 )
+from psrq.rank.registry import ALL_MODELS, PAPER_MODELS, RANKERS
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -398,44 +398,8 @@ class TrainingSettings(_Strict):
 
 
 # ---- rankers ----------------------------------------------------------------------------------
-# Beyond the paper (docs/ranking.md): the SID models with a VBPR-style dot-product head beside
-# the attention tower ("+dot"), with the projected content as an extra item feature
-# ("+content"), or both. Reported beside the paper's rows, never instead of them.
-VARIANTS: dict[str, dict[str, Any]] = {
-    "+dot": {"dot": True},
-    "+content": {"content": True},
-    "+content+dot": {"content": True, "dot": True},
-}
-
-# `psrq run` ranker names -> (psrq.rank model name, extra params, needs SIDs, needs content).
-# DIN with SIDs gets `sid_codebook` = the first modality at run time (ranker_params below),
-# as the paper's "DIN + quantizer" rows use text SIDs.
-RANKERS: dict[str, tuple[str, dict[str, Any], bool, bool]] = {
-    "mcca": ("MCCA", {}, True, False),
-    **{f"mcca{s}": ("MCCA", p, True, "content" in p) for s, p in VARIANTS.items()},
-    "din": ("DIN", {}, False, False),
-    "din_sid": ("DIN", {}, True, False),
-    **{f"din_sid{s}": ("DIN", p, True, "content" in p) for s, p in VARIANTS.items()},
-    "vbpr": ("VBPR", {}, False, True),
-    "content": ("ContentConcat", {}, False, True),
-    "simtier_make": ("SimTierMAKE", {}, False, True),
-    "qarm": ("QARM", {}, False, True),
-}
-
-# `psrq experiment` rows (the paper's tables 2-4), then the variants beyond the paper.
-PAPER_MODELS = [
-    "VBPR",
-    "SimTier+MAKE",
-    "ContentConcat",
-    "DIN",
-    "QARM",
-    "DIN+SID",
-    "MCCA",
-    "MCCA w/o MSC",
-    "MCCA w/o MJC",
-]
-VARIANT_MODELS = [f"{base}{suffix}" for base in ("DIN+SID", "MCCA") for suffix in VARIANTS]
-ALL_MODELS = PAPER_MODELS + VARIANT_MODELS
+# The rankers of `psrq run`, the rows of `psrq experiment` and the "+dot" / "+content" variants
+# are defined once, in psrq.rank.registry (no pydantic there, so the CLI can list them cheaply).
 
 
 class RankConfig(TrainingSettings):
@@ -563,9 +527,6 @@ def _known_quantizer(name: str) -> str:
     if kind is None:
         raise ValueError(f"unknown quantizer {name!r}; known: {list(KINDS)}")
     return kind
-
-
-QUANTIZER_LABELS = LABELS
 
 
 def _format_error(err: ValidationError, source: str, root: type[BaseModel] | None = None) -> str:

@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from psrq.config import RANKERS, QuantizerSpec, RunConfig
+from psrq.config import QuantizerSpec, RunConfig
 from psrq.errors import ConfigError
+from psrq.rank.registry import RANKERS
 from psrq.stages import Stage, StageRunner, console
 
 

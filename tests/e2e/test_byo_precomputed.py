@@ -76,7 +76,9 @@ def test_run_on_precomputed_modalities_without_text(tmp_path: Path) -> None:
                     "interactions": str(interactions),
                 },
                 "quantize": {
-                    "methods": [{"name": "psrq", "method": "PSRQ", "n_levels": 2, "codebook_size": 4}]
+                    "methods": [
+                        {"name": "psrq", "method": "PSRQ", "n_levels": 2, "codebook_size": 4}
+                    ]
                 },
                 "rank": {
                     "models": ["mcca", "din"],

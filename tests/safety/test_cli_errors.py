@@ -88,7 +88,10 @@ def test_evaluate_samples_directory_says_what_it_expected(cli, sid_run):
 @pytest.mark.parametrize(
     ("yaml", "key"),
     [
-        ("quantize:\n  methods:\n    - {name: p, method: PSRQ, codebook_size: 0}\n", "codebook_size"),
+        (
+            "quantize:\n  methods:\n    - {name: p, method: PSRQ, codebook_size: 0}\n",
+            "codebook_size",
+        ),
         (
             "quantize:\n  methods:\n    - {name: p, method: PSRQ, n_levels: 3, codebook_size: [8, 8]}\n",
             "levels",

@@ -13,6 +13,7 @@ import typer
 
 from psrq.cli_common import WaitOpt
 from psrq.quantize.registry import KINDS as QUANTIZER_KINDS
+from psrq.rank.registry import PAPER_MODELS
 
 TRAIN_HELP = """Train a ranking model (MCCA, DIN, VBPR, ContentConcat, SimTierMAKE, QARM) on prepared samples.
 
@@ -657,19 +658,7 @@ def experiment_cmd(
     samples: Annotated[Path, typer.Option(help="Samples directory with train/valid/test.parquet.")],
     embeddings: Annotated[Path, typer.Option(help="Directory of <modality>.parquet embeddings.")],
     out: Annotated[Path, typer.Option(help="Output directory (results.json/.md/.html, caches).")],
-    models: Annotated[str, typer.Option(help="Comma-separated runs.")] = ",".join(
-        [
-            "VBPR",
-            "SimTier+MAKE",
-            "ContentConcat",
-            "DIN",
-            "QARM",
-            "DIN+SID",
-            "MCCA",
-            "MCCA w/o MSC",
-            "MCCA w/o MJC",
-        ]
-    ),
+    models: Annotated[str, typer.Option(help="Comma-separated runs.")] = ",".join(PAPER_MODELS),
     quantizers: Annotated[str, typer.Option(help="Quantizers for the DIN+SID rows.")] = ",".join(
         QUANTIZER_KINDS
     ),

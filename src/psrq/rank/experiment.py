@@ -29,23 +29,17 @@ from typing import Any
 import numpy as np
 
 from psrq.artifacts import fingerprint_files, fingerprint_obj, write_json, write_text
-from psrq.config import (
-    QUANTIZER_LABELS,
-    VARIANT_MODELS,
-    VARIANTS,
-    ExperimentConfig,
-    TrainingSettings,
-)
+from psrq.config import ExperimentConfig, TrainingSettings
 from psrq.errors import InputError
-from psrq.quantize.registry import KINDS
+from psrq.quantize.registry import KINDS, LABELS
 from psrq.rank.metrics import METRIC_NAMES
+from psrq.rank.registry import MODEL_OF_RUN, VARIANT_MODELS, VARIANTS
 
-# The experiment's settings (ExperimentConfig), its model rows (PAPER_MODELS, VARIANT_MODELS) and
-# the "+dot" / "+content" variants (VARIANTS) are part of the one configuration tree, psrq.config.
+# The experiment's settings are a psrq.config.ExperimentConfig; its rows (PAPER_MODELS,
+# VARIANT_MODELS) and the "+dot" / "+content" variants (VARIANTS) are defined in psrq.rank.registry.
 
 ALL_QUANTIZERS = list(KINDS)
-# Experiment row name -> registered model name, where they differ.
-MODEL_OF_RUN = {"SimTier+MAKE": "SimTierMAKE"}
+QUANTIZER_LABELS = LABELS
 
 
 @dataclass
