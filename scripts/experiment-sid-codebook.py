@@ -6,10 +6,11 @@ Same cache layout as `psrq experiment` (the row is named DIN+PSRQ in OUT; one co
 
 import sys
 
-from psrq.rank.experiment import ExperimentSpec, run_experiment
+from psrq.config import ExperimentConfig
+from psrq.rank.experiment import run_experiment
 
 samples, embeddings, out, codebook, seeds = sys.argv[1:6]
-spec = ExperimentSpec(
+spec = ExperimentConfig(
     samples=samples,
     embeddings=embeddings,
     models=["DIN+SID"],

@@ -3,7 +3,7 @@
     data (samples) -> embed (text [, audio]) -> quantize (each method) -> ID quality
         -> rank (MCCA per quantizer, DIN) -> report.html
 
-Every stage writes under `config.output` (the layout: psrq.run_layout); a rerun skips stages
+Every stage writes under `config.out` (the layout: psrq.run_layout); a rerun skips stages
 whose inputs and settings did not change, and an interrupted run resumes (training continues from
 its last checkpoint). The report is a stage too: it reads only what the other stages wrote.
 
@@ -28,42 +28,11 @@ from psrq.artifacts import atomic_path, write_json
 from psrq.config import QuantizerSpec, RunConfig
 from psrq.errors import ConfigError
 from psrq.outputs import Output
+from psrq.rank.registry import RANKERS
 from psrq.report.id_report import code_points, write_code_points
 from psrq.report.run_report import report_stage
 from psrq.run_layout import RunPaths, ranker_name
 from psrq.stages import Stage, StageRunner, console
-
-# Ranker names in the config -> (psrq.rank model name, extra params, needs SIDs, needs content).
-# DIN with SIDs gets `sid_codebook` = the first modality at run time (`ranker_params`), as the
-# paper's "DIN + quantizer" rows use text SIDs; "+dot" / "+content" are the variants beyond
-# the paper (the same names as `psrq experiment`'s "MCCA+dot", "DIN+SID+content", ...).
-RANKERS: dict[str, tuple[str, dict[str, Any], bool, bool]] = {
-    "mcca": ("MCCA", {}, True, False),
-    "mcca+dot": ("MCCA", {"dot": True}, True, False),
-    "mcca+content": ("MCCA", {"content": True}, True, True),
-    "mcca+content+dot": ("MCCA", {"content": True, "dot": True}, True, True),
-    "din": ("DIN", {}, False, False),
-    "din_sid": ("DIN", {}, True, False),
-    "din_sid+dot": ("DIN", {"dot": True}, True, False),
-    "din_sid+content": ("DIN", {"content": True}, True, True),
-    "din_sid+content+dot": ("DIN", {"content": True, "dot": True}, True, True),
-    "vbpr": ("VBPR", {}, False, True),
-    "content": ("ContentConcat", {}, False, True),
-    "simtier_make": ("SimTierMAKE", {}, False, True),
-    "qarm": ("QARM", {}, False, True),
-}
-
-
-def ranker_params(ranker: str, modalities: list[str]) -> dict[str, Any]:
-    """Model parameters of a configured ranker; DIN with SIDs reads the first modality's codebook."""
-    model, params, needs_sids, _ = RANKERS[ranker]
-    if model == "DIN" and needs_sids:
-        if not modalities:
-            raise ConfigError(
-                f"ranker {ranker!r} needs a modality's semantic IDs, but there are no embeddings"
-            )
-        return {"sid_codebook": modalities[0], **params}
-    return dict(params)
 
 
 @dataclass
@@ -77,9 +46,7 @@ class RunState:
 
 # ---- stages -----------------------------------------------------------------------------------
 def _prepare_data(config: RunConfig, paths: RunPaths, force: bool) -> dict[str, Any]:
-    from psrq.data.labels import LabelRule
     from psrq.data.prepare import prepare
-    from psrq.data.protocol import ProtocolConfig
     from psrq.data.specs import dataset_spec
 
     ds = config.dataset
@@ -93,17 +60,8 @@ def _prepare_data(config: RunConfig, paths: RunPaths, force: bool) -> dict[str, 
         items=Path(ds.items) if ds.items else None,
         interactions=Path(ds.interactions) if ds.interactions else None,
     )
-    p = config.protocol
-    protocol = ProtocolConfig(
-        label_rule=LabelRule(kind="auto", n_negatives=p.negatives),
-        max_history=p.max_history,
-        split=tuple(p.split),
-        cold_threshold=p.cold_threshold,
-        seed=p.seed,
-        negative_window=p.negative_window,
-    )
     console.rule("[bold]1. data")
-    result = prepare(spec, protocol, paths.data, force=force)
+    result = prepare(spec, config.protocol.protocol(), paths.data, force=force)
     return result.meta
 
 
@@ -244,16 +202,6 @@ def _embed_audio(config: RunConfig, paths: RunPaths) -> None:
     embed_audio_items(items, paths.embedding("audio"), encoder, cache_dir=default_cache_dir())
 
 
-def _quantizer_params(spec: QuantizerSpec) -> dict[str, Any]:
-    if spec.kind == "VQ":  # one level by definition
-        return {"codebook_size": spec.codebook_size}
-    # PQ's levels are its sub-vectors; RQKMeans, PSRQ and RQVAE stack residual levels.
-    params: dict[str, Any] = {"n_levels": spec.levels, "codebook_size": spec.codebook_size}
-    if spec.kind == "PSRQ" and spec.prefix_weight is not None:
-        params["prefix_weight"] = spec.prefix_weight
-    return params
-
-
 def _read_modalities(paths: RunPaths, modalities: list[str]) -> dict[str, Any]:
     from psrq.quantize.embeddings_io import read_embedding_parquet
 
@@ -266,8 +214,8 @@ def _quantize(
     from psrq.quantize.multimodal import MultimodalQuantizer
 
     mq = MultimodalQuantizer(
-        method=spec.kind,
-        params=_quantizer_params(spec),
+        method=spec.method,
+        params=spec.params(),
         normalize=config.quantize.normalize,
         seed=config.quantize.seed,
     )
@@ -314,33 +262,16 @@ def _rank(
     seed: int,
     modalities: list[str],
 ) -> None:
-    from psrq.rank.train import (
-        TrainConfig,
-        discard_stale_checkpoint,
-        load_ranking_data,
-        train_model,
-    )
+    from psrq.rank.train import discard_stale_checkpoint, load_ranking_data, train_model
 
-    model, _, needs_sids, needs_content = RANKERS[ranker]
-    params = ranker_params(ranker, modalities)
-    r = config.rank
+    _, _, needs_sids, needs_content = RANKERS[ranker]
+    train_config = config.train_config(ranker, seed=seed, modalities=modalities)
     data = load_ranking_data(
         paths.samples,
         sids=paths.sids(sid_method) if needs_sids and sid_method else None,
         embeddings=paths.embeddings if needs_content else None,
-        max_history=config.protocol.max_history,
-    )
-    train_config = TrainConfig(
-        model=model,
-        model_params=params,
-        dim=r.dim,
-        max_history=config.protocol.max_history,
-        batch_size=r.batch_size,
-        lr=r.lr,
-        epochs=r.max_epochs,
-        seed=seed,
-        embedding_l2=r.embedding_l2,
-        dropout=r.dropout,
+        max_history=train_config.max_history,
+        min_id_count=train_config.min_id_count,
     )
     out = paths.ranker(ranker_name(ranker, sid_method), seed)
     # The stage reruns because its settings changed: a checkpoint of the old settings cannot resume.
@@ -369,7 +300,7 @@ def ranking_runs(config: RunConfig) -> list[tuple[str, str | None]]:
 def run_outputs(config: RunConfig) -> list[Any]:
     """What `psrq run` writes that must be checked (and locked) before any stage starts: the
     run directory itself (locked: one writer at a time) and the directories it replaces."""
-    paths = RunPaths(Path(config.output))
+    paths = RunPaths(Path(config.out))
     inside = [
         Output(paths.samples, "model_dir", "output", lock=False),
         Output(paths.report, "file", "output", lock=False),
@@ -387,7 +318,7 @@ def run_outputs(config: RunConfig) -> list[Any]:
 def run_pipeline(config: RunConfig, *, force: bool = False, skip_rank: bool = False) -> Path:
     """Run every stage (reusing what is up to date) and return the path of report.html."""
     started = time.perf_counter()
-    paths = RunPaths(Path(config.output))
+    paths = RunPaths(Path(config.out))
     paths.root.mkdir(parents=True, exist_ok=True)
     runner = StageRunner(paths.root, force=force)
     state = RunState()
@@ -430,10 +361,10 @@ def run_pipeline(config: RunConfig, *, force: bool = False, skip_rank: bool = Fa
                     "data": state.data_meta["fingerprint"],
                     "sids": quantize_fps.get(method) if method else None,
                     "content": emb if RANKERS[ranker][3] else None,
-                    "rank": config.rank.model_dump(exclude={"seeds", "models", "sid_method"}),
-                    "model_params": ranker_params(ranker, state.modalities),
-                    "max_history": config.protocol.max_history,
-                    "seed": seed,
+                    # the resolved training configuration (preset, overrides, model, seed)
+                    "train": config.train_config(
+                        ranker, seed=seed, modalities=state.modalities
+                    ).to_dict(),
                 }
                 name = ranker_name(ranker, method)
                 runner.run(

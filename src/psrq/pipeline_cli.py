@@ -58,7 +58,7 @@ def run_cmd(
     from psrq.outputs import claim_outputs
     from psrq.pipeline import run_outputs, run_pipeline
 
-    cfg = load_config(config, {"output": out, "rank": {"seeds": seeds}})
+    cfg = load_config(config, {"out": out, "rank": {"seeds": seeds}})
     if show_config:
         typer.echo(yaml.safe_dump(json.loads(cfg.model_dump_json()), sort_keys=False))
         raise typer.Exit()

@@ -69,19 +69,21 @@ def test_run_on_precomputed_modalities_without_text(tmp_path: Path) -> None:
     config.write_text(
         yaml.safe_dump(
             {
-                "output": str(out),
+                "out": str(out),
                 "dataset": {
                     "name": "parquet",
                     "items": str(items),
                     "interactions": str(interactions),
                 },
                 "quantize": {
-                    "methods": [{"name": "psrq", "kind": "PSRQ", "levels": 2, "codebook_size": 4}]
+                    "methods": [
+                        {"name": "psrq", "method": "PSRQ", "n_levels": 2, "codebook_size": 4}
+                    ]
                 },
                 "rank": {
                     "models": ["mcca", "din"],
                     "seeds": 1,
-                    "max_epochs": 1,
+                    "epochs": 1,
                     "dim": 8,
                     "batch_size": 128,
                 },

@@ -1,7 +1,7 @@
 """`psrq run` end to end on the built-in real Last.fm-2k data, then the report in headless Chromium.
 
 Slow (it embeds 17,632 artists and trains two rankers), so it runs the real pipeline once with
-short training (max_epochs 2) and checks everything a user relies on: the report renders with
+short training (epochs 2) and checks everything a user relies on: the report renders with
 its plots, a rerun reuses every stage, and the config is validated.
 """
 
@@ -27,8 +27,8 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cfg_file.write_text(
         yaml.safe_dump(
             {
-                "output": str(out),
-                "rank": {"models": ["mcca", "din"], "seeds": 1, "max_epochs": 2},
+                "out": str(out),
+                "rank": {"models": ["mcca", "din"], "seeds": 1, "epochs": 2},
             }
         )
     )
@@ -103,7 +103,7 @@ def test_bad_config_names_the_key(tmp_path: Path) -> None:
 
     bad = tmp_path / "bad.yaml"
     bad.write_text(
-        "quantize:\n  methods:\n    - {name: a, kind: PSRQ, codebok_size: 64}\nrank: {models: [mcca, foo]}\n"
+        "quantize:\n  methods:\n    - {name: a, method: PSRQ, codebok_size: 64}\nrank: {models: [mcca, foo]}\n"
     )
     with pytest.raises(ConfigError) as err:
         load_config(bad)

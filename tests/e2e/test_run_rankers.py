@@ -13,12 +13,12 @@ def _config(out: Path, **rank):
 
     return load_config(
         overrides={
-            "output": str(out),
+            "out": str(out),
             "dataset": {"name": "synth", "synth_items": 400, "synth_users": 60},
             "quantize": {
-                "methods": [{"name": "rq", "kind": "RQKMeans", "levels": 2, "codebook_size": 8}]
+                "methods": [{"name": "rq", "method": "RQKMeans", "n_levels": 2, "codebook_size": 8}]
             },
-            "rank": {"models": ["din", "din_sid", "mcca+dot"], "seeds": 1, "max_epochs": 1, **rank},
+            "rank": {"models": ["din", "din_sid", "mcca+dot"], "seeds": 1, "epochs": 1, **rank},
         }
     )
 

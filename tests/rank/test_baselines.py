@@ -229,9 +229,9 @@ def test_baselines_save_load_score(syn_loaded, tmp_path, name, params):
 
 
 def test_run_config_and_experiment_accept_both_baselines():
-    from psrq.config import load_config
+    from psrq.config import ExperimentConfig, load_config
     from psrq.pipeline import RANKERS, ranking_runs
-    from psrq.rank.experiment import ExperimentSpec, plan_runs
+    from psrq.rank.experiment import plan_runs
     from psrq.rank.models import registered_models
 
     config = load_config(overrides={"rank": {"models": ["simtier_make", "qarm"]}})
@@ -239,7 +239,7 @@ def test_run_config_and_experiment_accept_both_baselines():
     assert {RANKERS[r][0] for r, _ in ranking_runs(config)} <= set(registered_models())
     with pytest.raises(ConfigError, match=r"rank\.models"):
         load_config(overrides={"rank": {"models": ["simtier"]}})
-    spec = ExperimentSpec(samples="s", embeddings="e", models=["SimTier+MAKE", "QARM"])
+    spec = ExperimentConfig(samples="s", embeddings="e", models=["SimTier+MAKE", "QARM"])
     assert [(r.name, r.model) for r in plan_runs(spec, ["text"])] == [
         ("SimTier+MAKE", "SimTierMAKE"),
         ("QARM", "QARM"),

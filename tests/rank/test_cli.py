@@ -211,10 +211,11 @@ def test_score_new_item_from_sids_file(syn_data, tmp_path):
 
 
 def test_experiment_plans_the_named_variants_beside_the_paper_rows():
+    from psrq.config import ExperimentConfig
     from psrq.errors import ConfigError
-    from psrq.rank.experiment import ExperimentSpec, plan_runs
+    from psrq.rank.experiment import plan_runs
 
-    spec = ExperimentSpec(
+    spec = ExperimentConfig(
         samples="s",
         embeddings="e",
         models=["DIN+SID", "MCCA", "DIN+SID+dot", "MCCA+content", "MCCA+content+dot"],
@@ -238,7 +239,7 @@ def test_experiment_plans_the_named_variants_beside_the_paper_rows():
     assert runs["MCCA+content+dot"].model_params == {"content": True, "dot": True}
     assert runs["MCCA"].model_params == {}
     with pytest.raises(ConfigError, match="MCCA\\+dot"):
-        ExperimentSpec(samples="s", embeddings="e", models=["MCCA+fancy"]).validate()
+        ExperimentConfig(samples="s", embeddings="e", models=["MCCA+fancy"])
 
 
 def test_variants_get_their_own_table_beside_the_paper_rows():

@@ -20,7 +20,7 @@ def _yaml(tmp_path: Path, data: object) -> Path:
 def test_defaults_need_no_file():
     cfg = load_config()
     assert isinstance(cfg, RunConfig) and cfg == RunConfig()
-    assert cfg.dataset.name == "lastfm2k" and cfg.output == "runs/lastfm2k"
+    assert cfg.dataset.name == "lastfm2k" and cfg.out == "runs/lastfm2k"
     assert [m.name for m in cfg.quantize.methods] == ["psrq", "rqkmeans"]
     assert cfg.sid_method() == "psrq"
 
@@ -31,7 +31,7 @@ def test_a_file_sets_only_the_keys_it_names(tmp_path):
             tmp_path,
             {
                 "protocol": {"max_history": 5},
-                "quantize": {"methods": [{"name": "v", "kind": "VQ"}]},
+                "quantize": {"methods": [{"name": "v", "method": "VQ"}]},
             },
         )
     )
@@ -39,7 +39,7 @@ def test_a_file_sets_only_the_keys_it_names(tmp_path):
     assert (
         cfg.protocol.cold_threshold == RunConfig().protocol.cold_threshold
     )  # rest of the section kept
-    assert [(m.name, m.kind) for m in cfg.quantize.methods] == [("v", "VQ")]
+    assert [(m.name, m.method) for m in cfg.quantize.methods] == [("v", "VQ")]
     assert cfg.sid_method() == "v"
 
 
@@ -48,35 +48,35 @@ def test_an_empty_file_is_the_defaults(tmp_path):
 
 
 def test_overrides_merge_over_the_file_and_none_is_ignored(tmp_path):
-    path = _yaml(tmp_path, {"output": "runs/a", "protocol": {"max_history": 5, "negatives": 3}})
+    path = _yaml(tmp_path, {"out": "runs/a", "protocol": {"max_history": 5, "negatives": 3}})
     cfg = load_config(
-        path, {"output": None, "protocol": {"negatives": 2, "seed": None}, "rank": {"seeds": 4}}
+        path, {"out": None, "protocol": {"negatives": 2, "seed": None}, "rank": {"seeds": 4}}
     )
-    assert cfg.output == "runs/a"  # None leaves the file's value
+    assert cfg.out == "runs/a"  # None leaves the file's value
     assert cfg.protocol.negatives == 2 and cfg.protocol.max_history == 5 and cfg.protocol.seed == 0
     assert cfg.rank.seeds == 4
 
 
 def test_the_config_is_frozen():
     with pytest.raises(Exception, match="frozen"):
-        load_config().output = "elsewhere"  # type: ignore[misc]
+        load_config().out = "elsewhere"  # type: ignore[misc]
 
 
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"protocl": {}}, r"protocl: unknown key; allowed here: output, dataset, protocol"),
+        ({"protocl": {}}, r"protocl: unknown key; allowed here: out, dataset, protocol"),
         (
             {"protocol": {"max_histroy": 3}},
             r"protocol.max_histroy: unknown key; allowed here: negatives, max_history",
         ),
         (
-            {"quantize": {"methods": [{"name": "a", "kind": "PSRQ", "levls": 2}]}},
-            r"quantize.methods.0.levls: unknown key; allowed here: name, kind, levels",
+            {"quantize": {"methods": [{"name": "a", "method": "PSRQ", "levls": 2}]}},
+            r"quantize.methods.0.levls: unknown key; allowed here: name, method, n_levels",
         ),
         (
-            {"quantize": {"methods": [{"name": "a", "kind": "KMeans"}]}},
-            r"quantize.methods.0.kind: Input should be 'VQ', 'PQ', 'RQKMeans', 'RQVAE' or 'PSRQ'",
+            {"quantize": {"methods": [{"name": "a", "method": "KMeans"}]}},
+            r"quantize.methods.0.method: Input should be 'VQ', 'PQ', 'RQKMeans', 'RQVAE' or 'PSRQ'",
         ),
         ({"protocol": {"split": [0.5, 0.5, 0.5]}}, r"protocol.split: .*sum to 1"),
         (
@@ -88,11 +88,15 @@ def test_the_config_is_frozen():
             r"dataset: .*needs dataset.items and dataset.interactions",
         ),
         (
-            {"quantize": {"methods": [{"name": "a", "kind": "VQ", "prefix_weight": 1.0}]}},
-            r"prefix_weight applies to kind PSRQ only, not VQ",
+            {"quantize": {"methods": [{"name": "a", "method": "VQ", "prefix_weight": 1.0}]}},
+            r"prefix_weight applies to method PSRQ only, not VQ",
         ),
         (
-            {"quantize": {"methods": [{"name": "a", "kind": "VQ"}, {"name": "a", "kind": "PQ"}]}},
+            {
+                "quantize": {
+                    "methods": [{"name": "a", "method": "VQ"}, {"name": "a", "method": "PQ"}]
+                }
+            },
             r"quantize.methods: .*repeated: \['a'\]",
         ),
         (

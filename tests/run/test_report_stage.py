@@ -77,9 +77,9 @@ def _metrics(path: Path, auc: float) -> None:
 
 
 def _config(root: Path, **extra) -> RunConfig:
-    methods = [{"name": "psrq", "kind": "PSRQ", "levels": 2, "codebook_size": 3}]
+    methods = [{"name": "psrq", "method": "PSRQ", "n_levels": 2, "codebook_size": 3}]
     return RunConfig.model_validate(
-        {"output": str(root), "quantize": {"methods": methods}, **extra}
+        {"out": str(root), "quantize": {"methods": methods}, **extra}
     )
 
 

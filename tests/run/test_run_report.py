@@ -91,9 +91,9 @@ def run(tmp_path_factory) -> tuple[RunConfig, RunPaths]:
     root = tmp_path_factory.mktemp("run")
     config = RunConfig.model_validate(
         {
-            "output": str(root),
+            "out": str(root),
             "quantize": {
-                "methods": [{"name": "psrq", "kind": "PSRQ", "levels": 2, "codebook_size": 4}]
+                "methods": [{"name": "psrq", "method": "PSRQ", "n_levels": 2, "codebook_size": 4}]
             },
         }
     )

@@ -88,14 +88,17 @@ def test_evaluate_samples_directory_says_what_it_expected(cli, sid_run):
 @pytest.mark.parametrize(
     ("yaml", "key"),
     [
-        ("quantize:\n  methods:\n    - {name: p, kind: PSRQ, codebook_size: 0}\n", "codebook_size"),
         (
-            "quantize:\n  methods:\n    - {name: p, kind: PSRQ, levels: 3, codebook_size: [8, 8]}\n",
+            "quantize:\n  methods:\n    - {name: p, method: PSRQ, codebook_size: 0}\n",
+            "codebook_size",
+        ),
+        (
+            "quantize:\n  methods:\n    - {name: p, method: PSRQ, n_levels: 3, codebook_size: [8, 8]}\n",
             "levels",
         ),
         ("rank: {seeds: true}\n", "rank.seeds"),
         ('rank: {lr: "0.1"}\n', "rank.lr"),
-        ("rank: {max_epochs: 2.0}\n", "rank.max_epochs"),
+        ("rank: {epochs: 2.0}\n", "rank.epochs"),
         ('protocol: {split: ["0.8", 0.1, 0.1]}\n', "protocol.split"),
     ],
 )

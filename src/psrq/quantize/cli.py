@@ -239,8 +239,8 @@ def quantize(
     levels: Annotated[
         int | None, typer.Option(help="Code levels (default: the quantizer's; PSRQ: 3).")
     ] = None,
-    # 64, not the quantizer classes' 256: the setting `psrq run` uses and the results were measured with,
-    # so the README's step-by-step commands produce the reported IDs.
+    # 64: the library default (quantize.registry.DEFAULT_CODEBOOK_SIZE), the setting `psrq run` uses and
+    # the results were measured with, so the README's step-by-step commands produce the reported IDs.
     codebook_size: Annotated[
         str,
         typer.Option(

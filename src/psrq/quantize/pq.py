@@ -27,6 +27,7 @@ from psrq.quantize.kmeans import (
     train_kmeans,
     training_sample,
 )
+from psrq.quantize.registry import DEFAULT_CODEBOOK_SIZE
 from psrq.quantize.rq_kmeans import (
     check_on_invalid,
     codebooks_from_state,
@@ -67,7 +68,7 @@ class PQ(BaseQuantizer):
         self,
         *,
         n_levels: int = 4,
-        codebook_size: int | list[int] = 256,
+        codebook_size: int | list[int] = DEFAULT_CODEBOOK_SIZE,
         seed: int = 0,
         niter: int = DEFAULT_NITER,
         max_points_per_centroid: int = DEFAULT_POINTS_PER_CENTROID,

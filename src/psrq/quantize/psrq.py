@@ -39,6 +39,7 @@ import math
 from psrq.errors import InputError
 from psrq.quantize.inputs import OnInvalid
 from psrq.quantize.kmeans import DEFAULT_NITER, DEFAULT_POINTS_PER_CENTROID
+from psrq.quantize.registry import DEFAULT_CODEBOOK_SIZE
 from psrq.quantize.rq_kmeans import RQKMeans
 
 
@@ -65,7 +66,7 @@ class PSRQ(RQKMeans):
         self,
         *,
         n_levels: int = 3,
-        codebook_size: int | list[int] = 256,
+        codebook_size: int | list[int] = DEFAULT_CODEBOOK_SIZE,
         prefix_weight: float = 0.5,
         seed: int = 0,
         niter: int = DEFAULT_NITER,

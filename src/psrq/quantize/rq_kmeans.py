@@ -37,6 +37,7 @@ from psrq.quantize.kmeans import (
     training_sample,
 )
 from psrq.quantize.prefix_kmeans import prefix_bias, train_prefix_kmeans
+from psrq.quantize.registry import DEFAULT_CODEBOOK_SIZE
 
 # ---- the shared level loop ----------------------------------------------------------------------
 # PSRQ's level l >= 1 assigns in the concatenated space:
@@ -222,7 +223,7 @@ class RQKMeans(BaseQuantizer):
         self,
         *,
         n_levels: int = 3,
-        codebook_size: int | list[int] = 256,
+        codebook_size: int | list[int] = DEFAULT_CODEBOOK_SIZE,
         seed: int = 0,
         niter: int = DEFAULT_NITER,
         max_points_per_centroid: int = DEFAULT_POINTS_PER_CENTROID,

@@ -41,6 +41,7 @@ from psrq.errors import ArtifactError, ConfigError, InputError, TrainingError
 from psrq.quantize.base import BaseQuantizer, resolve_codebook_sizes
 from psrq.quantize.inputs import EmbeddingSource, OnInvalid
 from psrq.quantize.kmeans import train_kmeans
+from psrq.quantize.registry import DEFAULT_CODEBOOK_SIZE
 
 # Rows pushed through the networks at once outside training (bounds activation memory).
 INFERENCE_CHUNK = 8_192
@@ -221,7 +222,7 @@ class RQVAE(BaseQuantizer):
         self,
         *,
         n_levels: int = 3,
-        codebook_size: int | list[int] = 128,
+        codebook_size: int | list[int] = DEFAULT_CODEBOOK_SIZE,
         latent_dim: int = 32,
         hidden_dims: tuple[int, ...] | list[int] = (512, 256, 128),
         epochs: int = 50,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from psrq.quantize.inputs import OnInvalid
 from psrq.quantize.kmeans import DEFAULT_NITER, DEFAULT_POINTS_PER_CENTROID
+from psrq.quantize.registry import DEFAULT_CODEBOOK_SIZE
 from psrq.quantize.rq_kmeans import RQKMeans
 
 
@@ -28,7 +29,7 @@ class VQ(RQKMeans):
     def __init__(
         self,
         *,
-        codebook_size: int | list[int] = 256,
+        codebook_size: int | list[int] = DEFAULT_CODEBOOK_SIZE,
         seed: int = 0,
         niter: int = DEFAULT_NITER,
         max_points_per_centroid: int = DEFAULT_POINTS_PER_CENTROID,

@@ -37,7 +37,7 @@ _EXPORTS = {
     "auc": "psrq.rank.metrics",
     "gauc": "psrq.rank.metrics",
     "logloss": "psrq.rank.metrics",
-    "ExperimentSpec": "psrq.rank.experiment",
+    "ExperimentConfig": "psrq.config",
     "run_experiment": "psrq.rank.experiment",
 }
 

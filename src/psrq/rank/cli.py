@@ -13,6 +13,7 @@ import typer
 
 from psrq.cli_common import RankerModelOpt, ThreadsOpt, WaitOpt
 from psrq.quantize.registry import KINDS as QUANTIZER_KINDS
+from psrq.rank.registry import PAPER_MODELS
 
 SamplesDirOpt = Annotated[
     Path, typer.Option("--samples", help="Samples directory with train/valid/test.parquet.")
@@ -201,10 +202,11 @@ def train_cmd(
     import numpy as np
     from rich.console import Console
 
+    from psrq.config import TrainingSettings, with_overrides
     from psrq.errors import ConfigError, InputError
     from psrq.outputs import Output, claim_outputs
     from psrq.rank.batches import sid_coverage
-    from psrq.rank.train import TrainConfig, load_ranking_data, train_model
+    from psrq.rank.train import load_ranking_data, train_model
 
     if lr is not None and not (math.isfinite(lr) and lr > 0):
         raise ConfigError(f"--lr must be a positive number, got {lr}")
@@ -230,19 +232,20 @@ def train_cmd(
             _launch_ddp(nproc, locals(), params)
             return
         _set_threads(threads)
-        config = TrainConfig.from_preset(
-            preset,
-            model=model,
-            model_params=params,
-            seed=seed,
-            epochs=epochs,
-            lr=lr,
-            batch_size=batch_size,
-            patience=patience,
-            min_id_count=min_id_count,
-            embedding_l2=embedding_l2,
-            dropout=dropout,
+        settings = with_overrides(
+            TrainingSettings(),
+            {
+                "preset": preset,
+                "epochs": epochs,
+                "lr": lr,
+                "batch_size": batch_size,
+                "patience": patience,
+                "min_id_count": min_id_count,
+                "embedding_l2": embedding_l2,
+                "dropout": dropout,
+            },
         )
+        config = settings.train_config(model=model, model_params=params, seed=seed)
         data = load_ranking_data(
             samples,
             sids=sids,
@@ -655,19 +658,7 @@ def experiment_cmd(
     samples: SamplesDirOpt,
     embeddings: Annotated[Path, typer.Option(help="Directory of <modality>.parquet embeddings.")],
     out: Annotated[Path, typer.Option(help="Output directory (results.json/.md/.html, caches).")],
-    models: Annotated[str, typer.Option(help="Comma-separated runs.")] = ",".join(
-        [
-            "VBPR",
-            "SimTier+MAKE",
-            "ContentConcat",
-            "DIN",
-            "QARM",
-            "DIN+SID",
-            "MCCA",
-            "MCCA w/o MSC",
-            "MCCA w/o MJC",
-        ]
-    ),
+    models: Annotated[str, typer.Option(help="Comma-separated runs.")] = ",".join(PAPER_MODELS),
     quantizers: Annotated[str, typer.Option(help="Quantizers for the DIN+SID rows.")] = ",".join(
         QUANTIZER_KINDS
     ),
@@ -708,23 +699,14 @@ def experiment_cmd(
     ] = False,
     wait: WaitOpt = False,
 ) -> None:
+    from psrq.config import ExperimentConfig, with_overrides
     from psrq.outputs import Output, claim_outputs
-    from psrq.rank.experiment import ExperimentSpec, run_experiment
+    from psrq.rank.experiment import run_experiment
 
     qparams = _json_object(
         quantizer_params, "--quantizer-params", example='{"PSRQ": {"codebook_size": 128}}'
     )
-    overrides = {
-        k: v
-        for k, v in {
-            "epochs": epochs,
-            "lr": lr,
-            "embedding_l2": embedding_l2,
-            "dropout": dropout,
-        }.items()
-        if v is not None
-    }
-    spec = ExperimentSpec(
+    spec = ExperimentConfig(
         samples=str(samples),
         embeddings=str(embeddings),
         modalities=_split_list(modalities) or None,
@@ -733,8 +715,16 @@ def experiment_cmd(
         main_quantizer=main_quantizer,
         quantizer_params=qparams,
         seeds=list(range(seeds)),
-        preset=preset,
-        train_overrides=overrides,
+    )
+    spec = with_overrides(
+        spec,
+        {
+            "preset": preset,
+            "epochs": epochs,
+            "lr": lr,
+            "embedding_l2": embedding_l2,
+            "dropout": dropout,
+        },
     )
     outputs = [Output(out, "dir", "--out")] + [
         Output(out / f"results.{ext}", "file", "--out", lock=False)

@@ -41,13 +41,13 @@ import os
 import sys
 import time
 import warnings
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
+from psrq.config import TrainingSettings, with_overrides
 from psrq.errors import ConfigError, InputError, TrainingError
 from psrq.rank.model_dir import save_model
 from psrq.rank.train import (
@@ -98,7 +98,9 @@ def local_batches(
 
 def _ddp_config(config: TrainConfig, backend: str) -> TrainConfig:
     if backend == "nccl":  # no sparse all-reduce in NCCL: dense tables (see the module docstring)
-        return replace(config, model_params={**config.model_params, "sparse_embeddings": False})
+        return config.model_copy(
+            update={"model_params": {**config.model_params, "sparse_embeddings": False}}
+        )
     return config
 
 
@@ -329,18 +331,21 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // world))
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-        config = TrainConfig.from_preset(
-            args.preset,
-            model=args.model,
-            model_params=json.loads(args.model_params),
-            seed=args.seed,
-            epochs=args.epochs,
-            lr=args.lr,
-            batch_size=args.batch_size,
-            patience=args.patience,
-            min_id_count=args.min_id_count,
-            embedding_l2=args.embedding_l2,
-            dropout=args.dropout,
+        settings = with_overrides(
+            TrainingSettings(),
+            {
+                "preset": args.preset,
+                "epochs": args.epochs,
+                "lr": args.lr,
+                "batch_size": args.batch_size,
+                "patience": args.patience,
+                "min_id_count": args.min_id_count,
+                "embedding_l2": args.embedding_l2,
+                "dropout": args.dropout,
+            },
+        )
+        config = settings.train_config(
+            model=args.model, model_params=json.loads(args.model_params), seed=args.seed
         )
         data = load_ranking_data(
             args.samples,

@@ -1,6 +1,6 @@
 """`psrq experiment`: a grid of models x quantizers x seeds on one prepared data set.
 
-    spec = ExperimentSpec(samples="runs/lastfm2k/data/samples", embeddings="runs/lastfm2k/embeddings")
+    spec = ExperimentConfig(samples="runs/lastfm2k/data/samples", embeddings="runs/lastfm2k/embeddings")
     results = run_experiment(spec, out="runs/exp")     # results.json, results.md, results.html
 
 Runs (the rows of the paper's tables 2-4):
@@ -10,9 +10,10 @@ Runs (the rows of the paper's tables 2-4):
 - beyond the paper (only when asked for): DIN+SID and MCCA with "+dot", "+content" or
   "+content+dot" (main quantizer), in their own table beside the paper-faithful rows.
 Semantic IDs are computed with `psrq.quantize.multimodal.MultimodalQuantizer` once per
-(quantizer, params, seed, embedding files) and cached under `<out>/cache/sids/`; every finished
-(run, seed) is stored in `<out>/runs/<run>/seed<k>.json`, so an interrupted grid resumes where it
-stopped and adding seeds reuses the finished ones.
+(quantizer, params, seed, embedding files) and cached under `<out>/cache/sids/`; every (run, seed)
+is a stage of psrq.stages.StageRunner (as in `psrq run`) whose output is its record
+`<out>/runs/<run>/seed<k>.json`, so an interrupted grid resumes where it stopped and adding seeds
+reuses the finished ones. results.html is drawn with psrq.report.html, like `psrq run`'s report.
 """
 
 from __future__ import annotations
@@ -21,78 +22,24 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from psrq.artifacts import fingerprint_files, fingerprint_obj, write_json, write_text
-from psrq.errors import ConfigError, InputError
+from psrq.config import ExperimentConfig, TrainingSettings
+from psrq.errors import InputError
 from psrq.quantize.registry import KINDS, LABELS
 from psrq.rank.metrics import METRIC_NAMES
+from psrq.rank.registry import MODEL_OF_RUN, VARIANT_MODELS, VARIANTS
+
+# The experiment's settings are a psrq.config.ExperimentConfig; its rows (PAPER_MODELS,
+# VARIANT_MODELS) and the "+dot" / "+content" variants (VARIANTS) are defined in psrq.rank.registry.
 
 ALL_QUANTIZERS = list(KINDS)
-PAPER_MODELS = [
-    "VBPR",
-    "SimTier+MAKE",
-    "ContentConcat",
-    "DIN",
-    "QARM",
-    "DIN+SID",
-    "MCCA",
-    "MCCA w/o MSC",
-    "MCCA w/o MJC",
-]
-# Experiment row name -> registered model name, where they differ.
-MODEL_OF_RUN = {"SimTier+MAKE": "SimTierMAKE"}
-# Beyond the paper (docs/ranking.md): the SID models with a VBPR-style dot-product head beside
-# the attention tower ("+dot"), with the projected content as an extra item feature
-# ("+content"), or both. Reported beside the paper's rows, never instead of them.
-VARIANT_SUFFIXES: dict[str, dict[str, Any]] = {
-    "+dot": {"dot": True},
-    "+content": {"content": True},
-    "+content+dot": {"content": True, "dot": True},
-}
-VARIANT_MODELS = [f"{base}{suffix}" for base in ("DIN+SID", "MCCA") for suffix in VARIANT_SUFFIXES]
-ALL_MODELS = PAPER_MODELS + VARIANT_MODELS
 QUANTIZER_LABELS = LABELS
-
-# Defaults per quantizer: 3 levels of k=64 (the best PSRQ setting of method.md's probe on
-# Last.fm-2k), VQ one level. Override with ExperimentSpec.quantizer_params.
-DEFAULT_QUANTIZER_PARAMS: dict[str, dict[str, Any]] = {
-    "VQ": {"codebook_size": 64},
-    "PQ": {"n_levels": 3, "codebook_size": 64},
-    "RQKMeans": {"n_levels": 3, "codebook_size": 64},
-    "RQVAE": {"n_levels": 3, "codebook_size": 64},
-    "PSRQ": {"n_levels": 3, "codebook_size": 64},
-}
-
-
-@dataclass
-class ExperimentSpec:
-    samples: str  # samples directory (train/valid/test.parquet)
-    embeddings: str  # directory of embeddings/<modality>.parquet
-    modalities: list[str] | None = None  # default: every file in `embeddings`
-    models: list[str] = field(default_factory=lambda: list(PAPER_MODELS))
-    quantizers: list[str] = field(default_factory=lambda: list(ALL_QUANTIZERS))
-    main_quantizer: str = "PSRQ"
-    sid_modality: str | None = None  # codebook for the DIN + SID rows; default: first modality
-    quantizer_params: dict[str, dict[str, Any]] = field(default_factory=dict)
-    quantizer_seed: int = 0
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
-    preset: str = "default"
-    train_overrides: dict[str, Any] = field(default_factory=dict)
-
-    def validate(self) -> None:
-        unknown = [m for m in self.models if m not in ALL_MODELS]
-        if unknown:
-            raise ConfigError(f"unknown experiment model(s) {unknown}; known: {ALL_MODELS}")
-        for q in [*self.quantizers, self.main_quantizer]:
-            if q not in ALL_QUANTIZERS:
-                raise ConfigError(f"unknown quantizer {q!r}; known: {ALL_QUANTIZERS}")
-        if not self.seeds:
-            raise ConfigError("no seeds given")
 
 
 @dataclass
@@ -103,7 +50,7 @@ class RunSpec:
     quantizer: str | None  # whose SIDs the run uses (None: no SIDs)
 
 
-def plan_runs(spec: ExperimentSpec, modalities: list[str]) -> list[RunSpec]:
+def plan_runs(spec: ExperimentConfig, modalities: list[str]) -> list[RunSpec]:
     """The (deduplicated) list of runs the grid needs, in table order."""
     sid_mod = spec.sid_modality or modalities[0]
     runs: list[RunSpec] = []
@@ -134,7 +81,7 @@ def _variant_run(name: str, sid_modality: str, quantizer: str) -> RunSpec:
         if name.startswith("DIN+SID")
         else ("MCCA", name[len("MCCA") :])
     )
-    params = dict(VARIANT_SUFFIXES[suffix])
+    params = dict(VARIANTS[suffix])
     if base == "DIN+SID":
         return RunSpec(
             f"DIN+{QUANTIZER_LABELS[quantizer]}{suffix}",
@@ -217,7 +164,7 @@ def _summarise(per_seed: dict[str, dict[str, Any]]) -> dict[str, dict[str, dict[
 
 
 def run_experiment(
-    spec: ExperimentSpec,
+    spec: ExperimentConfig,
     out: str | os.PathLike[str],
     *,
     progress: bool = True,
@@ -226,108 +173,52 @@ def run_experiment(
 ) -> dict[str, Any]:
     """Run (or resume) the grid and write results.json, results.md and results.html into `out`.
 
-    With ``train_missing=False`` nothing is trained: the tables are built from the (run, seed)
-    pairs already finished (e.g. to look at a grid that is still running in another process).
+    Every (run, seed) is a stage of psrq.stages.StageRunner under `out` (skipped when its
+    settings are unchanged and its record `runs/<run>/seed<k>.json` exists). With
+    ``train_missing=False`` nothing is trained: the tables are built from the (run, seed) pairs
+    already finished (e.g. to look at a grid that is still running in another process).
     """
     import torch
     from rich.console import Console
 
-    from psrq.rank.train import TrainConfig, load_ranking_data, train_model
+    from psrq.stages import StageRunner
 
     if threads:
         torch.set_num_threads(threads)
     console = Console(stderr=True, quiet=not progress)
-    spec.validate()
     out = Path(out)
     files = embedding_files(spec.embeddings, spec.modalities)
     modalities = list(files)
     runs = plan_runs(spec, modalities)
-    qparams = {
-        q: {**DEFAULT_QUANTIZER_PARAMS[q], **spec.quantizer_params.get(q, {})}
-        for q in ALL_QUANTIZERS
-    }
+    qparams = spec.quantizer_kwargs()
     results: dict[str, Any] = {
-        "spec": asdict(spec),
+        "spec": spec.model_dump(),
         "modalities": modalities,
         "quantizer_params": qparams,
         "runs": [],
     }
+    runner = StageRunner(out)
     data_cache: dict[str | None, Any] = {}
     for run in runs:
         sids_path = None
-        if run.quantizer is not None and not train_missing:
-            sids_path = sids_cache_path(
-                run.quantizer,
-                qparams[run.quantizer],
-                spec.quantizer_seed,
-                files,
-                out / "cache" / "sids",
-            )
-        elif run.quantizer is not None:
-            console.print(f"[bold]semantic IDs[/bold]: {run.quantizer} {qparams[run.quantizer]}")
-            sids_path = cached_sids(
-                run.quantizer,
-                qparams[run.quantizer],
-                spec.quantizer_seed,
-                files,
-                out / "cache" / "sids",
-            )
+        if run.quantizer is not None:
+            args = (qparams[run.quantizer], spec.quantizer_seed, files, out / "cache" / "sids")
+            if train_missing:
+                console.print(
+                    f"[bold]semantic IDs[/bold]: {run.quantizer} {qparams[run.quantizer]}"
+                )
+                sids_path = cached_sids(run.quantizer, *args)
+            else:
+                sids_path = sids_cache_path(run.quantizer, *args)
         per_seed: dict[str, Any] = {}
         for seed in spec.seeds:
-            config = TrainConfig.from_preset(
-                spec.preset,
-                **{
-                    **spec.train_overrides,
-                    "model": run.model,
-                    "model_params": run.model_params,
-                    "seed": seed,
-                },
-            )
-            record_path = out / "runs" / _slug(run.name) / f"seed{seed}.json"
-            key = fingerprint_obj(
-                {
-                    "config": config.to_dict(),
-                    "sids": str(sids_path and sids_path.name),
-                    "samples": str(spec.samples),
-                    "modalities": modalities,
-                }
-            )
-            if record_path.is_file():
-                record = json.loads(record_path.read_text())
-                if record.get("key") == key:
-                    per_seed[str(seed)] = record
-                    continue
-            if not train_missing:
-                continue
-            if run.quantizer not in data_cache:
-                data_cache.clear()  # one data set in memory at a time
-                data_cache[run.quantizer] = load_ranking_data(
-                    spec.samples,
-                    sids=sids_path,
-                    embeddings=spec.embeddings,
-                    modalities=modalities,
-                    max_history=config.max_history,
-                    min_id_count=config.min_id_count,
-                )
-            console.print(f"[bold]{run.name}[/bold] seed {seed}")
-            t0 = time.perf_counter()
-            res = train_model(data_cache[run.quantizer], config, progress=progress)
-            record = {
-                "key": key,
-                "run": run.name,
-                "seed": seed,
-                "best_epoch": res.best_epoch,
-                "epochs_run": len(res.history),
-                "seconds": time.perf_counter() - t0,
-                "metrics": res.metrics,
-                "history": res.history,
-            }
-            write_json(record_path, record)
-            per_seed[str(seed)] = record
-            t = res.metrics.get("test", {})
-            console.print(
-                f"  test AUC {t.get('auc', math.nan):.4f}  cold {t.get('cold_auc', math.nan):.4f}  GAUC {t.get('gauc', math.nan):.4f}  ({record['seconds']:.0f}s)"
-            )
+            stage = _seed_stage(spec, run, seed, sids_path, modalities, out, data_cache, progress)
+            record_path = stage.outputs[0]
+            if train_missing:
+                runner.run(stage)
+            record = _finished_record(record_path, stage.settings)
+            if record is not None:
+                per_seed[str(seed)] = record
         if not per_seed:
             continue
         results["runs"].append(
@@ -342,6 +233,73 @@ def run_experiment(
     write_text(out / "results.md", render_markdown(results))
     write_text(out / "results.html", render_html(results))
     return results
+
+
+def _seed_stage(
+    spec: ExperimentConfig,
+    run: RunSpec,
+    seed: int,
+    sids_path: Path | None,
+    modalities: list[str],
+    out: Path,
+    data_cache: dict[str | None, Any],
+    progress: bool,
+) -> Any:
+    """The stage that trains one (run, seed) and writes its record `runs/<run>/seed<k>.json`."""
+    from psrq.stages import Stage, console
+
+    config = spec.train_config(model=run.model, model_params=run.model_params, seed=seed)
+    record_path = out / "runs" / _slug(run.name) / f"seed{seed}.json"
+    settings = {
+        "config": config.to_dict(),
+        "sids": str(sids_path and sids_path.name),
+        "samples": str(spec.samples),
+        "modalities": modalities,
+    }
+
+    def train() -> None:
+        from psrq.rank.train import load_ranking_data, train_model
+
+        if _finished_record(record_path, settings) is not None:
+            return  # written before stages had markers: the same settings, nothing to redo
+        if run.quantizer not in data_cache:
+            data_cache.clear()  # one data set in memory at a time
+            data_cache[run.quantizer] = load_ranking_data(
+                spec.samples,
+                sids=sids_path,
+                embeddings=spec.embeddings,
+                modalities=modalities,
+                max_history=config.max_history,
+                min_id_count=config.min_id_count,
+            )
+        t0 = time.perf_counter()
+        res = train_model(data_cache[run.quantizer], config, progress=progress)
+        record = {
+            "key": fingerprint_obj(settings),
+            "run": run.name,
+            "seed": seed,
+            "best_epoch": res.best_epoch,
+            "epochs_run": len(res.history),
+            "seconds": time.perf_counter() - t0,
+            "metrics": res.metrics,
+            "history": res.history,
+        }
+        write_json(record_path, record)
+        t = res.metrics.get("test", {})
+        console.print(
+            f"  test AUC {t.get('auc', math.nan):.4f}  cold {t.get('cold_auc', math.nan):.4f}  "
+            f"GAUC {t.get('gauc', math.nan):.4f}  ({record['seconds']:.0f}s)"
+        )
+
+    return Stage(f"train {run.name} seed {seed}", settings, [record_path], train)
+
+
+def _finished_record(path: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
+    """The record at `path` if it was written with these settings (its "key")."""
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    return record if record.get("key") == fingerprint_obj(settings) else None
 
 
 def _slug(name: str) -> str:
@@ -363,13 +321,13 @@ def table_rows(results: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
         "variants": pick(
             [
                 f"DIN+{main_q}",
-                *[f"DIN+{main_q}{s}" for s in VARIANT_SUFFIXES],
+                *[f"DIN+{main_q}{s}" for s in VARIANTS],
                 "MCCA",
-                *[f"MCCA{s}" for s in VARIANT_SUFFIXES],
+                *[f"MCCA{s}" for s in VARIANTS],
                 "VBPR",
             ]
         )
-        if any(r["name"].endswith(tuple(VARIANT_SUFFIXES)) for r in results["runs"])
+        if any(r["name"].endswith(tuple(VARIANTS)) for r in results["runs"])
         else [],
     }
 
@@ -394,7 +352,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         "# Ranking experiment",
         "",
         f"Samples: `{spec['samples']}`; embeddings: `{spec['embeddings']}` ({', '.join(results['modalities'])}); "
-        f"seeds: {spec['seeds']}; preset: {spec['preset']} {spec['train_overrides'] or ''}; "
+        f"seeds: {spec['seeds']}; preset: {spec['preset']} {_overrides(spec) or ''}; "
         f"main quantizer: {spec['main_quantizer']}. Cells: mean ± sample std over seeds.",
         "",
     ]
@@ -426,35 +384,45 @@ def render_markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def render_html(results: dict[str, Any]) -> str:
-    from html import escape
+def _overrides(spec: dict[str, Any]) -> dict[str, Any]:
+    """The training fields a results.json's spec sets over its preset."""
+    fields = [f for f in TrainingSettings.model_fields if f != "preset"]
+    return spec.get("train_overrides") or {f: spec[f] for f in fields if spec.get(f) is not None}
 
-    md_tables = []
+
+def render_html(results: dict[str, Any]) -> str:
+    """results.html: the same tables as results.md, on the house page (psrq.report.html)."""
+    from psrq.report import html
+
+    sections = []
     for key, rows in table_rows(results).items():
         if not rows:
             continue
         for split in ("test", "valid"):
-            head = "".join(f"<th>{escape(v)}</th>" for v in ["method", *METRIC_NAMES.values()])
-            body = ""
-            for r in rows:
-                best = r["name"] == "MCCA"
-                cells = "".join(
-                    f"<td>{escape(_fmt(r['summary'][split][m]))}</td>" for m in METRIC_NAMES
+            cells = [
+                {
+                    "method": r["name"],
+                    **{m: _fmt(r["summary"][split][m]) for m in METRIC_NAMES},
+                }
+                for r in rows
+            ]
+            sections.append(
+                html.section(
+                    f"{TABLE_TITLES[key]}: {split}",
+                    html.table(cells, headers={"method": "method", **METRIC_NAMES}),
                 )
-                body += (
-                    f"<tr{' class=ours' if best else ''}><td>{escape(r['name'])}</td>{cells}</tr>"
-                )
-            md_tables.append(
-                f"<h2>{escape(TABLE_TITLES[key])}: {split}</h2><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
             )
-    spec = results["spec"]
-    return (
-        "<!doctype html><html><head><meta charset=utf-8><title>psrq ranking experiment</title><style>"
-        "body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;color:#222}"
-        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}"
-        "td:first-child,th:first-child{text-align:left}tr.ours{font-weight:600;background:#f3f7ff}</style></head><body>"
-        f"<h1>Ranking experiment</h1><p>Samples <code>{escape(spec['samples'])}</code>, embeddings <code>{escape(spec['embeddings'])}</code>, "
-        f"seeds {escape(str(spec['seeds']))}, preset {escape(spec['preset'])}. Cells: mean ± sample std over seeds.</p>"
-        + "".join(md_tables)
-        + "</body></html>\n"
+    sections.append(
+        html.section(
+            "Quantizer settings",
+            html.definitions((q, json.dumps(p)) for q, p in results["quantizer_params"].items()),
+        )
     )
+    spec = results["spec"]
+    subtitle = (
+        f"Samples {spec['samples']}, embeddings {spec['embeddings']} "
+        f"({', '.join(results['modalities'])}), seeds {spec['seeds']}, preset {spec['preset']} "
+        f"{_overrides(spec) or ''}, main quantizer {spec['main_quantizer']}. "
+        "Cells: mean ± sample std over seeds."
+    )
+    return html.page("Ranking experiment", "".join(sections), subtitle=subtitle)

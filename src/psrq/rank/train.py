@@ -18,7 +18,7 @@ import copy
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,9 @@ import numpy as np
 import torch
 
 from psrq.artifacts import fingerprint_obj, read_model_dir, write_json, write_model_dir
+
+# The training configuration is part of the one configuration tree (psrq.config), re-exported here.
+from psrq.config import FAMILY_DEFAULTS, PRESETS, TrainConfig, model_family  # noqa: F401
 from psrq.errors import ConfigError, InputError, TrainingError
 from psrq.rank.batches import (
     EncodedSplit,
@@ -43,107 +46,6 @@ from psrq.rank.model_dir import load_tensors, save_model
 from psrq.rank.models import RankingModel, build_model
 
 CHECKPOINT_KIND = "psrq-ranker-checkpoint"
-
-
-@dataclass
-class TrainConfig:
-    """Everything that decides a training run (saved in the model directory)."""
-
-    model: str = "MCCA"
-    model_params: dict[str, Any] = field(default_factory=dict)  # e.g. {"use_mjc": False}
-    dim: int = 64
-    max_history: int = 20
-    batch_size: int = 512
-    lr: float = 1e-3
-    weight_decay: float = (
-        0.0  # Adam's L2 on the dense weights (towers, attention units, projections)
-    )
-    # L2 on the embedding-table rows looked up in each batch (EmbeddingL2) and dropout in the
-    # tower; None = the model family's default chosen on validation (FAMILY_DEFAULTS).
-    embedding_l2: float | None = None
-    dropout: float | None = None
-    epochs: int = 20
-    patience: int = (
-        2  # epochs without validation-AUC improvement before stopping; 0 = never stop early
-    )
-    min_id_count: int = 2  # items seen fewer times in training share the OOV ID row
-    seed: int = 0
-    eval_batch_size: int = 8192
-
-    @classmethod
-    def from_preset(cls, preset: str, **overrides: Any) -> TrainConfig:
-        if preset not in PRESETS:
-            raise ConfigError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
-        values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
-        known = {f.name for f in fields(cls)}
-        bad = sorted(set(values) - known)
-        if bad:
-            raise ConfigError(f"unknown training option(s) {bad}; known: {sorted(known)}")
-        return cls(**values)
-
-    def __post_init__(self) -> None:
-        family = FAMILY_DEFAULTS[model_family(self.model, self.model_params)]
-        if self.embedding_l2 is None:
-            self.embedding_l2 = family["embedding_l2"]
-        if self.dropout is None:
-            self.dropout = family["dropout"]
-        if self.embedding_l2 < 0:
-            raise ConfigError(f"embedding_l2 must be >= 0, got {self.embedding_l2}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def model_family(model: str, model_params: dict[str, Any]) -> str:
-    """The family whose regularisation defaults a model gets: DIN (item IDs only), DIN+SID,
-    MCCA (every ablation and variant), VBPR, ContentConcat."""
-    if model == "DIN" and model_params.get("sid_codebook"):
-        return "DIN+SID"
-    return model if model in FAMILY_DEFAULTS else "other"
-
-
-# Regularisation defaults per model family, chosen on Last.fm-2k *validation* AUC (protocol 3,
-# text PSRQ SIDs, k = 64; the sweep and its numbers: docs/ranking.md, "Regularisation sweep").
-# DIN+SID: (0.1, 0.3) won on seed 0 but lost on the 5-seed mean (0.6688 vs 0.6769 for
-# (0, 0)); MCCA: (0, 0) and (0.1, 0.3) tied on seed 0 (0.6720 vs 0.6717). So no family gets a
-# regulariser by default yet; DIN, VBPR and ContentConcat were not swept.
-FAMILY_DEFAULTS: dict[str, dict[str, float]] = {
-    "DIN": {"embedding_l2": 0.0, "dropout": 0.0},
-    "DIN+SID": {"embedding_l2": 0.0, "dropout": 0.0},
-    "MCCA": {"embedding_l2": 0.0, "dropout": 0.0},
-    "VBPR": {"embedding_l2": 0.0, "dropout": 0.0},
-    "ContentConcat": {"embedding_l2": 0.0, "dropout": 0.0},
-    "other": {"embedding_l2": 0.0, "dropout": 0.0},
-}
-
-
-# "paper": the paper's Music4All / industrial setting (d'=64, history 20, Adam, batch 512,
-# lr 1e-4, one epoch). "default": small data sets need several epochs and a larger step; early
-# stopping on validation AUC picks the epoch per model (2-3 with SIDs, ~11 for ID-only DIN on
-# Last.fm-2k; docs/ranking.md).
-PRESETS: dict[str, dict[str, Any]] = {
-    # The paper gives no regularisation: "paper" has none.
-    "paper": {
-        "dim": 64,
-        "max_history": 20,
-        "batch_size": 512,
-        "lr": 1e-4,
-        "epochs": 1,
-        "patience": 0,
-        "embedding_l2": 0.0,
-        "dropout": 0.0,
-    },
-    "default": {
-        "dim": 64,
-        "max_history": 20,
-        "batch_size": 512,
-        "lr": 1e-3,
-        "epochs": 20,
-        "patience": 2,
-    },
-}
 
 
 # ---- data -------------------------------------------------------------------------------------
