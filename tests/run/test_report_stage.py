@@ -78,9 +78,7 @@ def _metrics(path: Path, auc: float) -> None:
 
 def _config(root: Path, **extra) -> RunConfig:
     methods = [{"name": "psrq", "method": "PSRQ", "n_levels": 2, "codebook_size": 3}]
-    return RunConfig.model_validate(
-        {"out": str(root), "quantize": {"methods": methods}, **extra}
-    )
+    return RunConfig.model_validate({"out": str(root), "quantize": {"methods": methods}, **extra})
 
 
 @pytest.fixture
