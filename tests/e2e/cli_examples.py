@@ -1,7 +1,7 @@
 """Parse a `psrq ...` example the way a run would, without running it.
 
 `--help` appended to an example stops the parser before any option value is converted, so a
-wrong value (`--levels three`, an unknown option, a missing required one) would pass.
+wrong value (`--n-levels three`, an unknown option, a missing required one) would pass.
 `parse_example` resolves the sub-command and builds its context: every option value is
 converted and range-checked and required options are enforced, and the command is not invoked.
 """

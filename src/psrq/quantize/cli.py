@@ -52,7 +52,7 @@ Examples:
 
   psrq quantize -i text=embeddings/text.parquet -i audio=embeddings/audio.parquet --out sids.parquet --model-dir models/sids
 
-  psrq quantize --items items.parquet --method rqkmeans --codebook-size 128 --levels 3
+  psrq quantize --items items.parquet --method rqkmeans --codebook-size 128 --n-levels 3
 
   psrq quantize -i text=text.npy --ids text=text_ids.txt --prefix-weight 0.5 --disambiguate
 
@@ -165,7 +165,7 @@ def _parse_overrides(specs: list[str] | None) -> dict[str, dict[str, Any]] | Non
 
 
 def _quantizer_params(
-    method: str, levels: int | None, codebook_size: str | None, prefix_weight: float | None
+    method: str, n_levels: int | None, codebook_size: str | None, prefix_weight: float | None
 ) -> dict[str, Any]:
     """Only the options the user gave; each must exist on the chosen quantizer."""
     from psrq.errors import ConfigError
@@ -174,7 +174,7 @@ def _quantizer_params(
 
     kind = resolve_method(method)
     given = {
-        "n_levels": ("--levels", levels),
+        "n_levels": ("--n-levels", n_levels),
         "codebook_size": ("--codebook-size", _parse_codebook_size(codebook_size)),
         "prefix_weight": ("--prefix-weight", prefix_weight),
     }
@@ -236,7 +236,7 @@ def quantize(
         typer.Option(help="Comma list restricting/ordering the modalities, e.g. text,audio."),
     ] = None,
     method: Annotated[str, typer.Option(help=" | ".join(METHOD_NAMES) + ".")] = "psrq",
-    levels: Annotated[
+    n_levels: Annotated[
         int | None, typer.Option(help="Code levels (default: the quantizer's; PSRQ: 3).")
     ] = None,
     # 64: the library default (quantize.registry.DEFAULT_CODEBOOK_SIZE), the setting `psrq run` uses and
@@ -311,7 +311,7 @@ def quantize(
             mods = _gather(items, inputs, ids, modalities=wanted)
         mq = MultimodalQuantizer(
             method=method,
-            params=_quantizer_params(method, levels, codebook_size, prefix_weight),
+            params=_quantizer_params(method, n_levels, codebook_size, prefix_weight),
             codebook_params=_parse_overrides(set_),
             normalize=_parse_normalize(normalize),
             weights=_parse_weights(weight),
