@@ -304,8 +304,8 @@ def embedding_tables(draw):
 
 def _readers():
     from psrq.data.parquet_source import load_parquet
-    from psrq.quantize.embeddings_io import read_embedding_parquet
-    from psrq.quantize.multimodal import SemanticIDs
+    from psrq.formats.embeddings import read_embedding_parquet
+    from psrq.formats.sids import SemanticIDs
     from psrq.rank.batches import read_embeddings, read_sids, read_table
     from psrq.rank.train import load_ranking_data
 
