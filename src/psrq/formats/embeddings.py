@@ -118,15 +118,19 @@ def check_modality_name(name: str, *, where: str = "") -> str:
 
 # ---- writing ------------------------------------------------------------------------------------
 def embedding_table(
-    item_ids: Sequence[str], vectors: np.ndarray, *, dim: int, metadata: dict[str, str]
+    item_ids: Sequence[str] | Any, vectors: np.ndarray, *, dim: int, metadata: dict[str, str]
 ) -> Any:
-    """The embeddings/<modality>.parquet table: item_id string, embedding fixed_size_list<float32>[dim]."""
+    """The embeddings/<modality>.parquet table: item_id string, embedding fixed_size_list<float32>[dim].
+
+    item_ids: a sequence of str or a pyarrow string array; vectors: float [n, dim].
+    """
     import pyarrow as pa
 
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(item_ids), dim)
+    ids = item_ids if isinstance(item_ids, pa.Array) else pa.array(list(item_ids), type=pa.string())
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids), dim)
     table = pa.table(
         {
-            ITEM_ID_COLUMN: pa.array(list(item_ids), type=pa.string()),
+            ITEM_ID_COLUMN: ids,
             EMBEDDING_COLUMN: pa.FixedSizeListArray.from_arrays(
                 pa.array(vectors.reshape(-1), type=pa.float32()), dim
             ),
