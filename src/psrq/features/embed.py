@@ -103,19 +103,6 @@ def encoder_metadata(encoder: Encoder) -> dict[str, str]:
     }
 
 
-def write_embeddings(
-    out: str | os.PathLike[str],
-    item_ids: Sequence[str],
-    vectors: np.ndarray,
-    encoder: Encoder,
-    *,
-    counts: dict[str, int],
-) -> None:
-    """Atomically write embeddings/<modality>.parquet with the encoder in its metadata."""
-    meta = {**encoder_metadata(encoder), **{f"psrq.{k}": str(v) for k, v in counts.items()}}
-    write_embedding_parquet(out, item_ids, vectors, dim=encoder.dim, metadata=meta)
-
-
 def _write_outputs(
     out: str | os.PathLike[str],
     ids: list[str],
@@ -128,7 +115,8 @@ def _write_outputs(
         "n_embedded": report["n_embedded"],
         "n_skipped": report["n_skipped"],
     }
-    write_embeddings(out, ids, vectors, encoder, counts=counts)
+    meta = {**encoder_metadata(encoder), **{f"psrq.{k}": str(v) for k, v in counts.items()}}
+    write_embedding_parquet(out, ids, vectors, dim=encoder.dim, metadata=meta)
     write_json(report_path_for(out), report)
     return report
 
