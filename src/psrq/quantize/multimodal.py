@@ -41,13 +41,18 @@ Missing modalities (an item absent from one modality's input) never crash:
 
 New items are encoded with the frozen codebooks (`transform`); an item gets the same codes
 whether it was in the training set or not. Optional disambiguation suffixes
-(`psrq.quantize.collisions`) number the items sharing a tuple in item-ID order; for items
-encoded after training, suffixes continue after those taken by training items (the model
-directory stores the training IDs and the tuple -> next free suffix table), and a training
-item encoded again keeps its training suffix as long as its codes are unchanged.
+(`psrq.quantize.collisions`, `psrq.quantize.suffixes`) number the items sharing a tuple in
+item-ID order; for items encoded after training, suffixes continue after those taken by
+training items (the model directory stores the training IDs and the tuple -> next free suffix
+table), and a training item encoded again keeps its training suffix as long as its codes are
+unchanged.
 
 SYNTHETIC inputs (Parquet metadata ``psrq.synthetic = true``) label the model and every
 sids.parquet it writes with the same key.
+
+Where the parts live: the estimator here; the normalisation in `psrq.quantize.normalize`; the
+suffix rules in `psrq.quantize.suffixes`; the result, `SemanticIDs`, and its Parquet format in
+`psrq.formats.sids`.
 """
 
 from __future__ import annotations
