@@ -305,8 +305,8 @@ def embedding_tables(draw):
 def _readers():
     from psrq.data.parquet_source import load_parquet
     from psrq.formats.embeddings import read_embedding_parquet
-    from psrq.formats.sids import SemanticIDs
     from psrq.formats.ids import read_parquet
+    from psrq.formats.sids import SemanticIDs
     from psrq.rank.batches import read_embeddings, read_sids
     from psrq.rank.train import load_ranking_data
 
