@@ -78,6 +78,7 @@ def run_baseline(n: int, k: int) -> dict:
 
 def run_multimodal(n: int, k: int) -> dict:
     from psrq import MultimodalQuantizer
+    from psrq.quantize.collisions import sid_collisions
 
     ids, text, audio, has = synthetic_catalogue(n)
     inputs = {"text": (ids, text), "audio": (ids[has], audio[has])}
@@ -105,7 +106,9 @@ def run_multimodal(n: int, k: int) -> dict:
         and (again.suffixes[cb] == sids.suffixes[cb]).all()
         for cb in sids.codebooks
     )
-    out["unique_ratio"] = {cb: round(s["unique_ratio"], 4) for cb, s in sids.collisions().items()}
+    out["unique_ratio"] = {
+        cb: round(s["unique_ratio"], 4) for cb, s in sid_collisions(sids).items()
+    }
     out["peak_rss_mb"] = _peak_rss_mb()
     return out
 

@@ -64,7 +64,7 @@ def tree_cpu_seconds(pid: int) -> float:
 
 
 def make_payloads(paths: dict[str, Any], n: int, seed: int = 0) -> dict[str, list[dict[str, Any]]]:
-    from psrq.quantize.embeddings_io import read_embedding_parquet
+    from psrq.formats.embeddings import read_embedding_parquet
     from psrq.serve.ranker import Ranker
 
     rng = np.random.default_rng(seed)

@@ -203,7 +203,7 @@ def _embed_audio(config: RunConfig, paths: RunPaths) -> None:
 
 
 def _read_modalities(paths: RunPaths, modalities: list[str]) -> dict[str, Any]:
-    from psrq.quantize.embeddings_io import read_embedding_parquet
+    from psrq.formats.embeddings import read_embedding_parquet
 
     return {m: read_embedding_parquet(paths.embedding(m), m) for m in modalities}
 
@@ -231,7 +231,8 @@ def _quality(
     the metrics (quality/<method>.json) and what the report's plots draw of the embeddings and
     codes (quality/<method>.points.parquet), so the report needs neither the quantizer nor the
     embeddings."""
-    from psrq.quantize.multimodal import MultimodalQuantizer, SemanticIDs
+    from psrq.formats.sids import SemanticIDs
+    from psrq.quantize.multimodal import MultimodalQuantizer
     from psrq.quantize.quality import evaluate_ids
 
     seed = config.quantize.seed

@@ -145,7 +145,7 @@ def test_missing_folder_or_modality_is_named(tmp_path):
 def test_prepare_tiktok_writes_embedding_files_and_passes_the_probe(tmp_path):
     from psrq.data.prepare import prepare
     from psrq.data.specs import dataset_spec
-    from psrq.quantize.embeddings_io import read_embedding_parquet
+    from psrq.formats.embeddings import read_embedding_parquet
 
     result = prepare(
         dataset_spec("tiktok", root=TIKTOK),

@@ -11,9 +11,10 @@ from typer.testing import CliRunner
 
 from psrq.engines import EngineConfig
 from psrq.errors import ConfigError, InputError
+from psrq.formats.embeddings import table_modalities
 from psrq.quantize.cli import register
 from psrq.quantize.multimodal import MultimodalQuantizer
-from psrq.quantize.stream import assign_shards, sample_table, stream_layout, table_modalities
+from psrq.quantize.stream import assign_shards, sample_table, stream_layout
 
 runner = CliRunner()
 SID_COLUMNS = ["item_id", "sid_text", "sid_audio", "sid_joint", "missing_modalities"]

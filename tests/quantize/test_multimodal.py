@@ -11,9 +11,9 @@ import pytest
 
 from psrq import MultimodalQuantizer
 from psrq.errors import ArtifactError, ConfigError, InputError, NotFittedError
+from psrq.formats.embeddings import from_arrays, read_embedding_parquet
+from psrq.formats.sids import JOINT, SemanticIDs
 from psrq.quantize.collisions import collision_stats
-from psrq.quantize.embeddings_io import from_arrays, read_embedding_parquet
-from psrq.quantize.multimodal import JOINT, SemanticIDs
 from psrq.quantize.psrq import PSRQ
 from psrq.quantize.rq_kmeans import RQKMeans
 
@@ -369,9 +369,9 @@ def test_bad_inputs_are_named(fitted, data) -> None:
         MultimodalQuantizer().transform({"text": (ids, text)})
 
 
-# ---- reading embeddings (psrq.quantize.embeddings_io) ----------------------------------------------
+# ---- reading embeddings (psrq.formats.embeddings, psrq.quantize.embeddings_io) ----------------------
 def test_null_embeddings_mean_missing_and_integer_ids_become_strings(tmp_path) -> None:
-    from psrq.quantize.embeddings_io import read_items_parquet
+    from psrq.formats.embeddings import read_items_parquet
 
     path = tmp_path / "items.parquet"
     pq.write_table(

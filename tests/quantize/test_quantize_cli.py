@@ -15,8 +15,9 @@ import typer
 from typer.testing import CliRunner
 
 from psrq.errors import ConfigError, InputError
+from psrq.formats.sids import SemanticIDs
 from psrq.quantize.cli import register
-from psrq.quantize.multimodal import SemanticIDs
+from psrq.quantize.collisions import sid_collisions
 
 runner = CliRunner()
 
@@ -118,7 +119,7 @@ def test_quantize_writes_sids_model_and_collision_table(quantized) -> None:
     assert "collisions" in out and "joint" in out and "audio: 40" in out
     sids = SemanticIDs.read(quantized["out"])
     assert sids.metadata["psrq.synthetic"] == "true"  # the inputs said so; the output says so too
-    for cb, stats in sids.collisions().items():
+    for cb, stats in sid_collisions(sids).items():
         assert stats["unique_with_suffix"], cb
 
 

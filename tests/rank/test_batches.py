@@ -101,5 +101,5 @@ def test_new_item_codes_outside_the_codebook_fail(tmp_path):
 def test_duplicate_item_ids_in_sids_are_rejected(tmp_path):
     col = pa.FixedSizeListArray.from_arrays(pa.array([0, 1, 0, 1], pa.int32()), 2)
     pq.write_table(pa.table({"item_id": ["x", "x"], "sid_text": col}), tmp_path / "d.parquet")
-    with pytest.raises(InputError, match=r"'x' appears 2 times"):
+    with pytest.raises(InputError, match=r"duplicate item IDs: 'x' x2"):
         read_sids(tmp_path / "d.parquet")

@@ -84,7 +84,7 @@ def rank_paths(tmp_path_factory) -> RunPaths:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> tuple[RunConfig, RunPaths]:
     """A run directory as the stages leave it: meta.json, embeddings, one quantizer, metrics."""
-    from psrq.quantize.embeddings_io import read_embedding_parquet
+    from psrq.formats.embeddings import read_embedding_parquet
     from psrq.quantize.multimodal import MultimodalQuantizer
     from psrq.quantize.quality import evaluate_ids
 

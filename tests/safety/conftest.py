@@ -82,7 +82,7 @@ def trained(tmp_path_factory):
 def sid_run(tmp_path_factory):
     """SYNTHETIC ranking data; PSRQ and RQ-KMeans quantizers fitted on its embeddings; MCCA
     trained one epoch on the PSRQ IDs. `new_sids(method, ids, seed=0)` assigns new items."""
-    from psrq.quantize.embeddings_io import read_embedding_parquet
+    from psrq.formats.embeddings import read_embedding_parquet
     from psrq.quantize.multimodal import MultimodalQuantizer
     from psrq.rank.synthetic import make_synthetic_ranking_data
     from psrq.rank.train import TrainConfig, load_ranking_data, train_model

@@ -304,9 +304,10 @@ def embedding_tables(draw):
 
 def _readers():
     from psrq.data.parquet_source import load_parquet
-    from psrq.quantize.embeddings_io import read_embedding_parquet
-    from psrq.quantize.multimodal import SemanticIDs
-    from psrq.rank.batches import read_embeddings, read_sids, read_table
+    from psrq.formats.embeddings import read_embedding_parquet
+    from psrq.formats.ids import read_parquet
+    from psrq.formats.sids import SemanticIDs
+    from psrq.rank.batches import read_embeddings, read_sids
     from psrq.rank.train import load_ranking_data
 
     def samples(path: Path):
@@ -321,7 +322,7 @@ def _readers():
         "SemanticIDs.read": SemanticIDs.read,
         "read_embeddings": read_embeddings,
         "read_embedding_parquet": lambda p: read_embedding_parquet(p, "text"),
-        "read_table": read_table,
+        "read_table": read_parquet,
         "load_parquet(items)": lambda p: load_parquet(p, p),
         "load_ranking_data": samples,
     }

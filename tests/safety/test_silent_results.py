@@ -50,7 +50,7 @@ def test_score_accepts_new_sids_from_the_training_quantizer(cli, sid_run, tmp_pa
 
 # ---- SID coverage in train --------------------------------------------------------------------
 def test_train_refuses_sids_that_cover_few_sample_items(cli, sid_run, emb_files, tmp_path):
-    from psrq.quantize.embeddings_io import read_embedding_parquet
+    from psrq.formats.embeddings import read_embedding_parquet
     from psrq.quantize.multimodal import MultimodalQuantizer
 
     # SIDs of another catalogue (items it000...): none of the training samples' items.

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow  # starts real servers / trains or exports models
 
 
 def vectors(artifacts: dict[str, Any], modality: str) -> dict[str, np.ndarray]:
-    from psrq.quantize.embeddings_io import read_embedding_parquet
+    from psrq.formats.embeddings import read_embedding_parquet
 
     e = read_embedding_parquet(Path(artifacts["embeddings"]) / f"{modality}.parquet", modality)
     return dict(zip(e.item_ids.tolist(), e.X, strict=True))

@@ -29,7 +29,7 @@ _LAZY = {
     "build_samples": "psrq.data.protocol",
     "popularity_probe": "psrq.data.protocol",
     "sample_negatives": "psrq.data.protocol",
-    "SAMPLE_SCHEMA": "psrq.data.protocol",
+    "SAMPLE_SCHEMA": "psrq.formats.samples",
     "DatasetSpec": "psrq.data.prepare",
     "prepare": "psrq.data.prepare",
     "SynthConfig": "psrq.data.synth",

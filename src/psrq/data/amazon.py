@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from psrq.errors import InputError
+from psrq.formats.embeddings import embedding_table
 
 from .io import iter_json_lines
 from .schema import (
@@ -317,9 +318,8 @@ def read_image_features(
         raise InputError(
             f"{p}: image features of {asins[keep[bad[0]]]!r} contain NaN/inf (records {describe_rows(keep[bad])})"
         )
-    emb = pa.FixedSizeListArray.from_arrays(pa.array(feats.ravel()), dim)
     return _with_encoder_metadata(
-        pa.table({"item_id": pa.array(asins[keep], pa.string()), "embedding": emb}), p, dim
+        embedding_table(asins[keep].tolist(), feats, dim=dim, metadata={}), p, dim
     )
 
 

@@ -21,14 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from psrq.artifacts import atomic_path, fingerprint_obj, sha256_file, write_parquet
+from psrq.formats.samples import META, SPLITS, split_path, write_samples
 
-from .protocol import SPLITS, ProtocolConfig, build_samples, print_split_statistics
+from .protocol import ProtocolConfig, build_samples, print_split_statistics
 from .schema import DataSet
-
-META = "meta.json"
 
 
 @dataclass
@@ -199,5 +197,5 @@ def write_outputs(
     with atomic_path(out / "samples") as staged:
         staged.mkdir()
         for name, table in tables.items():
-            pq.write_table(_with_metadata(table, data), staged / f"{name}.parquet")
+            write_samples(split_path(staged, name), _with_metadata(table, data), atomic=False)
         (staged / META).write_text(json.dumps(meta, indent=2) + "\n")

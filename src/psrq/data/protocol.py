@@ -35,11 +35,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from psrq.errors import ConfigError, InputError
+from psrq.formats.samples import SAMPLE_SCHEMA, SPLITS
 
 from .labels import LabelRule, apply_label_rule
 from .schema import DataSet
 
-SPLITS = ("train", "valid", "test")
 # 2: item text derived from interactions (Last.fm tags) counts only the training period.
 # 3: negatives drawn by the popularity of the positives of the same split up to the sample's time
 #    (protocol 2 drew them by whole-log popularity, which flipped the per-item label rate between
@@ -50,19 +50,6 @@ PROTOCOL_VERSION = 3
 NEGATIVE_POOLS = ("window", "whole_log")
 # The popularity probe must lie within 0.5 +- this on valid and test (docs/protocol.md).
 PROBE_TOLERANCE = 0.03
-
-SAMPLE_SCHEMA = pa.schema(
-    [
-        ("user_id", pa.string()),
-        ("item_id", pa.string()),
-        ("label", pa.int8()),
-        ("timestamp", pa.int64()),
-        ("history", pa.list_(pa.string())),
-        ("split", pa.string()),
-        ("item_train_count", pa.int32()),
-        ("is_cold", pa.bool_()),
-    ]
-)
 
 
 @dataclass(frozen=True)

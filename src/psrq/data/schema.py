@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from psrq.errors import InputError
+from psrq.formats.embeddings import ITEMS_PREFIX
 
 # Timestamps outside [1970-01-01, 2100-01-01) are almost always milliseconds or garbage.
 MIN_TIMESTAMP = 0
@@ -27,7 +28,7 @@ ITEM_REQUIRED = ("item_id", "text")
 INTERACTION_REQUIRED = ("user_id", "item_id", "timestamp")
 # Precomputed modalities: an items column emb_<modality> (list<float>, one vector per item, null =
 # the item lacks that modality). With at least one such column, `text` is optional.
-EMBEDDING_PREFIX = "emb_"
+EMBEDDING_PREFIX = ITEMS_PREFIX
 # Data without timestamps that comes with its own split (TikTok): interactions carry `split`.
 PRESPLIT_REQUIRED = ("user_id", "item_id", "split")
 SPLIT_NAMES = ("train", "valid", "test")
@@ -148,20 +149,17 @@ def precomputed_embeddings(items: pa.Table, source: str) -> dict[str, pa.Table]:
     psrq.n_embedded, psrq.n_skipped. Vectors of different lengths, NaN/inf or a non-numeric column
     are an InputError naming the file, column and item.
     """
-    from psrq.quantize.embeddings_io import check_modality_name, table_to_embeddings
+    from psrq.formats.embeddings import (
+        check_modality_name,
+        embedding_table,
+        table_to_embeddings,
+    )
 
     out = {}
     for modality in embedding_modalities(items):
         column = EMBEDDING_PREFIX + modality
         check_modality_name(modality, where=f"{source}: column {column}")
         emb = table_to_embeddings(items.select(["item_id", column]), modality, column, source)
-        flat = pa.array(emb.X.reshape(-1), pa.float32())
-        table = pa.table(
-            {
-                "item_id": pa.array(emb.item_ids.tolist(), pa.string()),
-                "embedding": pa.FixedSizeListArray.from_arrays(flat, emb.dim),
-            }
-        )
         meta = {
             "psrq.encoder": f"precomputed:{Path(source).name}:{column}",
             "psrq.dim": str(emb.dim),
@@ -170,7 +168,7 @@ def precomputed_embeddings(items: pa.Table, source: str) -> dict[str, pa.Table]:
             "psrq.n_embedded": str(len(emb)),
             "psrq.n_skipped": str(emb.n_null),
         }
-        out[modality] = table.replace_schema_metadata(meta)
+        out[modality] = embedding_table(emb.item_ids.tolist(), emb.X, dim=emb.dim, metadata=meta)
     return out
 
 

@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 
 from psrq.artifacts import atomic_path
 from psrq.errors import ConfigError
+from psrq.formats.embeddings import embedding_table
 
 CHUNK = 100_000  # items (or users) per generated chunk; part of the seed scheme, do not change
 LANGUAGES = ("en", "es", "pt", "de", "fr", "ja", "ko", "sv")
@@ -219,15 +220,6 @@ def _items_table(ch: dict[str, np.ndarray], n_genres: int, n_subgenres: int) -> 
     )
 
 
-def _embedding_table(ids: pa.Array, x: np.ndarray) -> pa.Table:
-    return pa.table(
-        {
-            "item_id": ids,
-            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(x.ravel()), x.shape[1]),
-        }
-    )
-
-
 def generate(cfg: SynthConfig, out: str | Path, *, progress: bool = True) -> dict[str, Any]:
     """Write the SYNTHETIC catalogue to `out`: items.parquet (with the true factors),
     embeddings/{text,audio}.parquet, interactions.parquet, users.parquet (the true preferences),
@@ -258,8 +250,8 @@ def generate(cfg: SynthConfig, out: str | Path, *, progress: bool = True) -> dic
             ids = item_ids(ch["index"])
             tables = {
                 "items": _items_table(ch, cfg.n_genres, cfg.n_subgenres),
-                "text": _embedding_table(ids, ch["text"]),
-                "audio": _embedding_table(ids, ch["audio"]),
+                "text": embedding_table(ids, ch["text"], dim=ch["text"].shape[1], metadata={}),
+                "audio": embedding_table(ids, ch["audio"], dim=ch["audio"].shape[1], metadata={}),
             }
             for key, table in tables.items():
                 if key not in writers:

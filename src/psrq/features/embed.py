@@ -23,10 +23,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from psrq.artifacts import write_json, write_parquet
+from psrq.artifacts import write_json
 from psrq.errors import InputError
 from psrq.features.audio_io import AUDIO_EXTENSIONS, AudioDecodeError, decode_audio
 from psrq.features.base import Encoder
+from psrq.formats.embeddings import write_embedding_parquet
 
 OnEmpty = Literal["error", "skip"]
 MAX_LISTED = 10
@@ -92,33 +93,14 @@ def _check_unique(item_ids: Sequence[str], source: str) -> None:
 
 
 # ---- writing ---------------------------------------------------------------------------------
-def write_embeddings(
-    out: str | os.PathLike[str],
-    item_ids: Sequence[str],
-    vectors: np.ndarray,
-    encoder: Encoder,
-    *,
-    counts: dict[str, int],
-) -> None:
-    """Atomically write embeddings/<modality>.parquet with the encoder in its metadata."""
-    import pyarrow as pa
-
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(item_ids), encoder.dim)
-    flat = pa.array(vectors.reshape(-1), type=pa.float32())
-    table = pa.table(
-        {
-            "item_id": pa.array(list(item_ids), type=pa.string()),
-            "embedding": pa.FixedSizeListArray.from_arrays(flat, encoder.dim),
-        }
-    )
-    meta = {
+def encoder_metadata(encoder: Encoder) -> dict[str, str]:
+    """The ``psrq.*`` metadata an embeddings file records about its encoder."""
+    return {
         "psrq.encoder": encoder.name,
         "psrq.dim": str(encoder.dim),
         "psrq.modality": encoder.modality,
         "psrq.encoder_fingerprint": encoder.fingerprint,
-        **{f"psrq.{k}": str(v) for k, v in counts.items()},
     }
-    write_parquet(out, table.replace_schema_metadata(meta))
 
 
 def _write_outputs(
@@ -133,7 +115,8 @@ def _write_outputs(
         "n_embedded": report["n_embedded"],
         "n_skipped": report["n_skipped"],
     }
-    write_embeddings(out, ids, vectors, encoder, counts=counts)
+    meta = {**encoder_metadata(encoder), **{f"psrq.{k}": str(v) for k, v in counts.items()}}
+    write_embedding_parquet(out, ids, vectors, dim=encoder.dim, metadata=meta)
     write_json(report_path_for(out), report)
     return report
 

@@ -27,24 +27,10 @@ MAX_LISTED_SKIPS = 1_000
 
 
 def _embedding_table(ids: list[str], vectors: np.ndarray, encoder: Any) -> Any:
-    import pyarrow as pa
+    from psrq.features.embed import encoder_metadata
+    from psrq.formats.embeddings import embedding_table
 
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids), encoder.dim)
-    table = pa.table(
-        {
-            "item_id": pa.array(ids, type=pa.string()),
-            "embedding": pa.FixedSizeListArray.from_arrays(
-                pa.array(vectors.reshape(-1), type=pa.float32()), encoder.dim
-            ),
-        }
-    )
-    meta = {
-        "psrq.encoder": encoder.name,
-        "psrq.dim": str(encoder.dim),
-        "psrq.modality": encoder.modality,
-        "psrq.encoder_fingerprint": encoder.fingerprint,
-    }
-    return table.replace_schema_metadata(meta)
+    return embedding_table(ids, vectors, dim=encoder.dim, metadata=encoder_metadata(encoder))
 
 
 def _on_gpu_if_any(encoder: Any) -> Any:

@@ -16,8 +16,8 @@ from psrq.engines.options import EngineChoice, engine_options
 from psrq.quantize.registry import METHOD_NAMES
 
 if TYPE_CHECKING:
-    from psrq.quantize.embeddings_io import ModalityEmbeddings
-    from psrq.quantize.multimodal import SemanticIDs
+    from psrq.formats.embeddings import ModalityEmbeddings
+    from psrq.formats.sids import SemanticIDs
 
 # ---- shared options ---------------------------------------------------------------------------------
 ENGINE_HELP = (
@@ -197,13 +197,15 @@ def print_collisions(sids: SemanticIDs, title: str = "Semantic-ID collisions") -
     from rich.console import Console
     from rich.table import Table
 
+    from psrq.quantize.collisions import sid_collisions
+
     table = Table(title=title)
     # Short headers: the table must fit an 80-column terminal without truncation.
     for col in ("codebook", "items", "IDs", "unique", "max/ID", "p99/ID", "colliding"):
         table.add_column(col, justify="left" if col == "codebook" else "right")
     if sids.suffixes is not None:
         table.add_column("+suffix unique", justify="right")
-    for cb, s in sids.collisions().items():
+    for cb, s in sid_collisions(sids).items():
         row = [
             cb,
             f"{s['items']:,}",
@@ -359,8 +361,9 @@ def assign(
 ) -> None:
     from rich.console import Console
 
+    from psrq.formats.sids import SemanticIDs
     from psrq.outputs import Output, claim_outputs
-    from psrq.quantize.multimodal import MultimodalQuantizer, SemanticIDs
+    from psrq.quantize.multimodal import MultimodalQuantizer
 
     streamed = engine.streamed
     with claim_outputs(Output(out, "model_dir" if streamed else "file", "--out"), wait=wait):

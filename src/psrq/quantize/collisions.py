@@ -115,6 +115,20 @@ def collision_stats(codes: Any) -> dict[str, Any]:
     }
 
 
+def sid_collisions(sids: Any) -> dict[str, dict[str, Any]]:
+    """Per codebook of a `psrq.formats.sids.SemanticIDs`: collision_stats over the items that
+    have codes, plus ``unique_with_suffix`` when the IDs carry suffixes."""
+    out = {}
+    for cb, codes in sids.codes.items():
+        pres = sids.present[cb]
+        stats = collision_stats(codes[pres])
+        if sids.suffixes is not None:
+            full = np.concatenate([codes[pres], sids.suffixes[cb][pres, None]], axis=1)
+            stats["unique_with_suffix"] = collision_stats(full)["colliding_items"] == 0
+        out[cb] = stats
+    return out
+
+
 def id_ranks(item_ids: np.ndarray) -> np.ndarray:
     """Rank int64 [n] of each item ID in string order (Unicode code points; Arrow's string sort).
 

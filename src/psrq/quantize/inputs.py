@@ -17,6 +17,7 @@ import numpy as np
 
 from psrq.artifacts import fingerprint_array
 from psrq.errors import InputError
+from psrq.formats.embeddings import batch_matrix, describe_rows, null_rows
 
 OnInvalid = Literal["raise", "drop"]
 
@@ -24,12 +25,6 @@ OnInvalid = Literal["raise", "drop"]
 def _invalid_rows(batch: np.ndarray) -> np.ndarray:
     """Row indices holding NaN or inf."""
     return np.flatnonzero(~np.isfinite(batch).all(axis=1))
-
-
-def _describe_rows(rows: np.ndarray, limit: int = 10) -> str:
-    shown = ", ".join(str(int(r)) for r in rows[:limit])
-    more = f" and {len(rows) - limit} more" if len(rows) > limit else ""
-    return f"{shown}{more}"
 
 
 def _as_float_matrix(x: Any, name: str) -> np.ndarray:
@@ -94,7 +89,7 @@ class ArraySource(EmbeddingSource):
         bad = self._scan_invalid()
         if len(bad) and on_invalid == "raise":
             raise InputError(
-                f"{name} has {len(bad)} row(s) with NaN or inf: rows {_describe_rows(bad)} "
+                f"{name} has {len(bad)} row(s) with NaN or inf: rows {describe_rows(bad)} "
                 "(pass on_invalid='drop' to fit on the valid rows only)"
             )
         if on_invalid not in ("raise", "drop"):
@@ -133,7 +128,9 @@ class ParquetSource(EmbeddingSource):
     """Embedding column(s) of a Parquet file, read in record batches.
 
     `columns` is either one list/fixed-size-list column (one vector per row) or several numeric
-    columns (one dimension each). Null or NaN/inf vectors raise an error naming the row; with
+    columns (one dimension each). Rows have no item IDs here, so a null vector cannot be skipped
+    silently (psrq.formats.embeddings, the null rule): null or NaN/inf vectors raise an error
+    naming the row; with
     on_invalid="drop" they are skipped instead (one scan of the file at construction finds them;
     `dropped_rows` lists their row numbers in the file, and row i of this source is then the
     i-th valid row).
@@ -202,34 +199,15 @@ class ParquetSource(EmbeddingSource):
         )
 
     def _to_matrix(self, record_batch: Any, first_row: int) -> np.ndarray:
-        import pyarrow as pa
-
         if len(self.columns) > 1:
             cols = [record_batch.column(c).to_numpy(zero_copy_only=False) for c in self.columns]
             return np.stack(cols, axis=1).astype(np.float32, copy=False)
-        col = record_batch.column(self.columns[0])
-        if col.null_count:
-            nulls = np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))
-            raise InputError(
-                f"{self.path}: column {self.columns[0]!r} is null at row(s) {_describe_rows(first_row + nulls)}"
-            )
-        if isinstance(col, pa.ChunkedArray):
-            col = col.combine_chunks()
-        lengths = (
-            np.diff(col.offsets.to_numpy()) if not pa.types.is_fixed_size_list(col.type) else None
+        return batch_matrix(
+            record_batch.column(self.columns[0]),
+            source=self.path,
+            column=self.columns[0],
+            first_row=first_row,
         )
-        if lengths is not None and len(lengths) and (lengths != lengths[0]).any():
-            bad = np.flatnonzero(lengths != lengths[0])
-            raise InputError(
-                f"{self.path}: column {self.columns[0]!r} has vectors of different lengths "
-                f"(row {first_row} has {lengths[0]}, rows {_describe_rows(first_row + bad)} differ)"
-            )
-        values = col.flatten().to_numpy(zero_copy_only=False)
-        if not np.issubdtype(values.dtype, np.number):
-            raise InputError(
-                f"{self.path}: column {self.columns[0]!r} is not numeric ({values.dtype})"
-            )
-        return values.astype(np.float32, copy=False).reshape(len(col), -1)
 
     def _raw_batches(self) -> Iterator[tuple[int, np.ndarray]]:
         start = 0
@@ -246,9 +224,7 @@ class ParquetSource(EmbeddingSource):
 
         valid = np.ones(record_batch.num_rows, dtype=bool)
         for c in self.columns:
-            col = record_batch.column(c)
-            if col.null_count:
-                valid &= ~col.is_null().to_numpy(zero_copy_only=False)
+            valid[null_rows(record_batch.column(c))] = False
         part = record_batch if valid.all() else record_batch.filter(pa.array(valid))
         mat = self._to_matrix(part, first_row)
         finite = np.isfinite(mat).all(axis=1)
@@ -278,7 +254,7 @@ class ParquetSource(EmbeddingSource):
                 )
             bad = _invalid_rows(mat)
             if len(bad):
-                raise InputError(f"{self.path}: NaN or inf in row(s) {_describe_rows(start + bad)}")
+                raise InputError(f"{self.path}: NaN or inf in row(s) {describe_rows(start + bad)}")
             for off in range(0, len(mat), batch_size):
                 yield start + off, mat[off : off + batch_size]
 

@@ -41,13 +41,18 @@ Missing modalities (an item absent from one modality's input) never crash:
 
 New items are encoded with the frozen codebooks (`transform`); an item gets the same codes
 whether it was in the training set or not. Optional disambiguation suffixes
-(`psrq.quantize.collisions`) number the items sharing a tuple in item-ID order; for items
-encoded after training, suffixes continue after those taken by training items (the model
-directory stores the training IDs and the tuple -> next free suffix table), and a training
-item encoded again keeps its training suffix as long as its codes are unchanged.
+(`psrq.quantize.collisions`, `psrq.quantize.suffixes`) number the items sharing a tuple in
+item-ID order; for items encoded after training, suffixes continue after those taken by
+training items (the model directory stores the training IDs and the tuple -> next free suffix
+table), and a training item encoded again keeps its training suffix as long as its codes are
+unchanged.
 
 SYNTHETIC inputs (Parquet metadata ``psrq.synthetic = true``) label the model and every
 sids.parquet it writes with the same key.
+
+Where the parts live: the estimator here; the normalisation in `psrq.quantize.normalize`; the
+suffix rules in `psrq.quantize.suffixes`; the result, `SemanticIDs`, and its Parquet format in
+`psrq.formats.sids`.
 """
 
 from __future__ import annotations
@@ -55,280 +60,27 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from psrq.artifacts import (
-    fingerprint_array,
-    fingerprint_obj,
-    read_model_dir,
-    write_model_dir,
-    write_parquet,
-)
+from psrq.artifacts import fingerprint_array, fingerprint_obj, read_model_dir, write_model_dir
 from psrq.errors import ArtifactError, ConfigError, InputError, NotFittedError
-from psrq.quantize.collisions import SuffixTable, assign_suffixes, collision_stats, id_ranks
-from psrq.quantize.embeddings_io import (
+from psrq.formats.embeddings import (
     ModalityEmbeddings,
     check_modality_name,
     check_unique_ids,
     from_arrays,
     ids_to_strings,
 )
+from psrq.formats.sids import JOINT, SemanticIDs
+from psrq.quantize.collisions import SuffixTable, id_ranks, sid_collisions
+from psrq.quantize.normalize import NORMALIZATIONS, Normalizer
 from psrq.quantize.registry import QUANTIZERS, resolve_method
-
-JOINT = "joint"
-NORMALIZATIONS = ("l2", "standard", "none")
-_EPS = 1e-12
-
-
-# ---- normalisation ------------------------------------------------------------------------------
-@dataclass
-class Normalizer:
-    """Per-modality normalisation learned on training rows.
-
-    mean / scale: float32 [dim] for "standard" (empty otherwise); block_mean: float32 [dim], the
-    mean of the normalised training rows (what a missing block is imputed with).
-    """
-
-    mode: str
-    mean: np.ndarray
-    scale: np.ndarray
-    block_mean: np.ndarray
-
-    @classmethod
-    def fit(cls, X: np.ndarray, mode: str) -> Normalizer:
-        empty = np.zeros(0, dtype=np.float32)
-        norm = cls(mode, empty, empty, empty)
-        if mode == "standard":
-            mean = X.mean(axis=0, dtype=np.float64)
-            std = X.std(axis=0, dtype=np.float64)
-            std[std < _EPS] = 1.0  # constant dimensions are centred, not blown up
-            norm.mean = mean.astype(np.float32)
-            norm.scale = (std * np.sqrt(X.shape[1])).astype(np.float32)
-        norm.block_mean = norm.apply(X).mean(axis=0, dtype=np.float64).astype(np.float32)
-        return norm
-
-    def apply(self, X: np.ndarray) -> np.ndarray:
-        """float32 [n, dim] -> normalised float32 [n, dim] (a new array)."""
-        if self.mode == "l2":
-            norms = np.linalg.norm(X, axis=1, keepdims=True)
-            return (X / np.maximum(norms, _EPS)).astype(np.float32, copy=False)
-        if self.mode == "standard":
-            return ((X - self.mean) / self.scale).astype(np.float32, copy=False)
-        return np.array(X, dtype=np.float32, copy=True)
-
-
-# ---- the result -----------------------------------------------------------------------------------
-@dataclass
-class SemanticIDs:
-    """Semantic IDs of a set of items, one code tuple per codebook.
-
-    item_ids: object array of str [n]; modalities: the modality names, in model order;
-    has_modality: bool [n, n_modalities]; codes[codebook]: int32 [n, n_levels] (rows where
-    `present[codebook]` is False hold 0 and mean "null"); suffixes[codebook]: int32 [n]
-    (-1 where absent), or None when not disambiguated.
-    """
-
-    item_ids: np.ndarray
-    modalities: list[str]
-    has_modality: np.ndarray
-    codes: dict[str, np.ndarray]
-    present: dict[str, np.ndarray]
-    suffixes: dict[str, np.ndarray] | None = None
-    metadata: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def codebooks(self) -> list[str]:
-        return list(self.codes)
-
-    def __len__(self) -> int:
-        return len(self.item_ids)
-
-    def collisions(self) -> dict[str, dict[str, Any]]:
-        """Per codebook: collision_stats over the items that have codes (see collisions.py)."""
-        out = {}
-        for cb, codes in self.codes.items():
-            stats = collision_stats(codes[self.present[cb]])
-            if self.suffixes is not None:
-                pres = self.present[cb]
-                full = np.concatenate([codes[pres], self.suffixes[cb][pres, None]], axis=1)
-                stats["unique_with_suffix"] = collision_stats(full)["colliding_items"] == 0
-            out[cb] = stats
-        return out
-
-    def missing_modalities(self) -> list[list[str]]:
-        names = np.array(self.modalities, dtype=object)
-        return [names[~row].tolist() for row in self.has_modality]
-
-    def without_suffixes(self) -> SemanticIDs:
-        return replace(self, suffixes=None)
-
-    # ---- Parquet ------------------------------------------------------------------------------
-    def to_table(self) -> Any:
-        """pyarrow Table in the sids.parquet schema of docs/conventions.md (+ missing_modalities)."""
-        import pyarrow as pa
-
-        columns: dict[str, Any] = {"item_id": pa.array(self.item_ids, type=pa.string())}
-        for cb, codes in self.codes.items():
-            n_levels = codes.shape[1]
-            values = pa.array(
-                np.ascontiguousarray(codes, dtype=np.int32).reshape(-1), type=pa.int32()
-            )
-            absent = pa.array(~self.present[cb])
-            columns[f"sid_{cb}"] = pa.FixedSizeListArray.from_arrays(values, n_levels, mask=absent)
-            if self.suffixes is not None:
-                columns[f"sid_{cb}_suffix"] = pa.array(
-                    self.suffixes[cb], type=pa.int32(), mask=~self.present[cb]
-                )
-        missing = ~self.has_modality
-        offsets = np.concatenate([[0], np.cumsum(missing.sum(axis=1))]).astype(np.int32)
-        names = np.array(self.modalities, dtype=object)[np.nonzero(missing)[1]]
-        columns["missing_modalities"] = pa.ListArray.from_arrays(
-            pa.array(offsets, type=pa.int32()), pa.array(names.tolist(), type=pa.string())
-        )
-        meta = {
-            "psrq.content": "semantic IDs",
-            "psrq.codebooks": json.dumps(self.codebooks),
-            "psrq.modalities": json.dumps(self.modalities),
-            **self.metadata,
-        }
-        return pa.table(columns).replace_schema_metadata({k: str(v) for k, v in meta.items()})
-
-    def write(self, path: str | os.PathLike[str]) -> Path:
-        """Write sids.parquet atomically."""
-        write_parquet(path, self.to_table())
-        return Path(path)
-
-    @classmethod
-    def read(cls, path: str | os.PathLike[str]) -> SemanticIDs:
-        """Read a sids.parquet (ours, or any file with item_id + sid_<codebook> columns)."""
-        import pyarrow.parquet as pq
-
-        path = Path(path)
-        if not path.is_file():
-            raise InputError(f"semantic-ID file not found: {path}")
-        try:
-            table = pq.read_table(path)
-        except Exception as e:  # not Parquet, truncated, ...
-            raise InputError(f"{path}: not a readable Parquet file ({e})") from e
-        return cls.from_table(table, source=str(path))
-
-    @classmethod
-    def from_table(cls, table: Any, *, source: str = "table") -> SemanticIDs:
-        import pyarrow as pa
-
-        if "item_id" not in table.column_names:
-            raise InputError(f"{source}: no item_id column")
-        ids = ids_to_strings(table.column("item_id"), source=source)
-        check_unique_ids(ids, source=source)
-        cbs = [
-            c[4:] for c in table.column_names if c.startswith("sid_") and not c.endswith("_suffix")
-        ]
-        if not cbs:
-            raise InputError(f"{source}: no sid_<codebook> column (columns: {table.column_names})")
-        codes, present = {}, {}
-        for cb in cbs:
-            codes[cb], present[cb] = _codes_from_column(
-                table.column(f"sid_{cb}"), source, f"sid_{cb}"
-            )
-        suffixes = None
-        if all(f"sid_{cb}_suffix" in table.column_names for cb in cbs):
-            suffixes = {
-                cb: table.column(f"sid_{cb}_suffix").fill_null(-1).to_numpy().astype(np.int32)
-                for cb in cbs
-            }
-        meta = {
-            k.decode(errors="replace"): v.decode(errors="replace")
-            for k, v in (table.schema.metadata or {}).items()
-        }
-        modalities = [c for c in cbs if c != JOINT]
-        if "psrq.modalities" in meta:
-            try:
-                modalities = json.loads(meta["psrq.modalities"])
-            except ValueError:
-                modalities = None
-            if not isinstance(modalities, list) or not all(isinstance(m, str) for m in modalities):
-                raise InputError(
-                    f"{source}: metadata psrq.modalities must be a JSON list of names, got {meta['psrq.modalities']!r}"
-                )
-        if "missing_modalities" in table.column_names:
-            col = table.column("missing_modalities")
-            if not (
-                (pa.types.is_list(col.type) or pa.types.is_large_list(col.type))
-                and pa.types.is_string(col.type.value_type)
-            ):
-                raise InputError(
-                    f"{source}: column 'missing_modalities' is {col.type}, expected a list of modality names"
-                )
-            has = _has_from_missing(col, modalities)
-        else:
-            unknown = [m for m in modalities if m not in present]
-            if unknown:
-                raise InputError(
-                    f"{source}: metadata names modality {unknown[0]!r} but there is no sid_{unknown[0]} column"
-                )
-            has = (
-                np.stack([present[m] for m in modalities], axis=1)
-                if modalities
-                else np.ones((len(ids), 0), bool)
-            )
-        has = has.reshape(len(ids), len(modalities))
-        extra = {
-            k: v
-            for k, v in meta.items()
-            if k.startswith("psrq.") and k not in ("psrq.codebooks", "psrq.modalities")
-        }
-        return cls(ids, modalities, has, codes, present, suffixes, extra)
-
-
-def _has_from_missing(col: Any, modalities: list[str]) -> np.ndarray:
-    """bool [n, n_modalities] from a list<string> column naming each row's missing modalities."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks() if col.num_chunks else pa.array([], type=pa.list_(pa.string()))
-    has = np.ones((len(col), len(modalities)), dtype=bool)
-    names = pc.list_flatten(col).to_numpy(zero_copy_only=False)
-    parents = pc.list_parent_indices(col).to_numpy(zero_copy_only=False)
-    for j, m in enumerate(modalities):
-        has[parents[names == m], j] = False
-    return has
-
-
-def _codes_from_column(col: Any, source: str, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """(int32 [n, n_levels], present bool [n]) from a (fixed-size) list column with nulls."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks() if col.num_chunks else pa.array([], type=col.type)
-    t = col.type
-    if not (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)):
-        raise InputError(f"{source}: column {name!r} is {t}, expected a list of int codes")
-    if not (pa.types.is_integer(t.value_type) or pa.types.is_null(t.value_type)):
-        raise InputError(f"{source}: column {name!r} is {t}, expected a list of int codes")
-    present = pc.is_valid(col).to_numpy(zero_copy_only=False).astype(bool)
-    sub = col.filter(pa.array(present))
-    if len(sub) and sub.flatten().null_count:
-        raise InputError(
-            f"{source}: column {name!r} has a null code inside a code list (a missing ID is a null list)"
-        )
-    flat = sub.flatten().to_numpy(zero_copy_only=False) if len(sub) else np.zeros(0)
-    n_levels = (
-        int(t.list_size)
-        if pa.types.is_fixed_size_list(t)
-        else (len(flat) // len(sub) if len(sub) else 0)
-    )
-    if len(sub) and len(flat) != n_levels * len(sub):
-        raise InputError(f"{source}: column {name!r} has code tuples of different lengths")
-    codes = np.zeros((len(col), n_levels), dtype=np.int32)
-    codes[present] = np.asarray(flat, dtype=np.int32).reshape(len(sub), n_levels)
-    return codes, present
+from psrq.quantize.suffixes import suffixes_after_training, suffixes_for
 
 
 # ---- aligning modalities by item ID ----------------------------------------------------------------
@@ -586,7 +338,7 @@ class MultimodalQuantizer(BaseEstimator):
         sids = self._encode(aligned, normalized)
         rank = id_ranks(sids.item_ids)
         sids.suffixes = {
-            cb: _suffixes_for(sids, cb, taken=None, id_rank=rank) for cb in sids.codebooks
+            cb: suffixes_for(sids, cb, taken=None, id_rank=rank) for cb in sids.codebooks
         }
         self.train_sids_ = sids
         self.suffix_tables_ = {
@@ -646,7 +398,9 @@ class MultimodalQuantizer(BaseEstimator):
         if disambiguate:
             rank = id_ranks(sids.item_ids)
             sids.suffixes = {
-                cb: self._suffixes_after_training(sids, cb, taken or [], rank)
+                cb: suffixes_after_training(
+                    sids, cb, self.train_sids_, self.suffix_tables_[cb], taken or [], rank
+                )
                 for cb in sids.codebooks
             }
         return sids
@@ -719,22 +473,6 @@ class MultimodalQuantizer(BaseEstimator):
             aligned.item_ids, list(self.modalities_), aligned.has, codes, present, None, meta
         )
 
-    def _suffixes_after_training(
-        self, sids: SemanticIDs, cb: str, taken: list[SemanticIDs], id_rank: np.ndarray
-    ) -> np.ndarray:
-        known = [self.train_sids_, *taken]
-        table = self.suffix_tables_[cb]
-        for other in taken:
-            if other.suffixes is None or cb not in other.codes:
-                raise InputError(f"a taken semantic-ID table has no sid_{cb}_suffix column")
-            if other.codes[cb].shape[1] != table.n_levels:
-                raise InputError(
-                    f"a taken semantic-ID table has {other.codes[cb].shape[1]} levels in sid_{cb}, the model {table.n_levels}"
-                )
-            p = other.present[cb]
-            table = table.merge(SuffixTable.from_codes(other.codes[cb][p], other.suffixes[cb][p]))
-        return _suffixes_for(sids, cb, taken=table, known=known, id_rank=id_rank)
-
     # ---- what each quantizer sees (for reports) --------------------------------------------------
     def quantizer_inputs(
         self, inputs: Mapping[str, Any]
@@ -773,7 +511,7 @@ class MultimodalQuantizer(BaseEstimator):
             "n_items": int(self.n_items_),
             "normalize": {m: n.mode for m, n in self.normalizers_.items()},
             "synthetic": bool(self.synthetic_),
-            "train_collisions": self.train_sids_.collisions(),
+            "train_collisions": sid_collisions(self.train_sids_),
         }
         with write_model_dir(
             path,
@@ -841,44 +579,3 @@ class MultimodalQuantizer(BaseEstimator):
 def _sample_ids(ids: np.ndarray, k: int = 10_000) -> list[str]:
     step = max(1, len(ids) // k)
     return [str(len(ids)), *ids[::step].tolist()]
-
-
-def _suffixes_for(
-    sids: SemanticIDs,
-    cb: str,
-    *,
-    taken: SuffixTable | None,
-    id_rank: np.ndarray,
-    known: list[SemanticIDs] | None = None,
-) -> np.ndarray:
-    """Suffix int32 [n] for one codebook (-1 where absent).
-
-    Items found in `known` tables (same ID, same tuple, with a suffix) keep that suffix; the
-    others are numbered by item ID within their tuple, starting at `taken`'s first free suffix.
-    """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    codes, present = sids.codes[cb], sids.present[cb]
-    suffix = np.full(len(sids), -1, dtype=np.int32)
-    todo = present.copy()
-    ids = pa.array(sids.item_ids, type=pa.string())
-    for other in known or []:
-        if other.suffixes is None or cb not in other.codes or not todo.any():
-            continue
-        pos = pc.index_in(ids, value_set=pa.array(other.item_ids, type=pa.string()))
-        pos = pos.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-        cand = np.flatnonzero(todo & (pos >= 0))
-        src = pos[cand]
-        same = (
-            other.present[cb][src]
-            & (other.codes[cb][src] == codes[cand]).all(axis=1)
-            & (other.suffixes[cb][src] >= 0)
-        )
-        suffix[cand[same]] = other.suffixes[cb][src[same]]
-        todo[cand[same]] = False
-    rows = np.flatnonzero(todo)
-    suffix[rows] = assign_suffixes(
-        sids.item_ids[rows], codes[rows], taken=taken, id_rank=id_rank[rows]
-    )
-    return suffix

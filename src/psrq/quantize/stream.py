@@ -33,15 +33,14 @@ import numpy as np
 
 from psrq.engines.base import EngineConfig, MapResult, list_shards, map_parquet
 from psrq.errors import InputError
-from psrq.quantize.embeddings_io import (
+from psrq.formats.embeddings import (
     EMBEDDING_COLUMN,
     ITEM_ID_COLUMN,
     ITEMS_PREFIX,
-    ModalityEmbeddings,
-    _table_to_embeddings,
     check_modality_name,
-    parse_assignment,
+    table_modalities,
 )
+from psrq.quantize.embeddings_io import parse_assignment
 
 DEFAULT_SAMPLE_ROWS = 65_536
 
@@ -85,18 +84,6 @@ def stream_layout(
     if ITEM_ID_COLUMN not in names:
         raise InputError(f"{path}: no {ITEM_ID_COLUMN!r} column (columns: {names})")
     return path, layout
-
-
-def table_modalities(
-    table: Any, layout: dict[str, str], source: str
-) -> dict[str, ModalityEmbeddings]:
-    """{modality: ModalityEmbeddings} of one batch; rows with a null cell lack that modality."""
-    mods = {}
-    for m, col in layout.items():
-        e = _table_to_embeddings(table.select([ITEM_ID_COLUMN, col]), m, col, source)
-        if len(e):
-            mods[m] = e
-    return mods
 
 
 def sample_table(path: str | os.PathLike[str], columns: list[str], n: int, seed: int) -> Any:

@@ -27,202 +27,27 @@ import numpy as np
 import torch
 
 from psrq.errors import ArtifactError, InputError
+from psrq.formats.embeddings import ModalityEmbeddings, read_embedding_parquet
+from psrq.formats.embeddings import read_embeddings_dir as formats_read_embeddings_dir
+from psrq.formats.ids import read_parquet as read_table
+from psrq.formats.samples import check_samples_schema
+from psrq.formats.sids import SemanticIDs, check_sids_source, read_sids_source
 from psrq.rank.models import OOV, PAD, TableShapes, identical_codebooks
 
-SAMPLE_COLUMNS = ("user_id", "item_id", "label", "history")
 RESERVED_ITEM_IDS = ("<pad>", "<oov>")
 
 
-# ---- reading Parquet --------------------------------------------------------------------------
-def read_table(path: str | os.PathLike[str], columns: list[str] | None = None) -> Any:
-    """Read a Parquet file to a pyarrow Table; a missing or unreadable file raises InputError."""
-    import pyarrow.parquet as pq
-
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"Parquet file not found: {p}")
-    try:
-        return pq.read_table(p, columns=columns)
-    except Exception as e:  # pyarrow raises several unrelated types for bad files / columns
-        raise InputError(f"cannot read {p}: {e}") from e
-
-
-def _require_columns(table: Any, columns: tuple[str, ...] | list[str], path: Any) -> None:
-    missing = [c for c in columns if c not in table.column_names]
-    if missing:
-        raise InputError(f"{path}: missing column(s) {missing}; found {table.column_names}")
-
-
-def check_samples_schema(table: Any, source: Any) -> None:
-    """InputError unless `table` has the samples columns with usable types: user_id and item_id
-    string/integer IDs, history a list of them, label numeric or boolean."""
-    import pyarrow as pa
-
-    _require_columns(table, SAMPLE_COLUMNS, source)
-    for name in ("user_id", "item_id"):
-        t = table.schema.field(name).type
-        if not _is_id_type(t):
-            raise InputError(f"{source}: column {name!r} must hold string or integer IDs, got {t}")
-    t = table.schema.field("history").type
-    if not (
-        (pa.types.is_list(t) or pa.types.is_large_list(t)) and _is_id_type(t.value_type)
-    ) and not pa.types.is_null(t):
-        raise InputError(f"{source}: column 'history' must be a list of item IDs, got {t}")
-    t = table.schema.field("label").type
-    if not (
-        pa.types.is_integer(t)
-        or pa.types.is_floating(t)
-        or pa.types.is_boolean(t)
-        or pa.types.is_null(t)
-    ):
-        raise InputError(f"{source}: column 'label' must be 0/1 numbers, got {t}")
-
-
-def _is_id_type(t: Any) -> bool:
-    """An Arrow type item and user IDs may have: string or integer (null: an empty column)."""
-    import pyarrow as pa
-
-    return (
-        pa.types.is_string(t)
-        or pa.types.is_large_string(t)
-        or pa.types.is_integer(t)
-        or pa.types.is_null(t)
-    )
-
-
+# ---- reading Parquet (the formats are owned by psrq.formats) -----------------------------------
 def read_sids(
     path: str | os.PathLike[str],
 ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, list[int]]]:
     """sids.parquet -> (item_ids [n] str, {codebook: int64 [n, n_levels] codes, -1 = null}, sizes).
 
-    Codebook sizes come from the file metadata key ``psrq.sid_sizes`` (JSON {codebook: [k...]})
-    when present, otherwise from the largest code per level + 1.
+    Decoded by `psrq.formats.sids.SemanticIDs` (its null rule); codebook sizes come from the
+    metadata key ``psrq.sid_sizes`` when present, otherwise from the largest code per level + 1.
     """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    table = read_table(path)
-    _require_columns(table, ["item_id"], path)
-    cols = [c for c in table.column_names if c.startswith("sid_") and not c.endswith("_suffix")]
-    if not cols:
-        raise InputError(f"{path}: no sid_<codebook> columns; found {table.column_names}")
-    item_ids = _item_id_column(table, path)
-    declared = _declared_sizes(table, path)
-    codes: dict[str, np.ndarray] = {}
-    sizes: dict[str, list[int]] = {}
-    for col in cols:
-        arr = table.column(col).combine_chunks()
-        if not (pa.types.is_fixed_size_list(arr.type) or pa.types.is_list(arr.type)) or not (
-            pa.types.is_integer(arr.type.value_type) or pa.types.is_null(arr.type.value_type)
-        ):
-            raise InputError(
-                f"{path}: column {col!r} is {arr.type}, expected a list of int32 codes"
-            )
-        if pc.list_flatten(arr).null_count:
-            raise InputError(
-                f"{path}: column {col!r} has a null code inside a code list (a missing ID is a null list)"
-            )
-        lengths = pc.list_value_length(arr).fill_null(0).to_numpy(zero_copy_only=False)
-        valid = ~arr.is_null().to_numpy(zero_copy_only=False)
-        cb = col[len("sid_") :]
-        # A column with no codes at all (a new item lacking that modality) still has the
-        # file's declared number of levels: its width must not depend on which rows are null.
-        if pa.types.is_fixed_size_list(arr.type):
-            n_levels = int(arr.type.list_size)
-        elif valid.any():
-            n_levels = int(lengths[valid][0])
-        else:
-            n_levels = len(declared.get(cb, []))
-        if valid.any() and (lengths[valid] != n_levels).any():
-            row = int(np.flatnonzero(valid & (lengths != n_levels))[0])
-            raise InputError(
-                f"{path}: column {col!r} row {row} (item {item_ids[row]!r}) has {lengths[row]} levels, expected {n_levels}"
-            )
-        if n_levels == 0 and valid.any():
-            row = int(np.flatnonzero(valid)[0])
-            raise InputError(
-                f"{path}: column {col!r} row {row} (item {item_ids[row]!r}) has an empty code list"
-            )
-        mat = np.full((len(item_ids), n_levels), -1, dtype=np.int64)
-        if valid.any():
-            flat = pc.list_flatten(arr).to_numpy(zero_copy_only=False).astype(np.int64)
-            mat[valid] = flat.reshape(-1, n_levels)
-        if (mat[valid] < 0).any():
-            row = int(np.flatnonzero((mat < 0).any(1) & valid)[0])
-            raise InputError(
-                f"{path}: column {col!r} row {row} (item {item_ids[row]!r}) has a negative code"
-            )
-        codes[cb] = mat
-        if cb in declared and len(declared[cb]) != n_levels:
-            raise InputError(
-                f"{path}: column {col!r} has {n_levels} levels but the metadata declares {len(declared[cb])}"
-            )
-        if cb in declared:
-            sizes[cb] = [int(k) for k in declared[cb]]
-        else:
-            sizes[cb] = [
-                int(v) + 1 for v in (mat.max(0) if valid.any() else np.zeros(n_levels, np.int64))
-            ]
-    _check_unique(item_ids, path)
-    return item_ids, codes, sizes
-
-
-def _item_id_column(table: Any, path: Any) -> np.ndarray:
-    """item_id as object [n] of str; InputError for a null ID or a non-ID column type."""
-    col = table.column("item_id")
-    t = col.type
-    if not _is_id_type(t):
-        raise InputError(f"{path}: column 'item_id' must hold string or integer IDs, got {t}")
-    if col.null_count:
-        row = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
-        raise InputError(f"{path}: item_id is null at row {row}")
-    return np.asarray([str(v) for v in col.to_pylist()], dtype=object)
-
-
-def _declared_sizes(table: Any, path: Any) -> dict[str, list[int]]:
-    meta = table.schema.metadata or {}
-    if b"psrq.sid_sizes" not in meta:
-        return {}
-    try:
-        declared = json.loads(meta[b"psrq.sid_sizes"])
-        if not isinstance(declared, dict):
-            raise ValueError("not a mapping")
-        return {str(cb): [int(k) for k in ks] for cb, ks in declared.items()}
-    except (ValueError, TypeError) as e:
-        raise InputError(
-            f"{path}: metadata psrq.sid_sizes is not a JSON mapping of codebook -> sizes ({e})"
-        ) from None
-
-
-SID_SOURCE_KEYS = ("psrq.methods", "psrq.quantizer_fingerprint")
-
-
-def read_sids_source(path: str | os.PathLike[str]) -> dict[str, str]:
-    """The quantizer a sids.parquet came from: its method per codebook and its fingerprint
-    (Parquet metadata written by MultimodalQuantizer; {} for a file without them)."""
-    import pyarrow.parquet as pq
-
-    try:
-        meta = pq.read_schema(path).metadata or {}
-    except Exception as e:  # pyarrow raises several unrelated types for bad files
-        raise InputError(f"cannot read {path}: {e}") from e
-    return {k: meta[k.encode()].decode() for k in SID_SOURCE_KEYS if k.encode() in meta}
-
-
-def check_sids_source(recorded: dict[str, str] | None, path: str | os.PathLike[str]) -> None:
-    """ArtifactError when the sids file at `path` was made by another quantizer than `recorded`
-    (the source a model was trained with). Keys missing on either side are not compared."""
-    if not recorded:
-        return
-    theirs = read_sids_source(path)
-    for key in SID_SOURCE_KEYS:
-        if key in recorded and key in theirs and recorded[key] != theirs[key]:
-            what = "method" if key == "psrq.methods" else "quantizer fingerprint"
-            raise ArtifactError(
-                f"{path} was made by another quantizer than the model was trained with: {what} "
-                f"{theirs[key]} in the file, {recorded[key]} in the model. Assign the new items with the "
-                "quantizer model directory the training SIDs came from (psrq assign --model-dir ...)"
-            )
+    sids = SemanticIDs.read(path)
+    return sids.item_ids, sids.padded_codes(), sids.sid_sizes()
 
 
 def sid_coverage(tables: ItemTables, item_rows: np.ndarray) -> float:
@@ -241,72 +66,22 @@ def sid_coverage(tables: ItemTables, item_rows: np.ndarray) -> float:
 
 
 def read_embeddings(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
-    """embeddings/<modality>.parquet -> (item_ids [n] str, float32 [n, d])."""
-    import pyarrow.compute as pc
-
-    table = (
-        read_table(path, columns=["item_id", "embedding"])
-        if Path(path).is_file()
-        else read_table(path)
-    )
-    _require_columns(table, ["item_id", "embedding"], path)
-    item_ids = _item_id_column(table, path)
-    _check_unique(item_ids, path)
-    import pyarrow as pa
-
-    arr = table.column("embedding").combine_chunks()
-    t = arr.type
-    if not (
-        pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
-    ) or not (pa.types.is_floating(t.value_type) or pa.types.is_integer(t.value_type)):
-        raise InputError(f"{path}: column 'embedding' is {t}, expected a list of floats")
-    if arr.null_count:
-        row = int(np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))[0])
-        raise InputError(f"{path}: embedding is null at row {row} (item {item_ids[row]!r})")
-    if len(item_ids) == 0:
-        raise InputError(f"{path} has no rows")
-    lengths = pc.list_value_length(arr).to_numpy(zero_copy_only=False)
-    if lengths[0] == 0 or (lengths != lengths[0]).any():
-        row = int(np.flatnonzero(lengths != lengths[0])[0]) if (lengths != lengths[0]).any() else 0
-        raise InputError(
-            f"{path}: embedding of row {row} (item {item_ids[row]!r}) has {lengths[row]} values, "
-            f"row 0 has {lengths[0]}; every embedding needs the same width >= 1"
-        )
-    values = pc.list_flatten(arr)
-    if values.null_count:
-        raise InputError(f"{path}: an embedding holds a null value")
-    X = values.to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(item_ids), -1)
-    bad = np.flatnonzero(~np.isfinite(X).all(1))
-    if len(bad):
-        raise InputError(
-            f"{path}: NaN or inf in the embedding of row {int(bad[0])} (item {item_ids[bad[0]]!r})"
-        )
-    return item_ids, X
+    """embeddings/<modality>.parquet -> (item_ids [n] str, float32 [n, d]), read by
+    `psrq.formats.embeddings` (null cells: items lacking the modality, skipped)."""
+    return _content(read_embedding_parquet(path, Path(path).stem))
 
 
 def read_embeddings_dir(
     directory: str | os.PathLike[str] | None, modalities: list[str] | None = None
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """All (or the named) embeddings/<modality>.parquet files of a directory."""
-    if directory is None:
-        return {}
-    d = Path(directory)
-    if not d.is_dir():
-        raise InputError(f"embeddings directory not found: {d}")
-    found = {p.stem: p for p in sorted(d.glob("*.parquet"))}
-    wanted = list(found) if modalities is None else modalities
-    missing = [m for m in wanted if m not in found]
-    if missing:
-        raise InputError(f"{d}: no embeddings for modality {missing} (found {sorted(found)})")
-    return {m: read_embeddings(found[m]) for m in wanted}
+    """All (or the named) embeddings/<modality>.parquet files of a directory, as content."""
+    return {m: _content(e) for m, e in formats_read_embeddings_dir(directory, modalities).items()}
 
 
-def _check_unique(item_ids: np.ndarray, path: Any) -> None:
-    uniq, counts = np.unique(item_ids.astype(str), return_counts=True)
-    if (counts > 1).any():
-        raise InputError(
-            f"{path}: item_id {str(uniq[counts > 1][0])!r} appears {counts[counts > 1][0]} times"
-        )
+def _content(e: ModalityEmbeddings) -> tuple[np.ndarray, np.ndarray]:
+    if len(e) == 0:
+        raise InputError(f"{e.source} has no rows with an embedding ({e.n_null} null)")
+    return e.item_ids, e.X
 
 
 # ---- item tables ------------------------------------------------------------------------------

@@ -444,7 +444,7 @@ def read_id_list(path: Path, option: str) -> list[str]:
     if not path.is_file():
         raise InputError(f"{option} {path}: file not found")
     if path.suffix.lower() == ".parquet":
-        from psrq.rank.batches import read_table
+        from psrq.formats.ids import read_parquet as read_table
 
         table = read_table(path)
         names = table.column_names

@@ -44,6 +44,7 @@ import torch
 from torch import nn
 
 from psrq.errors import ConfigError
+from psrq.formats.sids import JOINT
 from psrq.rank.layers import (
     MLPTower,
     SIDEmbedding,
@@ -54,7 +55,6 @@ from psrq.rank.layers import (
 
 PAD = 0  # item row / ID index reserved for padding
 OOV = 1  # item row / ID index reserved for unknown items (shared out-of-vocabulary embedding)
-JOINT = "joint"
 
 
 @dataclass

@@ -16,6 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from psrq.formats.embeddings import write_embedding_parquet
+from psrq.formats.samples import split_path, write_samples
+from psrq.formats.sids import JOINT, SID_SIZES_KEY, SemanticIDs
+
 SYNTHETIC_META = {
     b"psrq.synthetic": b"true",
     b"psrq.note": b"SYNTHETIC data with planted clusters (psrq.rank.synthetic)",
@@ -42,7 +46,7 @@ def make_synthetic_ranking_data(
     """
     import pyarrow as pa
 
-    from psrq.artifacts import write_json, write_parquet
+    from psrq.artifacts import write_json
 
     rng = np.random.default_rng(seed)
     root = Path(root)
@@ -94,55 +98,49 @@ def make_synthetic_ranking_data(
                 "is_cold": pa.array(train_count < cold_threshold, pa.bool_()),
             }
         ).replace_schema_metadata(SYNTHETIC_META)
-        paths[split] = root / "samples" / f"{split}.parquet"
-        write_parquet(paths[split], table)
+        paths[split] = write_samples(split_path(root / "samples", split), table)
     write_json(
         root / "samples" / "meta.json",
         {"synthetic": True, "cold_threshold": cold_threshold, "max_history": 20, "seed": seed},
     )
 
     # Semantic IDs: level 1 = the planted cluster (per codebook, relabelled), levels 2-3 random.
-    sid_cols: dict[str, Any] = {"item_id": pa.array(item_ids.tolist(), pa.string())}
+    all_codes: dict[str, np.ndarray] = {}
     sizes: dict[str, list[int]] = {}
-    for cb in (*modalities, "joint"):
+    for cb in (*modalities, JOINT):
         relabel = (
             rng.permutation(codebook_size)[:n_clusters]
             if codebook_size >= n_clusters
             else np.arange(n_clusters)
         )
-        codes = np.stack(
+        all_codes[cb] = np.stack(
             [
                 relabel[cluster],
                 rng.integers(0, codebook_size, n_items),
                 rng.integers(0, codebook_size, n_items),
             ],
             1,
-        )
-        sid_cols[f"sid_{cb}"] = pa.FixedSizeListArray.from_arrays(
-            pa.array(codes.astype(np.int32).ravel(), pa.int32()), 3
-        )
+        ).astype(np.int32)
         sizes[cb] = [max(codebook_size, n_clusters), codebook_size, codebook_size]
-    meta = {**SYNTHETIC_META, b"psrq.sid_sizes": json.dumps(sizes).encode()}
-    paths["sids"] = root / "sids.parquet"
-    write_parquet(paths["sids"], pa.table(sid_cols).replace_schema_metadata(meta))
+    synthetic = {k.decode(): v.decode() for k, v in SYNTHETIC_META.items()}
+    paths["sids"] = SemanticIDs(
+        item_ids,
+        list(modalities),
+        np.ones((n_items, len(modalities)), dtype=bool),
+        all_codes,
+        {cb: np.ones(n_items, dtype=bool) for cb in all_codes},
+        metadata={**synthetic, SID_SIZES_KEY: json.dumps(sizes)},
+    ).write(root / "sids.parquet")
 
     centers = rng.normal(size=(n_clusters, content_dim)).astype(np.float32)
     for m in modalities:
         X = centers[cluster] + 0.5 * rng.normal(size=(n_items, content_dim)).astype(np.float32)
-        emb = pa.FixedSizeListArray.from_arrays(
-            pa.array(X.astype(np.float32).ravel(), pa.float32()), content_dim
-        )
-        table = pa.table({"item_id": pa.array(item_ids.tolist(), pa.string()), "embedding": emb})
-        paths[f"emb_{m}"] = root / "embeddings" / f"{m}.parquet"
-        write_parquet(
-            paths[f"emb_{m}"],
-            table.replace_schema_metadata(
-                {
-                    **SYNTHETIC_META,
-                    b"psrq.encoder": b"synthetic",
-                    b"psrq.dim": str(content_dim).encode(),
-                }
-            ),
+        paths[f"emb_{m}"] = write_embedding_parquet(
+            root / "embeddings" / f"{m}.parquet",
+            item_ids.tolist(),
+            X,
+            dim=content_dim,
+            metadata={**synthetic, "psrq.encoder": "synthetic", "psrq.dim": str(content_dim)},
         )
     paths["samples"] = root / "samples"
     paths["embeddings"] = root / "embeddings"

@@ -30,6 +30,8 @@ from psrq.artifacts import fingerprint_obj, read_model_dir, write_json, write_mo
 # The training configuration is part of the one configuration tree (psrq.config), re-exported here.
 from psrq.config import FAMILY_DEFAULTS, PRESETS, TrainConfig, model_family  # noqa: F401
 from psrq.errors import ConfigError, InputError, TrainingError
+from psrq.formats.ids import read_parquet as read_table
+from psrq.formats.sids import JOINT, read_sids_source
 from psrq.rank.batches import (
     EncodedSplit,
     ItemTables,
@@ -38,8 +40,6 @@ from psrq.rank.batches import (
     iter_batches,
     read_embeddings_dir,
     read_sids,
-    read_sids_source,
-    read_table,
 )
 from psrq.rank.metrics import evaluate_predictions
 from psrq.rank.model_dir import load_tensors, save_model
@@ -101,10 +101,10 @@ def with_single_modality_joint(
     modality's SID: alias it (the same array, no copy). The item tables then report
     ``sid_aliases == {"joint": <modality>}`` and the models build that codebook once."""
     ids, codes, sizes = sid_data
-    mods = [cb for cb in codes if cb != "joint"]
-    if "joint" not in codes and len(mods) == 1:
-        codes = {**codes, "joint": codes[mods[0]]}
-        sizes = {**sizes, "joint": sizes[mods[0]]}
+    mods = [cb for cb in codes if cb != JOINT]
+    if JOINT not in codes and len(mods) == 1:
+        codes = {**codes, JOINT: codes[mods[0]]}
+        sizes = {**sizes, JOINT: sizes[mods[0]]}
     return ids, codes, sizes
 
 

@@ -34,6 +34,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from psrq.errors import PsrqError
+from psrq.formats.sids import JOINT
 from psrq.serve import schemas as s
 from psrq.serve.assign import AudioUpload, RequestError, assign_sids, gather_vectors, sids_response
 from psrq.serve.loaded import Loaded, ServeSpec, load_artifacts
@@ -565,13 +566,13 @@ def _explorer_routes(app: FastAPI, holder: ModelHolder) -> None:
         return s.ExplorerSummary(**index().summary())
 
     @app.get("/v1/explorer/codes", response_model=s.CodesResponse, tags=["explorer"])
-    def codes(codebook: str = "joint", prefix: str = "") -> s.CodesResponse:
+    def codes(codebook: str = JOINT, prefix: str = "") -> s.CodesResponse:
         """The codes one level below `prefix` (comma-separated codes), largest cluster first."""
         return s.CodesResponse(**index().children(codebook, _prefix(prefix)))
 
     @app.get("/v1/explorer/items", response_model=s.ItemsResponse, tags=["explorer"])
     def items(
-        codebook: str = "joint",
+        codebook: str = JOINT,
         prefix: str = "",
         limit: int = Query(100, ge=1, le=1000),
         offset: int = Query(0, ge=0),
@@ -587,9 +588,7 @@ def _explorer_routes(app: FastAPI, holder: ModelHolder) -> None:
         return [s.ExplorerItem(**hit) for hit in index().search(q)]
 
     @app.get("/v1/explorer/items/{item_id}", response_model=s.ItemDetail, tags=["explorer"])
-    def item(
-        item_id: str, codebook: str = "joint", k: int = Query(10, ge=1, le=100)
-    ) -> s.ItemDetail:
+    def item(item_id: str, codebook: str = JOINT, k: int = Query(10, ge=1, le=100)) -> s.ItemDetail:
         """An item's code path and its nearest neighbours in code space and in embedding space."""
         return s.ItemDetail(**index().detail(item_id, codebook, k=k))
 

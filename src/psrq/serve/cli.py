@@ -65,7 +65,7 @@ def _run_paths(run: Path) -> dict[str, str | None]:
 
 def _encoder_of(path: Path) -> str | None:
     """The encoder name `psrq serve` loads for embeddings written by `psrq embed` (None: SYNTHETIC or unknown)."""
-    from psrq.serve.loaded import embeddings_metadata
+    from psrq.formats.embeddings import embeddings_metadata
 
     name = embeddings_metadata(path).get("psrq.encoder", "")
     if name.startswith("sentence-transformers:all-MiniLM-L6-v2"):

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from psrq.formats.sids import JOINT
 from psrq.serve.assign import RequestError
 
 TITLE_COLUMNS = ("title", "name")
@@ -187,7 +188,7 @@ class ExplorerIndex:
     def _space_name(self, codebook: str) -> str | None:
         if codebook not in self.spaces:
             return None
-        if codebook == "joint":
+        if codebook == JOINT:
             return "cosine in the joint quantizer's input (weighted concatenation of normalised modality vectors)"
         return f"cosine between normalised {codebook} embeddings"
 
@@ -231,7 +232,7 @@ def _read_titles(path: str, position: dict[str, int], n: int) -> np.ndarray | No
 def _embedding_spaces(
     loaded: Any, position: dict[str, int]
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    from psrq.quantize.embeddings_io import read_embedding_parquet
+    from psrq.formats.embeddings import read_embedding_parquet
 
     folder = Path(loaded.spec.embeddings)
     inputs = {

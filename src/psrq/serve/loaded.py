@@ -22,6 +22,8 @@ import numpy as np
 
 from psrq.artifacts import sha256_file
 from psrq.errors import ArtifactError, InputError
+from psrq.formats.embeddings import embeddings_metadata
+from psrq.formats.sids import JOINT
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,7 @@ def joint_alias(quantizer: Any) -> str | None:
     """With one modality and no joint codebook, the ranking stage's joint SID *is* that
     modality's SID (`psrq.rank.train.with_single_modality_joint`): the modality it aliases."""
     mods = list(quantizer.modalities_)
-    if "joint" not in quantizer.quantizers_ and len(mods) == 1:
+    if JOINT not in quantizer.quantizers_ and len(mods) == 1:
         return mods[0]
     return None
 
@@ -105,7 +107,7 @@ def joint_alias(quantizer: Any) -> str | None:
 def codebook_quantizer(quantizer: Any, codebook: str) -> Any | None:
     """The quantizer behind `codebook` (the aliased modality's for a single-modality joint)."""
     q = quantizer.quantizers_.get(codebook)
-    if q is None and codebook == "joint" and joint_alias(quantizer) is not None:
+    if q is None and codebook == JOINT and joint_alias(quantizer) is not None:
         q = quantizer.quantizers_[joint_alias(quantizer)]
     return q
 
@@ -167,16 +169,6 @@ def _load_ranker(path: str, quantizer: Any) -> Any:
                 f"ranker {path} was trained on codebook {cb!r} with sizes {sizes}; the quantizer has {q_sizes}"
             )
     return ranker
-
-
-def embeddings_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
-    """The psrq.* key-value metadata of an embeddings Parquet file ({} when absent)."""
-    import pyarrow.parquet as pq
-
-    if not Path(path).is_file():
-        return {}
-    meta = pq.read_schema(path).metadata or {}
-    return {k.decode(): v.decode() for k, v in meta.items() if k.startswith(b"psrq.")}
 
 
 def _load_encoder(

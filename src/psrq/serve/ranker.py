@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from psrq.errors import InputError
-from psrq.rank.batches import ItemTables, encode_samples, read_table
+from psrq.formats.ids import read_parquet as read_table
+from psrq.rank.batches import ItemTables, encode_samples
 from psrq.rank.model_dir import load_model
 from psrq.rank.models import OOV, RankingModel
 from psrq.rank.models import PAD as PAD_ROW
@@ -50,7 +51,8 @@ class Ranker:
 
     def check_sids(self, sids_path: str | os.PathLike[str]) -> None:
         """ArtifactError when `sids_path` is not the SID artifact this model was trained with."""
-        from psrq.rank.batches import check_sids_match, check_sids_source
+        from psrq.formats.sids import check_sids_source
+        from psrq.rank.batches import check_sids_match
 
         if self.model.codebooks:
             check_sids_source(self.tables.sid_source, sids_path)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from psrq.formats.sids import JOINT
 from psrq.serve.assign import RequestError, assign_sids, check_vector
 from psrq.serve.loaded import Loaded, joint_alias
 from psrq.serve.schemas import ScoredItem, ScoreRequest, ScoreResponse
@@ -56,8 +57,8 @@ def describe_new_items(
 
     def used_codes(codes: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The codebooks the ranker uses; a single modality's codes also stand as the joint SID."""
-        if alias is not None and alias in codes and "joint" not in codes:
-            codes = {**codes, "joint": codes[alias]}
+        if alias is not None and alias in codes and JOINT not in codes:
+            codes = {**codes, JOINT: codes[alias]}
         return {cb: c for cb, c in codes.items() if cb in ranker.tables.sid_sizes}
 
     for i, item in enumerate(request.new_items):

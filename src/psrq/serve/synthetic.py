@@ -21,16 +21,11 @@ SYNTHETIC_META = {b"psrq.synthetic": b"true", b"psrq.note": b"SYNTHETIC (psrq.se
 
 
 def write_embeddings(path: Path, item_ids: list[str], X: np.ndarray) -> None:
-    import pyarrow as pa
+    from psrq.formats.embeddings import write_embedding_parquet
 
-    from psrq.artifacts import write_parquet
-
-    emb = pa.FixedSizeListArray.from_arrays(
-        pa.array(X.astype(np.float32).ravel(), pa.float32()), X.shape[1]
-    )
-    table = pa.table({"item_id": pa.array(item_ids, pa.string()), "embedding": emb})
-    write_parquet(
-        path, table.replace_schema_metadata({**SYNTHETIC_META, b"psrq.encoder": b"synthetic"})
+    meta = {k.decode(): v.decode() for k, v in SYNTHETIC_META.items()}
+    write_embedding_parquet(
+        path, item_ids, X, dim=X.shape[1], metadata={**meta, "psrq.encoder": "synthetic"}
     )
 
 
@@ -50,7 +45,7 @@ def build_service_artifacts(
     import pyarrow.parquet as pq
 
     from psrq.artifacts import write_parquet
-    from psrq.quantize.embeddings_io import read_embedding_parquet
+    from psrq.formats.embeddings import read_embedding_parquet
     from psrq.quantize.multimodal import MultimodalQuantizer
     from psrq.rank.synthetic import make_synthetic_ranking_data
     from psrq.rank.train import TrainConfig, load_ranking_data, train_model
