@@ -118,7 +118,7 @@ def test_run_cli_prints_config_and_rejects_bad_file(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["run", "--show-config", "--out", str(tmp_path / "x")])
     assert result.exit_code == 0
     shown = yaml.safe_load(result.output)
-    assert shown["output"] == str(tmp_path / "x") and shown["dataset"]["name"] == "lastfm2k"
+    assert shown["out"] == str(tmp_path / "x") and shown["dataset"]["name"] == "lastfm2k"
     bad = tmp_path / "bad.yaml"
     bad.write_text("datasett: {}\n")
     result = CliRunner().invoke(app, ["run", "--config", str(bad)])
