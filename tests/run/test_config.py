@@ -121,6 +121,6 @@ def test_file_level_errors(tmp_path):
     with pytest.raises(ConfigError, match=r"configuration file not found: .*missing\.yaml"):
         load_config(tmp_path / "missing.yaml")
     with pytest.raises(ConfigError, match="is not valid YAML"):
-        load_config(_yaml(tmp_path, "output: [unclosed"))
+        load_config(_yaml(tmp_path, "out: [unclosed"))
     with pytest.raises(ConfigError, match="the top level must be a mapping of sections, got list"):
         load_config(_yaml(tmp_path, "- a\n- b\n"))

@@ -106,7 +106,7 @@ def test_config_values_are_not_coerced_and_fail_at_validation(cli, tmp_path, yam
     from psrq.config import load_config
 
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(f"output: {tmp_path / 'run'}\n" + yaml)
+    cfg.write_text(f"out: {tmp_path / 'run'}\n" + yaml)
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         load_config(cfg)
     res = cli("run", "--config", cfg)

@@ -164,7 +164,7 @@ def test_run_output_naming_a_file(cli, tmp_path):
     f = tmp_path / "out"
     f.write_text("x")
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(f"output: {f}\n")
+    cfg.write_text(f"out: {f}\n")
     res = cli("run", "--config", cfg)
     assert res.code == 2 and str(f) in res.err and len(res.err.strip().splitlines()) == 1
     assert f.read_text() == "x"
