@@ -191,6 +191,9 @@ class RankConfig(_Strict):
     dropout: float | None = Field(
         None, ge=0, lt=1, description="tower dropout; null = the model family's default"
     )
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="training arithmetic (fp16: CUDA only); tolerance in docs/scaling.md"
+    )
 
 
 class RunConfig(_Strict):

@@ -369,6 +369,7 @@ def _rank(
         seed=seed,
         embedding_l2=r.embedding_l2,
         dropout=r.dropout,
+        precision=r.precision,
     )
     out = paths.ranker(ranker_name(ranker, sid_method), seed)
     # The stage reruns because its settings changed: a checkpoint of the old settings cannot resume.
@@ -464,7 +465,11 @@ def run_pipeline(config: RunConfig, *, force: bool = False, skip_rank: bool = Fa
                     "data": state.data_meta["fingerprint"],
                     "sids": quantize_fps.get(method) if method else None,
                     "content": emb if RANKERS[ranker][3] else None,
-                    "rank": config.rank.model_dump(exclude={"seeds", "models", "sid_method"}),
+                    "rank": config.rank.model_dump(
+                        # precision fp32 (the default) leaves the fingerprint of earlier runs as it was
+                        exclude={"seeds", "models", "sid_method"}
+                        | ({"precision"} if config.rank.precision == "fp32" else set())
+                    ),
                     "model_params": ranker_params(ranker, state.modalities),
                     "max_history": config.protocol.max_history,
                     "seed": seed,

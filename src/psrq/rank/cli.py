@@ -184,6 +184,12 @@ def train_cmd(
         typer.Option(min=0.0, max=0.99, help="Dropout in the tower (default: the model family's)."),
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            help="Training arithmetic: fp32 (default), bf16 (autocast, CPU or CUDA) or fp16 (CUDA only); docs/scaling.md.",
+        ),
+    ] = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.")] = False,
     threads: ThreadsOpt = None,
     nproc: Annotated[
@@ -242,6 +248,7 @@ def train_cmd(
             min_id_count=min_id_count,
             embedding_l2=embedding_l2,
             dropout=dropout,
+            precision=precision,
         )
         data = load_ranking_data(
             samples,
@@ -331,6 +338,7 @@ def _launch_ddp(nproc: int, options: dict, params: dict) -> None:
         "min_id_count",
         "embedding_l2",
         "dropout",
+        "precision",
         "threads",
     ):
         if options[name] is not None:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import faulthandler
 import json
 import math
 import os
@@ -57,6 +58,8 @@ from psrq.rank.train import (
     TrainResult,
     _load_checkpoint,
     _write_checkpoint,
+    autocast,
+    check_precision,
     evaluate_split,
     load_ranking_data,
     make_model,
@@ -112,8 +115,11 @@ def _train_epoch(
     world: int,
     device: torch.device,
     regulariser: EmbeddingL2,
+    scaler: Any = None,
 ) -> tuple[float, int]:
-    """One epoch on this rank's share; returns (global mean loss, global samples seen)."""
+    """One epoch on this rank's share; returns (global mean loss, global samples seen).
+
+    `scaler`: a torch.amp.GradScaler for fp16 on CUDA (None otherwise)."""
     ddp_model.train()
     loss_fn = torch.nn.BCEWithLogitsLoss()
     total = torch.zeros(2, dtype=torch.float64, device=device)
@@ -127,7 +133,9 @@ def _train_epoch(
             split.history[idx].to(device),
             split.label[idx].to(device),
         )
-        loss = loss_fn(ddp_model(target, history), label)
+        with autocast(config.precision, device.type):
+            logits = ddp_model(target, history)
+        loss = loss_fn(logits.float(), label)  # the loss in float32 at every precision
         if not torch.isfinite(loss):
             raise TrainingError(
                 f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, batch {b} on rank {rank}; training stopped"
@@ -135,10 +143,15 @@ def _train_epoch(
         optimizer.zero_grad(set_to_none=True)
         # The embedding-row L2 of `psrq train` (train.EmbeddingL2), on this rank's rows; the
         # all-reduce below averages its gradient like the loss's.
-        (
-            loss + regulariser.penalty(len(idx)) if regulariser.weight > 0 else loss
-        ).backward()  # DDP all-reduces here
-        optimizer.step()
+        objective = loss + regulariser.penalty(len(idx)) if regulariser.weight > 0 else loss
+        if scaler is None:
+            objective.backward()  # DDP all-reduces here
+            optimizer.step()
+        else:  # fp16: scale the loss, unscale and skip steps with inf/NaN gradients
+            scaler.scale(objective).backward()
+            for opt in optimizer.optimizers:
+                scaler.step(opt)
+            scaler.update()
         total += torch.tensor(
             [loss.item() * len(idx), len(idx)], dtype=torch.float64, device=device
         )
@@ -182,6 +195,8 @@ def train_ddp(
     if "train" not in data.splits or len(data.splits["train"]) == 0:
         raise InputError("no training samples (samples/train.parquet is empty)")
     config = _ddp_config(config, backend)
+    check_precision(config.precision, device.type)
+    scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
     model = make_model(config, data.tables).to(device)
     _check_distributable(model)
     optimizer = make_optimizer(model, config)
@@ -222,6 +237,7 @@ def train_ddp(
             world,
             device,
             regulariser,
+            scaler,
         )
         seconds = time.perf_counter() - started
         record: dict[str, Any] = {
@@ -309,6 +325,7 @@ def _parser() -> argparse.ArgumentParser:
     ):
         ap.add_argument(f"--{name}", type=typ)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--precision", choices=("fp32", "bf16", "fp16"))
     ap.add_argument("--resume", action="store_true")
     ap.add_argument(
         "--threads", type=int, help="torch threads per process (default: cores / processes)."
@@ -323,6 +340,9 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(
             "psrq.rank.ddp runs under torchrun: torchrun --standalone --nproc_per_node N -m psrq.rank.ddp ... (or psrq train --nproc N)"
         )
+    # A crash in a worker (native code: gloo, OpenMP, torch) prints every thread's Python stack
+    # to stderr, which torchrun relays; PYTHONFAULTHANDLER=1 does the same from outside.
+    faulthandler.enable()
     dist.init_process_group(backend=backend_for_device())
     try:
         world = dist.get_world_size()
@@ -341,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
             min_id_count=args.min_id_count,
             embedding_l2=args.embedding_l2,
             dropout=args.dropout,
+            precision=args.precision,
         )
         data = load_ranking_data(
             args.samples,
@@ -354,6 +375,9 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 json.dumps({"best_epoch": result.best_epoch, "metrics": result.metrics}, indent=2)
             )
+        # Rank 0 evaluates and writes the model directory after the last collective: the other
+        # ranks wait here, so no process tears gloo down while a peer may still talk to it.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
     return 0

@@ -69,6 +69,10 @@ class TrainConfig:
     min_id_count: int = 2  # items seen fewer times in training share the OOV ID row
     seed: int = 0
     eval_batch_size: int = 8192
+    # Training arithmetic (PRECISIONS): "bf16" runs the forward pass under torch.autocast in
+    # bfloat16 (CPU or CUDA), "fp16" in float16 with a GradScaler (CUDA only). The loss, the
+    # optimiser state, the weights and evaluation stay float32. Tolerance: docs/scaling.md.
+    precision: str = "fp32"
 
     @classmethod
     def from_preset(cls, preset: str, **overrides: Any) -> TrainConfig:
@@ -91,9 +95,36 @@ class TrainConfig:
             raise ConfigError(f"embedding_l2 must be >= 0, got {self.embedding_l2}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(
+                f"precision must be one of {list(PRECISIONS)}, got {self.precision!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def check_precision(precision: str, device_type: str) -> None:
+    """Refuse a precision the device cannot train in (fp16 needs CUDA's GradScaler)."""
+    if precision == "fp16" and device_type != "cuda":
+        raise ConfigError(
+            f"precision fp16 trains on CUDA only (float16 needs a GradScaler there), not on {device_type}; "
+            "use bf16 or fp32"
+        )
+
+
+def autocast(precision: str, device_type: str) -> Any:
+    """The forward pass's context for `precision`: nothing for fp32, torch.autocast otherwise."""
+    import contextlib
+
+    check_precision(precision, device_type)
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type, dtype=dtype)
 
 
 def model_family(model: str, model_params: dict[str, Any]) -> str:
@@ -387,8 +418,9 @@ def train_one_epoch(
             leave=False,
             disable=None if progress else True,
         ):
-            logits = model(target, history)
-            loss = loss_fn(logits, label)
+            with autocast(config.precision, "cpu"):
+                logits = model(target, history)
+            loss = loss_fn(logits.float(), label)  # the loss in float32 at every precision
             if not torch.isfinite(loss):
                 rows = idx[:5].tolist()
                 raise TrainingError(
@@ -457,6 +489,7 @@ def train_model(
     from rich.console import Console
 
     console = Console(stderr=True, quiet=not progress)
+    check_precision(config.precision, "cpu")  # this loop trains on the CPU
     if "train" not in data.splits or len(data.splits["train"]) == 0:
         raise InputError("no training samples (samples/train.parquet is empty)")
     valid = data.splits.get("valid")
@@ -526,6 +559,8 @@ def train_model(
 def _config_key(config: TrainConfig, tables: ItemTables) -> str:
     # `epochs` may grow on resume (continue a finished run for longer); everything else must match.
     settings = {k: v for k, v in config.to_dict().items() if k != "epochs"}
+    if settings.get("precision") == "fp32":  # the default: checkpoints written before it resume
+        del settings["precision"]
     return fingerprint_obj(
         {"config": settings, "sids": tables.sid_fingerprint(), "shapes": tables.shapes().to_dict()}
     )
