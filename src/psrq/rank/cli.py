@@ -231,6 +231,15 @@ def train_cmd(
         params["dot"] = True
     if content:
         params["content"] = True
+    if precision is not None:  # refused here, before any process starts
+        import torch
+
+        from psrq.rank.train import PRECISIONS, check_precision
+
+        if precision not in PRECISIONS:
+            raise ConfigError(f"--precision must be one of {list(PRECISIONS)}, got {precision!r}")
+        # Only psrq.rank.ddp trains on CUDA (NCCL, cuda:LOCAL_RANK); this process trains on the CPU.
+        check_precision(precision, "cuda" if nproc > 1 and torch.cuda.is_available() else "cpu")
     with claim_outputs(*outputs, wait=wait):
         if nproc > 1:
             _launch_ddp(nproc, locals(), params)
