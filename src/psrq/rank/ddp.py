@@ -18,8 +18,9 @@ What data parallelism changes, and why results still match one process:
   together is exactly positions [i*B, (i+1)*B) of that permutation: the batches a single process
   with the same sampler sees. Differences come from float summation order only (and from the
   sampler padding the last batch with W-1 repeated samples at most).
-- Embedding gradients: with gloo (CPU) the ID and SID tables keep **sparse** gradients. DDP
-  all-reduces a sparse gradient as a sparse tensor (its own bucket) and divides by W, and
+- Embedding gradients: with gloo (CPU) the ID and SID tables keep **sparse** gradients. They
+  are left out of DDP's reducer; `all_reduce_sparse_gradients` averages them after backward
+  (dense all_gathers of the rows, sum / W; gloo's sparse all-reduce crashed rarely), and
   SparseAdam then updates exactly the rows the global batch touched, as in one process. NCCL
   has no sparse all-reduce, so on GPUs the tables are built **dense** (``sparse_embeddings=False``,
   dense Adam): SID tables are small (1 + sum of codebook sizes rows per codebook) and the ID table
