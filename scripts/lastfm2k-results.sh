@@ -1,14 +1,16 @@
 #!/bin/sh
 # Regenerates docs/results-lastfm2k.md's numbers: Last.fm-2k, protocol 3, text PSRQ SIDs
 # (3 x k = 64, prefix weight 0.5, the library defaults), regularisation defaults per model family,
-# 5 seeds (SEEDS=N for fewer). Writes under runs/lf/; finished (run, seed) pairs are cached, so a
-# rerun resumes (the cache key holds the samples path as given: keep these relative paths).
-# Two processes at a time; about 2-5 min per DIN-type run and 5-12 min per MCCA run on the shared
-# 2-core machine.
+# 5 seeds (SEEDS=N for fewer). Writes under runs/lf/<dir>/; finished (run, seed) pairs are cached,
+# so a rerun resumes. Then copies the per-seed records into docs/results/lastfm2k/<dir>/runs/
+# (committed, so the tables can be rebuilt without training) and prints the tables from them.
+# Two processes at a time; 0.5-2 min per run on the 2-core machine (about 45 min in all when it
+# is otherwise idle).
 set -e
 cd "$(dirname "$0")/.."
-export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE PYTHONPATH=${PYTHONPATH:-src}
+export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE
 OUT=runs/lf
+REC=docs/results/lastfm2k
 PSRQ=${PSRQ:-.venv/bin/psrq}
 PY=${PY:-.venv/bin/python}
 SEEDS=${SEEDS:-5}
@@ -17,17 +19,24 @@ $PSRQ data prepare lastfm2k --out $OUT/data
 P="$PSRQ experiment --samples $OUT/data/samples --embeddings $OUT/emb --threads 1 --seeds $SEEDS"
 # Text is the only modality: MCCA builds one codebook, so "MCCA w/o MSC" and "MCCA w/o MJC" are
 # the same network as MCCA and are not run.
-( $P --out $OUT/exp --models "VBPR,DIN,DIN+SID,MCCA,ContentConcat" --quantizers PSRQ
-  $P --out $OUT/exp --models "DIN+SID" --quantizers VQ,PQ,RQKMeans,RQVAE ) &
+( $P --out $OUT/exp --models "DIN,ContentConcat" --quantizers PSRQ
+  $P --out $OUT/exp --models "DIN+SID" --quantizers VQ,PQ
+  $P --out $OUT/exp-m --models "VBPR,MCCA" --quantizers PSRQ
+  $P --out $OUT/exp-reg --models DIN+SID --quantizers PSRQ --embedding-l2 0.1 --dropout 0.3
+  $P --out $OUT/exp-lr1 --models DIN+SID --quantizers PSRQ --lr 1e-4 ) &
 ( $P --out $OUT/exp-b --models "SimTier+MAKE,QARM"
-  $P --out $OUT/exp-b --models "DIN+SID+dot,MCCA+dot,MCCA+content" --quantizers PSRQ
-  $P --out $OUT/exp-reg --models DIN+SID --quantizers PSRQ --embedding-l2 0.1 --dropout 0.3 ) &
+  $P --out $OUT/exp-q --models "DIN+SID" --quantizers RQKMeans,RQVAE
+  $P --out $OUT/exp-v --models "DIN+SID+dot,MCCA+dot,MCCA+content" --quantizers PSRQ
+  $P --out $OUT/exp-lr3 --models DIN+SID --quantizers PSRQ --lr 3e-4 ) &
 wait
-# the tables (from the cached runs; trains nothing):
-$P --out $OUT/exp --models "VBPR,DIN,DIN+SID,MCCA,ContentConcat" --quantizers VQ,PQ,RQKMeans,RQVAE,PSRQ --report-only
-$P --out $OUT/exp-b --models "SimTier+MAKE,QARM,DIN+SID+dot,MCCA+dot,MCCA+content" --quantizers PSRQ --report-only
-$P --out $OUT/exp-reg --models DIN+SID --quantizers PSRQ --embedding-l2 0.1 --dropout 0.3 --report-only
-$PY scripts/results-tables.py $OUT/exp $OUT/exp-b -- VBPR SimTier+MAKE ContentConcat DIN QARM DIN+PSRQ MCCA
-$PY scripts/results-tables.py $OUT/exp -- DIN DIN+VQ DIN+PQ DIN+RQ DIN+RQ-VAE DIN+PSRQ
-$PY scripts/results-tables.py $OUT/exp-reg -- "DIN+PSRQ=DIN+PSRQ (L2 0.1, dropout 0.3)"
-$PY scripts/results-tables.py $OUT/exp $OUT/exp-b -- DIN+PSRQ DIN+PSRQ+dot MCCA MCCA+dot MCCA+content VBPR
+for d in exp exp-b exp-q exp-m exp-v exp-reg exp-lr3 exp-lr1; do
+  mkdir -p $REC/$d && cp -r $OUT/$d/runs $REC/$d/
+done
+# the tables (from the records; trains nothing):
+T="$PY scripts/results-tables.py --records"
+$T $REC/exp-m $REC/exp $REC/exp-b -- VBPR SimTier+MAKE ContentConcat DIN QARM DIN+PSRQ MCCA
+$T $REC/exp $REC/exp-q -- DIN DIN+VQ DIN+PQ DIN+RQ DIN+RQ-VAE DIN+PSRQ
+$T $REC/exp $REC/exp-v $REC/exp-m -- DIN+PSRQ DIN+PSRQ+dot MCCA MCCA+dot MCCA+content VBPR
+$T $REC/exp-reg -- "DIN+PSRQ=DIN+PSRQ (L2 0.1, dropout 0.3)"
+$T $REC/exp-lr3 -- "DIN+PSRQ=DIN+PSRQ (lr 3e-4)"
+$T $REC/exp-lr1 -- "DIN+PSRQ=DIN+PSRQ (lr 1e-4)"

@@ -322,6 +322,10 @@ class TrainConfig(_Library):
     min_id_count: int = Field(2, ge=0)  # items seen fewer times in training share the OOV ID row
     seed: int = 0
     eval_batch_size: int = Field(8192, ge=1)
+    # Training arithmetic: "bf16" runs the forward pass under torch.autocast in bfloat16 (CPU or
+    # CUDA), "fp16" in float16 with a GradScaler (CUDA only). The loss, the optimiser state, the
+    # weights and evaluation stay float32. Tolerance: docs/scaling.md.
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
 
     @classmethod
     def from_preset(cls, preset: str, **overrides: Any) -> TrainConfig:
@@ -381,6 +385,9 @@ class TrainingSettings(_Strict):
         None, ge=0, description="items seen fewer times in training share the OOV ID row"
     )
     eval_batch_size: int | None = Field(None, ge=1)
+    precision: Literal["fp32", "bf16", "fp16"] | None = Field(
+        None, description="training arithmetic (fp16: CUDA only); tolerance in docs/scaling.md"
+    )
 
     def train_config(
         self, *, model: str, model_params: dict[str, Any], seed: int, **fixed: Any

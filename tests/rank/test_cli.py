@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from psrq.cli import app
@@ -343,3 +344,26 @@ def test_bad_model_params_name_the_option(syn_data, tmp_path):
                 ],
                 catch_exceptions=False,
             )
+
+
+def test_precision_is_checked_before_training(syn_data, tmp_path):
+    from psrq.errors import ConfigError
+
+    base = ["train", "--samples", str(syn_data["samples"]), "--out", str(tmp_path / "x")]
+    for bad, message in (("fp8", "--precision must be one of"), ("fp16", "CUDA only")):
+        for nproc in ("1", "2"):
+            if bad == "fp16" and nproc == "2" and torch.cuda.is_available():
+                continue  # fp16 is allowed there
+            with pytest.raises(ConfigError, match=message):
+                runner.invoke(
+                    app, [*base, "--precision", bad, "--nproc", nproc], catch_exceptions=False
+                )
+    assert not (tmp_path / "x" / "model").exists()
+    ok = runner.invoke(
+        app,
+        [*base, "--sids", str(syn_data["sids"]), "--epochs", "1", "--precision", "bf16"],
+        catch_exceptions=False,
+    )
+    assert ok.exit_code == 0, ok.output
+    config = json.loads((tmp_path / "x" / "model" / "manifest.json").read_text())
+    assert config["params"]["precision"] == "bf16"

@@ -135,3 +135,42 @@ def test_nccl_gets_dense_tables_and_gloo_keeps_sparse():
     config = TrainConfig(model="MCCA")
     assert _ddp_config(config, "nccl").model_params["sparse_embeddings"] is False
     assert "sparse_embeddings" not in _ddp_config(config, "gloo").model_params
+
+
+def _sparse_average_worker(rank: int, world: int, store_path: str, out_path: str) -> None:
+    import torch.distributed as dist
+
+    from psrq.rank.ddp import all_reduce_sparse_gradients
+
+    torch.set_num_threads(1)
+    store = dist.FileStore(store_path, world)
+    dist.init_process_group("gloo", store=store, rank=rank, world_size=world)
+    try:
+        table = torch.nn.Parameter(torch.zeros(6, 2))
+        if rank == 0:  # rows 1 (twice: uncoalesced) and 4
+            table.grad = torch.sparse_coo_tensor(
+                torch.tensor([[1, 4, 1]]),
+                torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]),
+                (6, 2),
+            )
+        # rank 1: no row touched (grad None): it still joins the collectives
+        all_reduce_sparse_gradients([table], world)
+        torch.save(table.grad.to_dense(), f"{out_path}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_sparse_gradients_are_averaged_over_ranks_with_an_empty_rank(tmp_path):
+    import torch.multiprocessing as mp
+
+    mp.spawn(
+        _sparse_average_worker,
+        args=(2, str(tmp_path / "store"), str(tmp_path / "grad")),
+        nprocs=2,
+        join=True,
+    )
+    expected = torch.zeros(6, 2)
+    expected[1] = torch.tensor([6.0, 8.0]) / 2
+    expected[4] = torch.tensor([3.0, 4.0]) / 2
+    for rank in range(2):
+        torch.testing.assert_close(torch.load(tmp_path / f"grad.{rank}"), expected)

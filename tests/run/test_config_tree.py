@@ -76,6 +76,7 @@ EVERY_KEY = {
         "dropout": 0.2,
         "min_id_count": 3,
         "eval_batch_size": 1024,
+        "precision": "bf16",
         "models": ["mcca", "din_sid+dot", "vbpr"],
         "sid_method": "v",
         "seeds": 2,
@@ -140,6 +141,7 @@ def test_the_rank_section_yields_the_training_configuration(tmp_path):
         "dropout",
         "min_id_count",
         "eval_batch_size",
+        "precision",
     ):
         assert getattr(train, key) == r[key], key
     assert train.max_history == 7 and train.seed == 1

@@ -137,9 +137,7 @@ def test_second_run_on_the_same_directory_fails(holder, cli, tmp_path):
     run_dir = tmp_path / "run"
     proc, _ = holder(run_dir)
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(
-        f"out: {run_dir}\ndataset: {{name: synth, synth_items: 100, synth_users: 10}}\n"
-    )
+    cfg.write_text(f"out: {run_dir}\ndataset: {{name: synth, synth_items: 100, synth_users: 10}}\n")
     res = cli("run", "--config", cfg)
     assert res.code == 2 and f"PID {proc.pid}" in res.err and str(run_dir) in res.err
     assert not run_dir.exists()

@@ -185,6 +185,12 @@ def train_cmd(
         typer.Option(min=0.0, max=0.99, help="Dropout in the tower (default: the model family's)."),
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            help="Training arithmetic: fp32 (default), bf16 (autocast, CPU or CUDA) or fp16 (CUDA only); docs/scaling.md.",
+        ),
+    ] = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.")] = False,
     threads: ThreadsOpt = None,
     nproc: Annotated[
@@ -227,6 +233,15 @@ def train_cmd(
         params["dot"] = True
     if content:
         params["content"] = True
+    if precision is not None:  # refused here, before any process starts
+        import torch
+
+        from psrq.rank.train import PRECISIONS, check_precision
+
+        if precision not in PRECISIONS:
+            raise ConfigError(f"--precision must be one of {list(PRECISIONS)}, got {precision!r}")
+        # Only psrq.rank.ddp trains on CUDA (NCCL, cuda:LOCAL_RANK); this process trains on the CPU.
+        check_precision(precision, "cuda" if nproc > 1 and torch.cuda.is_available() else "cpu")
     with claim_outputs(*outputs, wait=wait):
         if nproc > 1:
             _launch_ddp(nproc, locals(), params)
@@ -243,6 +258,7 @@ def train_cmd(
                 "min_id_count": min_id_count,
                 "embedding_l2": embedding_l2,
                 "dropout": dropout,
+                "precision": precision,
             },
         )
         config = settings.train_config(model=model, model_params=params, seed=seed)
@@ -334,6 +350,7 @@ def _launch_ddp(nproc: int, options: dict, params: dict) -> None:
         "min_id_count",
         "embedding_l2",
         "dropout",
+        "precision",
         "threads",
     ):
         if options[name] is not None:

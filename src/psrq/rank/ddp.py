@@ -18,8 +18,9 @@ What data parallelism changes, and why results still match one process:
   together is exactly positions [i*B, (i+1)*B) of that permutation: the batches a single process
   with the same sampler sees. Differences come from float summation order only (and from the
   sampler padding the last batch with W-1 repeated samples at most).
-- Embedding gradients: with gloo (CPU) the ID and SID tables keep **sparse** gradients. DDP
-  all-reduces a sparse gradient as a sparse tensor (its own bucket) and divides by W, and
+- Embedding gradients: with gloo (CPU) the ID and SID tables keep **sparse** gradients. They
+  are left out of DDP's reducer; `all_reduce_sparse_gradients` averages them after backward
+  (dense all_gathers of the rows, sum / W; gloo's sparse all-reduce crashed rarely), and
   SparseAdam then updates exactly the rows the global batch touched, as in one process. NCCL
   has no sparse all-reduce, so on GPUs the tables are built **dense** (``sparse_embeddings=False``,
   dense Adam): SID tables are small (1 + sum of codebook sizes rows per codebook) and the ID table
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import faulthandler
 import json
 import math
 import os
@@ -57,6 +59,8 @@ from psrq.rank.train import (
     TrainResult,
     _load_checkpoint,
     _write_checkpoint,
+    autocast,
+    check_precision,
     evaluate_split,
     load_ranking_data,
     make_model,
@@ -96,6 +100,57 @@ def local_batches(
     return list(torch.split(idx, batch_size // world))
 
 
+def sparse_parameter_names(model: torch.nn.Module) -> list[str]:
+    """Names of the embedding tables with sparse gradients (nn.Embedding(..., sparse=True))."""
+    tables = {
+        id(m.weight)
+        for m in model.modules()
+        if isinstance(m, torch.nn.Embedding | torch.nn.EmbeddingBag) and m.sparse
+    }
+    return [name for name, p in model.named_parameters() if id(p) in tables]
+
+
+def all_reduce_sparse_gradients(params: list[torch.nn.Parameter], world: int) -> None:
+    """Average sparse gradients over the ranks with dense collectives (all_gather of each rank's
+    coalesced rows, padded to the largest row count), instead of gloo's sparse all-reduce.
+
+    DDP leaves these tables out of its reducer (see train_ddp): one worker of a 2-process run
+    aborted with heap corruption ("malloc(): unaligned tcache chunk detected") inside backward,
+    where DDP launches gloo's sparse all-reduce, in about 1 of 50 launches. The result is the
+    same average DDP would give: the sum of the W local gradients / W."""
+    for p in params:
+        grad = p.grad
+        if grad is None:  # this rank's batch touched no row: an empty gradient
+            grad = torch.sparse_coo_tensor(
+                torch.empty((1, 0), dtype=torch.int64, device=p.device),
+                torch.empty((0, *p.shape[1:]), dtype=p.dtype, device=p.device),
+                p.shape,
+            )
+        grad = grad.coalesce()
+        rows, values = grad.indices()[0], grad.values()
+        count = torch.tensor([rows.numel()], dtype=torch.int64, device=p.device)
+        counts = [torch.zeros_like(count) for _ in range(world)]
+        dist.all_gather(counts, count)
+        width = int(max(int(c) for c in counts))
+        padded_rows = torch.zeros(width, dtype=torch.int64, device=p.device)
+        padded_rows[: rows.numel()] = rows
+        padded_values = torch.zeros((width, *values.shape[1:]), dtype=values.dtype, device=p.device)
+        padded_values[: rows.numel()] = values
+        all_rows = [torch.empty_like(padded_rows) for _ in range(world)]
+        all_values = [torch.empty_like(padded_values) for _ in range(world)]
+        dist.all_gather(all_rows, padded_rows)
+        dist.all_gather(all_values, padded_values)
+        keep = [slice(0, int(c)) for c in counts]
+        p.grad = (
+            torch.sparse_coo_tensor(
+                torch.cat([r[k] for r, k in zip(all_rows, keep, strict=True)]).unsqueeze(0),
+                torch.cat([v[k] for v, k in zip(all_values, keep, strict=True)]),
+                p.shape,
+            ).coalesce()
+            / world
+        )
+
+
 def _ddp_config(config: TrainConfig, backend: str) -> TrainConfig:
     if backend == "nccl":  # no sparse all-reduce in NCCL: dense tables (see the module docstring)
         return config.model_copy(
@@ -114,8 +169,12 @@ def _train_epoch(
     world: int,
     device: torch.device,
     regulariser: EmbeddingL2,
+    scaler: Any = None,
+    sparse_params: list[torch.nn.Parameter] | None = None,
 ) -> tuple[float, int]:
-    """One epoch on this rank's share; returns (global mean loss, global samples seen)."""
+    """One epoch on this rank's share; returns (global mean loss, global samples seen).
+
+    `scaler`: a torch.amp.GradScaler for fp16 on CUDA (None otherwise)."""
     ddp_model.train()
     loss_fn = torch.nn.BCEWithLogitsLoss()
     total = torch.zeros(2, dtype=torch.float64, device=device)
@@ -129,7 +188,9 @@ def _train_epoch(
             split.history[idx].to(device),
             split.label[idx].to(device),
         )
-        loss = loss_fn(ddp_model(target, history), label)
+        with autocast(config.precision, device.type):
+            logits = ddp_model(target, history)
+        loss = loss_fn(logits.float(), label)  # the loss in float32 at every precision
         if not torch.isfinite(loss):
             raise TrainingError(
                 f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, batch {b} on rank {rank}; training stopped"
@@ -137,10 +198,19 @@ def _train_epoch(
         optimizer.zero_grad(set_to_none=True)
         # The embedding-row L2 of `psrq train` (train.EmbeddingL2), on this rank's rows; the
         # all-reduce below averages its gradient like the loss's.
-        (
-            loss + regulariser.penalty(len(idx)) if regulariser.weight > 0 else loss
-        ).backward()  # DDP all-reduces here
-        optimizer.step()
+        objective = loss + regulariser.penalty(len(idx)) if regulariser.weight > 0 else loss
+        if scaler is None:
+            objective.backward()  # DDP all-reduces the dense gradients here
+            if sparse_params:
+                all_reduce_sparse_gradients(sparse_params, world)
+            optimizer.step()
+        else:  # fp16: scale the loss, unscale and skip steps with inf/NaN gradients
+            scaler.scale(objective).backward()
+            if sparse_params:
+                all_reduce_sparse_gradients(sparse_params, world)
+            for opt in optimizer.optimizers:
+                scaler.step(opt)
+            scaler.update()
         total += torch.tensor(
             [loss.item() * len(idx), len(idx)], dtype=torch.float64, device=device
         )
@@ -184,6 +254,8 @@ def train_ddp(
     if "train" not in data.splits or len(data.splits["train"]) == 0:
         raise InputError("no training samples (samples/train.parquet is empty)")
     config = _ddp_config(config, backend)
+    check_precision(config.precision, device.type)
+    scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
     model = make_model(config, data.tables).to(device)
     _check_distributable(model)
     optimizer = make_optimizer(model, config)
@@ -194,11 +266,17 @@ def train_ddp(
         warnings.catch_warnings()
     ):  # torch 2.13 deprecates the name, and says to keep it for this use
         warnings.simplefilter("ignore", FutureWarning)
+        # Sparse tables are averaged by all_reduce_sparse_gradients after backward, not by
+        # DDP's reducer (gloo's sparse all-reduce; see that function).
+        sparse_names = sparse_parameter_names(model)
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, sparse_names)
         ddp_model = DistributedDataParallel(
             model,
             broadcast_buffers=False,
             device_ids=[device.index] if device.type == "cuda" else None,
         )
+    named = dict(model.named_parameters())
+    sparse_params = [named[n] for n in sparse_names if named[n].requires_grad]
     state = {
         "epoch": -1,
         "best_epoch": -1,
@@ -224,6 +302,8 @@ def train_ddp(
             world,
             device,
             regulariser,
+            scaler,
+            sparse_params,
         )
         seconds = time.perf_counter() - started
         record: dict[str, Any] = {
@@ -311,6 +391,7 @@ def _parser() -> argparse.ArgumentParser:
     ):
         ap.add_argument(f"--{name}", type=typ)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--precision", choices=("fp32", "bf16", "fp16"))
     ap.add_argument("--resume", action="store_true")
     ap.add_argument(
         "--threads", type=int, help="torch threads per process (default: cores / processes)."
@@ -325,6 +406,9 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(
             "psrq.rank.ddp runs under torchrun: torchrun --standalone --nproc_per_node N -m psrq.rank.ddp ... (or psrq train --nproc N)"
         )
+    # A crash in a worker (native code: gloo, OpenMP, torch) prints every thread's Python stack
+    # to stderr, which torchrun relays; PYTHONFAULTHANDLER=1 does the same from outside.
+    faulthandler.enable()
     dist.init_process_group(backend=backend_for_device())
     try:
         world = dist.get_world_size()
@@ -342,6 +426,7 @@ def main(argv: list[str] | None = None) -> int:
                 "min_id_count": args.min_id_count,
                 "embedding_l2": args.embedding_l2,
                 "dropout": args.dropout,
+                "precision": args.precision,
             },
         )
         config = settings.train_config(
@@ -359,6 +444,9 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 json.dumps({"best_epoch": result.best_epoch, "metrics": result.metrics}, indent=2)
             )
+        # Rank 0 evaluates and writes the model directory after the last collective: the other
+        # ranks wait here, so no process tears gloo down while a peer may still talk to it.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
     return 0

@@ -48,6 +48,29 @@ from psrq.rank.models import RankingModel, build_model
 CHECKPOINT_KIND = "psrq-ranker-checkpoint"
 
 
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def check_precision(precision: str, device_type: str) -> None:
+    """Refuse a precision the device cannot train in (fp16 needs CUDA's GradScaler)."""
+    if precision == "fp16" and device_type != "cuda":
+        raise ConfigError(
+            f"precision fp16 trains on CUDA only (float16 needs a GradScaler there), not on {device_type}; "
+            "use bf16 or fp32"
+        )
+
+
+def autocast(precision: str, device_type: str) -> Any:
+    """The forward pass's context for `precision`: nothing for fp32, torch.autocast otherwise."""
+    import contextlib
+
+    check_precision(precision, device_type)
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type, dtype=dtype)
+
+
 # ---- data -------------------------------------------------------------------------------------
 @dataclass
 class RankingData:
@@ -289,8 +312,9 @@ def train_one_epoch(
             leave=False,
             disable=None if progress else True,
         ):
-            logits = model(target, history)
-            loss = loss_fn(logits, label)
+            with autocast(config.precision, "cpu"):
+                logits = model(target, history)
+            loss = loss_fn(logits.float(), label)  # the loss in float32 at every precision
             if not torch.isfinite(loss):
                 rows = idx[:5].tolist()
                 raise TrainingError(
@@ -359,6 +383,7 @@ def train_model(
     from rich.console import Console
 
     console = Console(stderr=True, quiet=not progress)
+    check_precision(config.precision, "cpu")  # this loop trains on the CPU
     if "train" not in data.splits or len(data.splits["train"]) == 0:
         raise InputError("no training samples (samples/train.parquet is empty)")
     valid = data.splits.get("valid")
@@ -428,6 +453,8 @@ def train_model(
 def _config_key(config: TrainConfig, tables: ItemTables) -> str:
     # `epochs` may grow on resume (continue a finished run for longer); everything else must match.
     settings = {k: v for k, v in config.to_dict().items() if k != "epochs"}
+    if settings.get("precision") == "fp32":  # the default: checkpoints written before it resume
+        del settings["precision"]
     return fingerprint_obj(
         {"config": settings, "sids": tables.sid_fingerprint(), "shapes": tables.shapes().to_dict()}
     )
