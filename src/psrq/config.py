@@ -247,18 +247,22 @@ class QuantizeConfig(_Strict):
 
 
 # ---- training ---------------------------------------------------------------------------------
-# Regularisation defaults per model family, chosen on Last.fm-2k *validation* AUC (protocol 3,
-# text PSRQ SIDs, k = 64; the sweep and its numbers: docs/ranking.md, "Regularisation sweep").
-# DIN+SID: (0.1, 0.3) won on seed 0 but lost on the 5-seed mean (0.6688 vs 0.6769 for
-# (0, 0)); MCCA: (0, 0) and (0.1, 0.3) tied on seed 0 (0.6720 vs 0.6717). So no family gets a
-# regulariser by default yet; DIN, VBPR and ContentConcat were not swept.
+# Defaults per model family, chosen on Last.fm-2k *validation* AUC (protocol 3, text PSRQ SIDs,
+# k = 64, 5 seeds; the sweeps and their numbers: docs/ranking.md and docs/results-lastfm2k.md).
+# Regularisation: DIN+SID (0.1, 0.3) won on seed 0 but lost on the 5-seed mean (0.6688 vs 0.6769
+# for (0, 0)); MCCA: (0, 0) and (0.1, 0.3) tied on seed 0 (0.6720 vs 0.6717); so no family gets a
+# regulariser by default. min_id_count (items seen fewer times in training share the OOV ID row):
+# for DIN+SID, 30 gave validation AUC 0.7149 +- 0.0095 against 0.6769 +- 0.0144 at 2 (and test std
+# 0.008 instead of 0.017): a rare item's own ID row stays close to its random initialisation and
+# adds seed-specific noise on exactly the cold items the SIDs are there for. The other families
+# keep 2 until they are swept (DIN with item IDs only has nothing else to tell rare items apart).
 FAMILY_DEFAULTS: dict[str, dict[str, float]] = {
-    "DIN": {"embedding_l2": 0.0, "dropout": 0.0},
-    "DIN+SID": {"embedding_l2": 0.0, "dropout": 0.0},
-    "MCCA": {"embedding_l2": 0.0, "dropout": 0.0},
-    "VBPR": {"embedding_l2": 0.0, "dropout": 0.0},
-    "ContentConcat": {"embedding_l2": 0.0, "dropout": 0.0},
-    "other": {"embedding_l2": 0.0, "dropout": 0.0},
+    "DIN": {"embedding_l2": 0.0, "dropout": 0.0, "min_id_count": 2},
+    "DIN+SID": {"embedding_l2": 0.0, "dropout": 0.0, "min_id_count": 30},
+    "MCCA": {"embedding_l2": 0.0, "dropout": 0.0, "min_id_count": 2},
+    "VBPR": {"embedding_l2": 0.0, "dropout": 0.0, "min_id_count": 2},
+    "ContentConcat": {"embedding_l2": 0.0, "dropout": 0.0, "min_id_count": 2},
+    "other": {"embedding_l2": 0.0, "dropout": 0.0, "min_id_count": 2},
 }
 
 
@@ -319,7 +323,8 @@ class TrainConfig(_Library):
     epochs: int = Field(20, ge=1)  # an upper bound: early stopping picks the epoch
     # epochs without validation-AUC improvement before stopping; 0 = never stop early
     patience: int = Field(2, ge=0)
-    min_id_count: int = Field(2, ge=0)  # items seen fewer times in training share the OOV ID row
+    # items seen fewer times in training share the OOV ID row; None = the family's default
+    min_id_count: int | None = Field(None, ge=0)
     seed: int = 0
     eval_batch_size: int = Field(8192, ge=1)
     # Training arithmetic: "bf16" runs the forward pass under torch.autocast in bfloat16 (CPU or
@@ -346,6 +351,8 @@ class TrainConfig(_Library):
             self.embedding_l2 = family["embedding_l2"]
         if self.dropout is None:
             self.dropout = family["dropout"]
+        if self.min_id_count is None:
+            self.min_id_count = int(family["min_id_count"])
         if self.embedding_l2 < 0:
             raise ValueError(f"embedding_l2 must be >= 0, got {self.embedding_l2}")
         if not 0.0 <= self.dropout < 1.0:

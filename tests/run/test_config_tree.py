@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from psrq.cli import app
 from psrq.config import (
+    FAMILY_DEFAULTS,
     ExperimentConfig,
     RunConfig,
     TrainConfig,
@@ -330,3 +331,12 @@ def test_exactly_one_protocol_config():
     assert not hasattr(config, "ProtocolConfig")
     assert isinstance(RunConfig().protocol.protocol(), ProtocolConfig)
     assert Path(config.__file__).read_text().count("class ProtocolConfig") == 0
+
+
+def test_min_id_count_defaults_per_model_family_and_an_explicit_value_wins():
+    din_sid = TrainConfig(model="DIN", model_params={"sid_codebook": "text"})
+    assert din_sid.min_id_count == FAMILY_DEFAULTS["DIN+SID"]["min_id_count"] == 30
+    assert TrainConfig(model="DIN").min_id_count == 2
+    assert TrainConfig(model="MCCA").min_id_count == 2
+    explicit = TrainConfig(model="DIN", model_params={"sid_codebook": "text"}, min_id_count=5)
+    assert explicit.min_id_count == 5

@@ -163,7 +163,10 @@ def train_cmd(
     ] = None,
     min_id_count: Annotated[
         int | None,
-        typer.Option(min=0, help="Items seen fewer times in training share the OOV ID row."),
+        typer.Option(
+            min=0,
+            help="Items seen fewer times in training share the OOV ID row (default: the model family's).",
+        ),
     ] = None,
     min_sid_coverage: Annotated[
         float,

@@ -198,7 +198,7 @@ def run_experiment(
         "runs": [],
     }
     runner = StageRunner(out)
-    data_cache: dict[str | None, Any] = {}
+    data_cache: dict[tuple[Any, ...], Any] = {}
     for run in runs:
         sids_path = None
         if run.quantizer is not None:
@@ -242,7 +242,7 @@ def _seed_stage(
     sids_path: Path | None,
     modalities: list[str],
     out: Path,
-    data_cache: dict[str | None, Any],
+    data_cache: dict[tuple[Any, ...], Any],
     progress: bool,
 ) -> Any:
     """The stage that trains one (run, seed) and writes its record `runs/<run>/seed<k>.json`."""
@@ -262,9 +262,11 @@ def _seed_stage(
 
         if _finished_record(record_path, settings) is not None:
             return  # written before stages had markers: the same settings, nothing to redo
-        if run.quantizer not in data_cache:
+        # the loaded data depends on the SIDs and on what the training config reads at load time
+        data_key = (run.quantizer, config.max_history, config.min_id_count)
+        if data_key not in data_cache:
             data_cache.clear()  # one data set in memory at a time
-            data_cache[run.quantizer] = load_ranking_data(
+            data_cache[data_key] = load_ranking_data(
                 spec.samples,
                 sids=sids_path,
                 embeddings=spec.embeddings,
@@ -273,7 +275,7 @@ def _seed_stage(
                 min_id_count=config.min_id_count,
             )
         t0 = time.perf_counter()
-        res = train_model(data_cache[run.quantizer], config, progress=progress)
+        res = train_model(data_cache[data_key], config, progress=progress)
         record = {
             "key": fingerprint_obj(settings),
             "run": run.name,
