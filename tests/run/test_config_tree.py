@@ -253,6 +253,8 @@ def test_train_flags_reach_the_training_configuration(tmp_path, monkeypatch):
             "0.1",
             "--dropout",
             "0.2",
+            "--weight-decay",
+            "0.003",
             "--seed",
             "5",
         ],
@@ -268,7 +270,7 @@ def test_train_flags_reach_the_training_configuration(tmp_path, monkeypatch):
         4,
         5,
     )
-    assert (c.embedding_l2, c.dropout, c.max_history) == (0.1, 0.2, 20)
+    assert (c.embedding_l2, c.dropout, c.max_history, c.weight_decay) == (0.1, 0.2, 20, 0.003)
     assert seen["load"]["min_id_count"] == 4
 
 
@@ -304,6 +306,10 @@ def test_experiment_flags_reach_the_training_configuration(tmp_path, monkeypatch
             "0.05",
             "--dropout",
             "0.1",
+            "--min-id-count",
+            "7",
+            "--weight-decay",
+            "0.002",
         ],
     )
     assert result.exit_code == 0, result.output
@@ -311,6 +317,7 @@ def test_experiment_flags_reach_the_training_configuration(tmp_path, monkeypatch
     assert isinstance(spec, ExperimentConfig) and spec.seeds == [0, 1]
     c = spec.train_config(model="MCCA", model_params={}, seed=1)
     assert (c.epochs, c.lr, c.dropout, c.patience, c.seed) == (2, 0.05, 0.1, 0, 1)
+    assert (c.min_id_count, c.weight_decay) == (7, 0.002)
 
 
 def test_run_flags_override_the_file(tmp_path):

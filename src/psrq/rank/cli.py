@@ -19,6 +19,22 @@ SamplesDirOpt = Annotated[
     Path, typer.Option("--samples", help="Samples directory with train/valid/test.parquet.")
 ]
 
+# Training options that `psrq train` and `psrq experiment` both take (TrainingSettings fields).
+PatienceOpt = Annotated[
+    int | None, typer.Option(min=0, help="Early-stopping patience in epochs (0 = off).")
+]
+MinIdCountOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=0,
+        help="Items seen fewer times in training share the OOV ID row (default: the model family's).",
+    ),
+]
+WeightDecayOpt = Annotated[
+    float | None, typer.Option(min=0.0, help="Adam's L2 on the dense weights (default: 0).")
+]
+
+
 TRAIN_HELP = """Train a ranking model (MCCA, DIN, VBPR, ContentConcat, SimTierMAKE, QARM) on prepared samples.
 
 Examples:
@@ -158,16 +174,9 @@ def train_cmd(
     ] = None,
     lr: Annotated[float | None, typer.Option(help="Override the learning rate (> 0).")] = None,
     batch_size: Annotated[int | None, typer.Option(min=1, help="Override the batch size.")] = None,
-    patience: Annotated[
-        int | None, typer.Option(min=0, help="Early-stopping patience in epochs (0 = off).")
-    ] = None,
-    min_id_count: Annotated[
-        int | None,
-        typer.Option(
-            min=0,
-            help="Items seen fewer times in training share the OOV ID row (default: the model family's).",
-        ),
-    ] = None,
+    patience: PatienceOpt = None,
+    min_id_count: MinIdCountOpt = None,
+    weight_decay: WeightDecayOpt = None,
     min_sid_coverage: Annotated[
         float,
         typer.Option(
@@ -259,6 +268,7 @@ def train_cmd(
                 "batch_size": batch_size,
                 "patience": patience,
                 "min_id_count": min_id_count,
+                "weight_decay": weight_decay,
                 "embedding_l2": embedding_l2,
                 "dropout": dropout,
                 "precision": precision,
@@ -351,6 +361,7 @@ def _launch_ddp(nproc: int, options: dict, params: dict) -> None:
         "batch_size",
         "patience",
         "min_id_count",
+        "weight_decay",
         "embedding_l2",
         "dropout",
         "precision",
@@ -710,6 +721,9 @@ def experiment_cmd(
         float | None,
         typer.Option(min=0.0, max=0.99, help="Dropout in the tower (default: the model family's)."),
     ] = None,
+    patience: PatienceOpt = None,
+    min_id_count: MinIdCountOpt = None,
+    weight_decay: WeightDecayOpt = None,
     threads: ThreadsOpt = None,
     report_only: Annotated[
         bool,
@@ -744,6 +758,9 @@ def experiment_cmd(
             "lr": lr,
             "embedding_l2": embedding_l2,
             "dropout": dropout,
+            "patience": patience,
+            "min_id_count": min_id_count,
+            "weight_decay": weight_decay,
         },
     )
     outputs = [Output(out, "dir", "--out")] + [

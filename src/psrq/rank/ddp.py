@@ -386,6 +386,7 @@ def _parser() -> argparse.ArgumentParser:
         ("batch-size", int),
         ("patience", int),
         ("min-id-count", int),
+        ("weight-decay", float),
         ("embedding-l2", float),
         ("dropout", float),
     ):
@@ -426,6 +427,7 @@ def main(argv: list[str] | None = None) -> int:
                 "min_id_count": args.min_id_count,
                 "embedding_l2": args.embedding_l2,
                 "dropout": args.dropout,
+                "weight_decay": args.weight_decay,
                 "precision": args.precision,
             },
         )
