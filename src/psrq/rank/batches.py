@@ -31,7 +31,7 @@ from psrq.formats.embeddings import ModalityEmbeddings, read_embedding_parquet
 from psrq.formats.embeddings import read_embeddings_dir as formats_read_embeddings_dir
 from psrq.formats.ids import read_parquet as read_table
 from psrq.formats.samples import check_samples_schema
-from psrq.formats.sids import SemanticIDs, check_sids_source, read_sids_source
+from psrq.formats.sids import SemanticIDs
 from psrq.rank.models import OOV, PAD, TableShapes, identical_codebooks
 
 RESERVED_ITEM_IDS = ("<pad>", "<oov>")
@@ -428,7 +428,6 @@ __all__ = [
     "ItemTables",
     "build_item_tables",
     "check_sids_match",
-    "check_sids_source",
     "encode_samples",
     "encode_split",
     "iter_batches",
@@ -436,6 +435,5 @@ __all__ = [
     "read_embeddings",
     "read_embeddings_dir",
     "read_sids",
-    "read_sids_source",
     "sid_coverage",
 ]
