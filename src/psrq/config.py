@@ -490,6 +490,7 @@ class ExperimentConfig(TrainingSettings):
     renamed: ClassVar[dict[str, str]] = {
         "max_epochs": "epochs",
         "train_overrides": "the training fields themselves (epochs, lr, patience, ...)",
+        "sid_modality": "sid_codebook",
     }
 
     samples: str = Field(description="samples directory (train/valid/test.parquet)")
@@ -498,8 +499,9 @@ class ExperimentConfig(TrainingSettings):
     models: list[str] = Field(default_factory=lambda: list(PAPER_MODELS))
     quantizers: list[str] = Field(default_factory=lambda: list(KINDS))
     main_quantizer: str = "PSRQ"
-    sid_modality: str | None = Field(
-        None, description="codebook for the DIN + SID rows; default: the first modality"
+    sid_codebook: str | None = Field(
+        None,
+        description="codebook of the DIN + SID rows (a modality or joint); default: the first modality",
     )
     quantizer_params: dict[str, dict[str, Any]] = Field(
         default_factory=dict,

@@ -243,6 +243,26 @@ def test_experiment_plans_the_named_variants_beside_the_paper_rows():
         ExperimentConfig(samples="s", embeddings="e", models=["MCCA+fancy"])
 
 
+def test_experiment_sid_codebook_picks_the_din_sid_codebook_and_rejects_unknown_ones():
+    from psrq.config import ExperimentConfig
+    from psrq.errors import ConfigError, InputError
+    from psrq.rank.experiment import plan_runs
+
+    def din_codebooks(**kw):
+        spec = ExperimentConfig(
+            samples="s", embeddings="e", models=["DIN+SID"], quantizers=["PSRQ"], **kw
+        )
+        return [r.model_params["sid_codebook"] for r in plan_runs(spec, ["audio", "image"])]
+
+    assert din_codebooks() == ["audio"]  # the first modality
+    assert din_codebooks(sid_codebook="joint") == ["joint"]
+    assert din_codebooks(sid_codebook="image") == ["image"]
+    with pytest.raises(InputError, match=r"'text'.*audio.*joint"):
+        din_codebooks(sid_codebook="text")
+    with pytest.raises(ConfigError, match="sid_codebook"):  # the old key names the new one
+        ExperimentConfig(samples="s", embeddings="e", sid_modality="joint")
+
+
 def test_variants_get_their_own_table_beside_the_paper_rows():
     from psrq.rank.experiment import render_markdown, table_rows
 

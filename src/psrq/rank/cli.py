@@ -696,6 +696,12 @@ def experiment_cmd(
     main_quantizer: Annotated[
         str, typer.Option(help="Quantizer for MCCA and its ablations.")
     ] = "PSRQ",
+    sid_codebook: Annotated[
+        str | None,
+        typer.Option(
+            help="Codebook of the DIN+SID rows: a modality or 'joint' (default: the first modality)."
+        ),
+    ] = None,
     modalities: Annotated[
         str | None,
         typer.Option(help="Comma-separated modalities (default: all files in --embeddings)."),
@@ -747,6 +753,7 @@ def experiment_cmd(
         models=_split_list(models),
         quantizers=_split_list(quantizers),
         main_quantizer=main_quantizer,
+        sid_codebook=sid_codebook,
         quantizer_params=qparams,
         seeds=list(range(seeds)),
     )

@@ -31,6 +31,7 @@ import numpy as np
 from psrq.artifacts import fingerprint_files, fingerprint_obj, write_json, write_text
 from psrq.config import ExperimentConfig, TrainingSettings
 from psrq.errors import InputError
+from psrq.formats.sids import JOINT
 from psrq.quantize.registry import KINDS, LABELS
 from psrq.rank.metrics import METRIC_NAMES
 from psrq.rank.registry import MODEL_OF_RUN, VARIANT_MODELS, VARIANTS
@@ -52,13 +53,18 @@ class RunSpec:
 
 def plan_runs(spec: ExperimentConfig, modalities: list[str]) -> list[RunSpec]:
     """The (deduplicated) list of runs the grid needs, in table order."""
-    sid_mod = spec.sid_modality or modalities[0]
+    sid_codebook = spec.sid_codebook or modalities[0]
+    if sid_codebook not in [*modalities, JOINT]:
+        raise InputError(
+            f"sid_codebook {sid_codebook!r}: not a codebook of this grid "
+            f"(modalities {modalities} or {JOINT!r})"
+        )
     runs: list[RunSpec] = []
     for m in spec.models:
         if m == "DIN+SID":
             qs = list(dict.fromkeys([*spec.quantizers, spec.main_quantizer]))
             runs += [
-                RunSpec(f"DIN+{QUANTIZER_LABELS[q]}", "DIN", {"sid_codebook": sid_mod}, q)
+                RunSpec(f"DIN+{QUANTIZER_LABELS[q]}", "DIN", {"sid_codebook": sid_codebook}, q)
                 for q in qs
             ]
         elif m == "MCCA":
@@ -68,13 +74,13 @@ def plan_runs(spec: ExperimentConfig, modalities: list[str]) -> list[RunSpec]:
         elif m == "MCCA w/o MJC":
             runs.append(RunSpec(m, "MCCA", {"use_mjc": False}, spec.main_quantizer))
         elif m in VARIANT_MODELS:
-            runs.append(_variant_run(m, sid_mod, spec.main_quantizer))
+            runs.append(_variant_run(m, sid_codebook, spec.main_quantizer))
         else:
             runs.append(RunSpec(m, MODEL_OF_RUN.get(m, m), {}, None))
     return runs
 
 
-def _variant_run(name: str, sid_modality: str, quantizer: str) -> RunSpec:
+def _variant_run(name: str, sid_codebook: str, quantizer: str) -> RunSpec:
     """ "DIN+SID+dot" -> "DIN+PSRQ+dot" (main quantizer's SIDs); "MCCA+content" -> MCCA(content=True)."""
     base, suffix = (
         ("DIN+SID", name[len("DIN+SID") :])
@@ -86,7 +92,7 @@ def _variant_run(name: str, sid_modality: str, quantizer: str) -> RunSpec:
         return RunSpec(
             f"DIN+{QUANTIZER_LABELS[quantizer]}{suffix}",
             "DIN",
-            {"sid_codebook": sid_modality, **params},
+            {"sid_codebook": sid_codebook, **params},
             quantizer,
         )
     return RunSpec(name, "MCCA", params, quantizer)
