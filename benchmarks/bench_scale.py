@@ -12,10 +12,11 @@ are the first n/100,000 shards, so `--limit` runs on a prefix of the same catalo
 
 `quantize` runs `psrq quantize --items <shards> --engine E` (PSRQ, 3 levels x 256 codes per
 codebook: text, audio and joint; fit on a seeded 65,536-row sample; assign in 65,536-row batches)
-in a subprocess and polls the summed RSS (from /proc) of that process and all its descendants (Ray's GCS,
-raylet and workers included) every 0.2 s: "peak tree RSS". Ray's object store lives in /dev/shm
-and is counted in the RSS of every process that maps it, so the Ray tree figure double counts;
-the largest single process and the process count are reported beside it.
+in a subprocess and polls, every 0.2 s, the memory of that process and all its descendants (Ray's
+GCS, raylet and workers included) from /proc: the summed VmRSS ("peak tree RSS"), which counts
+Ray's object store (in /dev/shm) and the shared libraries once per process that maps them, and
+the summed Pss ("peak tree PSS"), which charges each shared page once in all; plus the largest
+single process (with its name) and the process count.
 """
 
 from __future__ import annotations
@@ -70,13 +71,8 @@ def write_shards(n_items: int, out: Path, text_dim: int, audio_dim: int) -> dict
     }
 
 
-def _tree_rss_mb(pid: int) -> float:
-    return _tree_rss(pid)[0]
-
-
-def _tree_rss(pid: int) -> tuple[float, float, int]:
-    """(summed VmRSS MB, largest single process MB, process count) of `pid` and all its
-    descendants, from /proc (Linux)."""
+def _tree_pids(pid: int) -> list[int]:
+    """`pid` and all its descendants, from /proc (Linux)."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -87,18 +83,43 @@ def _tree_rss(pid: int) -> tuple[float, float, int]:
         except (OSError, IndexError, ValueError):
             continue
         children.setdefault(ppid, []).append(int(entry))
-    sizes, todo = [], [pid]
+    pids, todo = [], [pid]
     while todo:
         p = todo.pop()
+        pids.append(p)
         todo.extend(children.get(p, []))
-        try:
-            with open(f"/proc/{p}/status") as f:
-                sizes.append(
-                    next((int(line.split()[1]) for line in f if line.startswith("VmRSS:")), 0)
-                )
-        except OSError:
-            pass
-    return sum(sizes) / 1024, max(sizes, default=0) / 1024, len(sizes)
+    return pids
+
+
+def _process_memory(pid: int) -> tuple[int, int, str] | None:
+    """(VmRSS kB, Pss kB, short name) of one process; None when it has gone.
+
+    Pss (proportional set size) charges each shared page 1/n to each of the n processes mapping
+    it, so summed over a tree it counts Ray's shared object store and the shared libraries once,
+    unlike VmRSS."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            fields = {ln.split(":")[0]: ln.split()[1] for ln in f if ":" in ln}
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return None
+    name = " ".join(a.decode(errors="replace").rsplit("/", 1)[-1] for a in argv[:3] if a)
+    return int(fields.get("Rss", 0)), int(fields.get("Pss", 0)), name[:60]
+
+
+def _tree_rss(pid: int) -> dict[str, float | int | str]:
+    """Memory of `pid` and all its descendants: summed VmRSS and Pss (MB), the largest single
+    process (its RSS MB and name) and the process count."""
+    procs = [m for p in _tree_pids(pid) if (m := _process_memory(p)) is not None]
+    largest = max(procs, default=(0, 0, ""))
+    return {
+        "rss_mb": sum(m[0] for m in procs) / 1024,
+        "pss_mb": sum(m[1] for m in procs) / 1024,
+        "largest_mb": largest[0] / 1024,
+        "largest": largest[2],
+        "processes": len(procs),
+    }
 
 
 def run_quantize(shards: Path, n: int, engine: str, work: Path, extra: list[str]) -> dict:
@@ -127,16 +148,21 @@ def run_quantize(shards: Path, n: int, engine: str, work: Path, extra: list[str]
     ]
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    peak = [0.0, 0.0, 0]
+    peak: dict[str, float | int | str] = {
+        "rss_mb": 0.0,
+        "pss_mb": 0.0,
+        "largest_mb": 0.0,
+        "largest": "",
+        "processes": 0,
+    }
 
     def poll() -> None:
         while proc.poll() is None:
-            total, single, count = _tree_rss(proc.pid)
-            peak[0], peak[1], peak[2] = (
-                max(peak[0], total),
-                max(peak[1], single),
-                max(peak[2], count),
-            )
+            now = _tree_rss(proc.pid)
+            for key in ("rss_mb", "pss_mb", "processes"):
+                peak[key] = max(peak[key], now[key])
+            if now["largest_mb"] > peak["largest_mb"]:
+                peak["largest_mb"], peak["largest"] = now["largest_mb"], now["largest"]
             time.sleep(0.2)
 
     t = threading.Thread(target=poll, daemon=True)
@@ -155,9 +181,11 @@ def run_quantize(shards: Path, n: int, engine: str, work: Path, extra: list[str]
         "engine": engine,
         "wall_s": round(wall, 1),
         "items_per_s": round(n / wall),
-        "peak_tree_rss_mb": round(peak[0]),
-        "peak_single_process_rss_mb": round(peak[1]),
-        "max_processes": peak[2],
+        "peak_tree_rss_mb": round(peak["rss_mb"]),
+        "peak_tree_pss_mb": round(peak["pss_mb"]),
+        "peak_single_process_rss_mb": round(peak["largest_mb"]),
+        "largest_process": peak["largest"],
+        "max_processes": peak["processes"],
         "rows_written": rows,
         "cli_tail": last,
     }

@@ -82,9 +82,9 @@ def ray_map_parquet(
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
         gpus = gpus_per_actor(ray, engine)
-        ds = ray.data.read_parquet([str(s.resolve()) for s in shards])
-        if columns is not None:
-            ds = ds.select_columns(columns)
+        # Columns pruned at read time: the read tasks never materialise the columns the map
+        # does not use (select_columns after the read would load them first).
+        ds = ray.data.read_parquet([str(s.resolve()) for s in shards], columns=columns)
         ds = ds.map_batches(
             mapper,
             fn_constructor_kwargs=mapper_kwargs,
