@@ -16,7 +16,7 @@ in a subprocess and polls, every 0.2 s, the memory of that process and all its d
 GCS, raylet and workers included) from /proc: the summed VmRSS ("peak tree RSS"), which counts
 Ray's object store (in /dev/shm) and the shared libraries once per process that maps them, and
 the summed Pss ("peak tree PSS"), which charges each shared page once in all; plus the largest
-single process (with its name) and the process count.
+single process by Pss (with its name and RSS) and the process count.
 """
 
 from __future__ import annotations
@@ -110,14 +110,14 @@ def _process_memory(pid: int) -> tuple[int, int, str] | None:
 
 def _tree_rss(pid: int) -> dict[str, float | int | str]:
     """Memory of `pid` and all its descendants: summed VmRSS and Pss (MB), the largest single
-    process (its RSS MB and name) and the process count."""
+    process by Pss (its Pss MB, name and RSS) and the process count."""
     procs = [m for p in _tree_pids(pid) if (m := _process_memory(p)) is not None]
-    largest = max(procs, default=(0, 0, ""))
+    largest = max(procs, default=(0, 0, ""), key=lambda m: m[1])  # by Pss
     return {
         "rss_mb": sum(m[0] for m in procs) / 1024,
         "pss_mb": sum(m[1] for m in procs) / 1024,
-        "largest_mb": largest[0] / 1024,
-        "largest": largest[2],
+        "largest_mb": largest[1] / 1024,
+        "largest": f"{largest[2]} (RSS {largest[0] / 1024:.0f} MB)",
         "processes": len(procs),
     }
 
@@ -183,7 +183,7 @@ def run_quantize(shards: Path, n: int, engine: str, work: Path, extra: list[str]
         "items_per_s": round(n / wall),
         "peak_tree_rss_mb": round(peak["rss_mb"]),
         "peak_tree_pss_mb": round(peak["pss_mb"]),
-        "peak_single_process_rss_mb": round(peak["largest_mb"]),
+        "peak_single_process_pss_mb": round(peak["largest_mb"]),
         "largest_process": peak["largest"],
         "max_processes": peak["processes"],
         "rows_written": rows,
