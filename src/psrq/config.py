@@ -254,12 +254,15 @@ class QuantizeConfig(_Strict):
 # regulariser by default. min_id_count (items seen fewer times in training share the OOV ID row):
 # for DIN+SID, 30 gave validation AUC 0.7149 +- 0.0095 against 0.6769 +- 0.0144 at 2 (and test std
 # 0.008 instead of 0.017): a rare item's own ID row stays close to its random initialisation and
-# adds seed-specific noise on exactly the cold items the SIDs are there for. The other families
-# keep 2 until they are swept (DIN with item IDs only has nothing else to tell rare items apart).
+# adds seed-specific noise on exactly the cold items the SIDs are there for. The MCCA family
+# (every ablation and variant) has the same ID branch and the same problem: 30 gave validation AUC
+# 0.7206 +- 0.0023 against 0.6675 +- 0.0061 on Last.fm-2k, 0.5677 +- 0.0037 against 0.5555 +-
+# 0.0014 on TikTok (docs/results-tiktok.md). The other families keep 2 (DIN with item IDs only has
+# nothing else to tell rare items apart; VBPR and the content models were not swept).
 FAMILY_DEFAULTS: dict[str, dict[str, float]] = {
     "DIN": {"embedding_l2": 0.0, "dropout": 0.0, "min_id_count": 2},
     "DIN+SID": {"embedding_l2": 0.0, "dropout": 0.0, "min_id_count": 30},
-    "MCCA": {"embedding_l2": 0.0, "dropout": 0.0, "min_id_count": 2},
+    "MCCA": {"embedding_l2": 0.0, "dropout": 0.0, "min_id_count": 30},
     "VBPR": {"embedding_l2": 0.0, "dropout": 0.0, "min_id_count": 2},
     "ContentConcat": {"embedding_l2": 0.0, "dropout": 0.0, "min_id_count": 2},
     "other": {"embedding_l2": 0.0, "dropout": 0.0, "min_id_count": 2},

@@ -344,6 +344,7 @@ def test_min_id_count_defaults_per_model_family_and_an_explicit_value_wins():
     din_sid = TrainConfig(model="DIN", model_params={"sid_codebook": "text"})
     assert din_sid.min_id_count == FAMILY_DEFAULTS["DIN+SID"]["min_id_count"] == 30
     assert TrainConfig(model="DIN").min_id_count == 2
-    assert TrainConfig(model="MCCA").min_id_count == 2
+    assert TrainConfig(model="MCCA").min_id_count == FAMILY_DEFAULTS["MCCA"]["min_id_count"] == 30
+    assert TrainConfig(model="MCCA", model_params={"use_msc": False}).min_id_count == 30
     explicit = TrainConfig(model="DIN", model_params={"sid_codebook": "text"}, min_id_count=5)
     assert explicit.min_id_count == 5
