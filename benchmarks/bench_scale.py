@@ -71,7 +71,7 @@ def write_shards(n_items: int, out: Path, text_dim: int, audio_dim: int) -> dict
     }
 
 
-def _tree_pids(pid: int) -> list[int]:
+def tree_pids(pid: int) -> list[int]:
     """`pid` and all its descendants, from /proc (Linux)."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
@@ -111,7 +111,7 @@ def _process_memory(pid: int) -> tuple[int, int, str] | None:
 def _tree_rss(pid: int) -> dict[str, float | int | str]:
     """Memory of `pid` and all its descendants: summed VmRSS and Pss (MB), the largest single
     process by Pss (its Pss MB, name and RSS) and the process count."""
-    procs = [m for p in _tree_pids(pid) if (m := _process_memory(p)) is not None]
+    procs = [m for p in tree_pids(pid) if (m := _process_memory(p)) is not None]
     largest = max(procs, default=(0, 0, ""), key=lambda m: m[1])  # by Pss
     return {
         "rss_mb": sum(m[0] for m in procs) / 1024,

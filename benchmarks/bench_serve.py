@@ -29,6 +29,7 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "serve"))
+from bench_scale import tree_pids  # benchmarks/ is on sys.path when run as a script
 from serve_fixtures import start_server, stop_server
 
 
@@ -43,24 +44,14 @@ def artifacts_from_run(run: Path) -> tuple[list[str], dict[str, Any]]:
 def tree_cpu_seconds(pid: int) -> float:
     """user + system CPU seconds of a process and its descendants (Linux /proc)."""
     tick = os.sysconf("SC_CLK_TCK")
-    parents: dict[int, int] = {}
-    times: dict[int, float] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    total = 0.0
+    for p in tree_pids(pid):
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
-            continue
-        parents[int(entry.name)] = int(fields[1])
-        times[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
-    tree, frontier = {pid}, [pid]
-    while frontier:
-        p = frontier.pop()
-        kids = [c for c, parent in parents.items() if parent == p and c not in tree]
-        tree.update(kids)
-        frontier.extend(kids)
-    return sum(times.get(p, 0.0) for p in tree)
+            continue  # gone since the walk
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
 
 
 def make_payloads(paths: dict[str, Any], n: int, seed: int = 0) -> dict[str, list[dict[str, Any]]]:
